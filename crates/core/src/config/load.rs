@@ -1,0 +1,502 @@
+//! The load pipeline: text → tree → `${ENV}` → typed file → resolved [`Config`], with every
+//! problem placed at a line and column.
+
+use std::path::Path;
+
+use super::error::{ConfigError, ConfigErrors, closest};
+use super::resolve::{Config, Issue, Resolver};
+use super::schema::ConfigFile;
+use super::substitute::{is_single_reference, substitute};
+use crate::json5::{self, DeError, Node, Value, line_col};
+
+/// What loading needs from the outside world.
+pub struct LoadContext<'a> {
+    /// How errors name the file (usually its path).
+    pub file_label: &'a str,
+    /// Relative paths in the file are resolved against this directory.
+    pub config_dir: &'a Path,
+    /// Where defaults such as the workspace live.
+    pub state_dir: &'a Path,
+    /// Environment lookup.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Reads a secret file.
+    pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+}
+
+/// A loaded config and the problems that do not stop it from running.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// OpenClaw top-level sections clawline does not implement yet, for friendlier unknown-key hints.
+const OPENCLAW_SECTIONS: &[&str] = &[
+    "accessGroups",
+    "acp",
+    "approvals",
+    "attachments",
+    "auth",
+    "bindings",
+    "broadcast",
+    "browser",
+    "channels",
+    "cloudWorkers",
+    "commands",
+    "cron",
+    "desktop",
+    "diagnostics",
+    "discovery",
+    "env",
+    "hooks",
+    "mcp",
+    "memory",
+    "messages",
+    "nodeHost",
+    "plugins",
+    "proxy",
+    "secrets",
+    "security",
+    "session",
+    "skills",
+    "surfaces",
+    "talk",
+    "telemetry",
+    "transcripts",
+    "tts",
+    "ui",
+    "update",
+    "wizard",
+    "worktreeAcceleration",
+    "worktreeRoot",
+];
+
+/// Loads `text` as a clawline config.
+pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
+    let at = |offset: usize, path: &str, message: String, hint: Option<String>| {
+        let lc = line_col(text, offset);
+        ConfigError {
+            file: ctx.file_label.to_string(),
+            line: lc.line,
+            column: lc.column,
+            path: path.to_string(),
+            message,
+            hint,
+        }
+    };
+
+    let raw = json5::parse(text).map_err(|e| {
+        at(
+            e.offset,
+            "",
+            e.message,
+            Some("the file is JSON5: comments, trailing commas and unquoted keys are fine; strings need quotes".into()),
+        )
+    })?;
+    if !matches!(raw.value, Value::Object(_)) {
+        return Err(at(
+            raw.span.start,
+            "",
+            format!("the top level must be an object, found {}", raw.type_name()),
+            None,
+        )
+        .into());
+    }
+
+    let mut tree = raw.clone();
+    let mut missing = Vec::new();
+    substitute(&mut tree, "", ctx.env, &mut missing);
+    if !missing.is_empty() {
+        return Err(ConfigErrors(
+            missing
+                .into_iter()
+                .map(|m| {
+                    at(
+                        m.offset,
+                        &m.path,
+                        format!("environment variable {} is not set", m.var),
+                        Some(format!(
+                            "export {}=… or replace the reference; write $${{ for a literal ${{",
+                            m.var
+                        )),
+                    )
+                })
+                .collect(),
+        ));
+    }
+
+    let file: ConfigFile = json5::from_node(&tree).map_err(|e| de_error(text, ctx, &e))?;
+
+    let resolver = Resolver {
+        config_dir: ctx.config_dir,
+        state_dir: ctx.state_dir,
+        env: ctx.env,
+        read_file: ctx.read_file,
+    };
+    let warnings = literal_secret_warnings(&raw, &file, text, ctx);
+    match resolver.resolve(file) {
+        Ok(config) => Ok(Loaded { config, warnings }),
+        Err(issues) => Err(ConfigErrors(
+            issues
+                .into_iter()
+                .map(|i| place(&tree, text, ctx, i))
+                .collect(),
+        )),
+    }
+}
+
+/// Paths of the secret-bearing keys present in `file`.
+pub fn secret_paths(file: &ConfigFile) -> Vec<String> {
+    let mut out = vec![
+        "gateway.auth.token".to_string(),
+        "gateway.auth.password".to_string(),
+    ];
+    out.extend(
+        file.models
+            .providers
+            .keys()
+            .map(|id| format!("models.providers.{id}.apiKey")),
+    );
+    out
+}
+
+fn place(tree: &Node, text: &str, ctx: &LoadContext<'_>, i: Issue) -> ConfigError {
+    // Point at the value when the path exists, else at the nearest existing parent.
+    let mut path = i.path.as_str();
+    let offset = loop {
+        if let Some(node) = tree.at_path(path) {
+            break Some(node.span.start);
+        }
+        match path.rfind(['.', '[']) {
+            Some(cut) => path = &path[..cut],
+            None => break None,
+        }
+    };
+    let (line, column) = offset.map_or((0, 0), |o| {
+        let lc = line_col(text, o);
+        (lc.line, lc.column)
+    });
+    ConfigError {
+        file: ctx.file_label.to_string(),
+        line,
+        column,
+        path: i.path,
+        message: i.message,
+        hint: i.hint,
+    }
+}
+
+fn de_error(text: &str, ctx: &LoadContext<'_>, e: &DeError) -> ConfigError {
+    let (line, column) = e.span.map_or((0, 0), |s| {
+        let lc = line_col(text, s.start);
+        (lc.line, lc.column)
+    });
+    let mut message = e.message.clone();
+    let mut hint = None;
+    if let Some(rest) = e.message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_string();
+        message = format!("unknown key `{field}`");
+        let expected: Vec<&str> = e.message.split('`').skip(3).step_by(2).collect();
+        hint = if e.path == field && OPENCLAW_SECTIONS.contains(&field.as_str()) {
+            Some(format!(
+                "OpenClaw's `{field}` section is not supported by clawline yet; remove it"
+            ))
+        } else if let Some(near) = closest(&field, expected.iter().copied()) {
+            Some(format!("did you mean `{near}`?"))
+        } else if expected.is_empty() {
+            Some("remove it".into())
+        } else {
+            Some(format!("valid keys here: {}", expected.join(", ")))
+        };
+    } else if e.message.starts_with("invalid type") {
+        message = e
+            .message
+            .replacen("invalid type: ", "wrong type: found ", 1);
+    }
+    ConfigError {
+        file: ctx.file_label.to_string(),
+        line,
+        column,
+        path: e.path.clone(),
+        message,
+        hint,
+    }
+}
+
+fn literal_secret_warnings(
+    raw: &Node,
+    file: &ConfigFile,
+    text: &str,
+    ctx: &LoadContext<'_>,
+) -> Vec<ConfigError> {
+    secret_paths(file)
+        .into_iter()
+        .filter_map(|path| {
+            let node = raw.at_path(&path)?;
+            let Value::String(s) = &node.value else { return None };
+            if is_single_reference(s) {
+                return None;
+            }
+            let lc = line_col(text, node.span.start);
+            Some(ConfigError {
+                file: ctx.file_label.to_string(),
+                line: lc.line,
+                column: lc.column,
+                path,
+                message: "a secret is written in the file in plain text".into(),
+                hint: Some(
+                    "reference it instead: \"${ENV_VAR}\" or { source: \"file\", id: \"path\" } (the gateway token can be left out: clawline generates one and keeps it encrypted)"
+                        .into(),
+                ),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApiKind, AuthMode};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env_fn = move |k: &str| env.get(k).cloned();
+        let read = |p: &Path| {
+            if p == Path::new("/cfg/token.txt") {
+                Ok("file-token-0123456789\n".to_string())
+            } else {
+                Err("no such file".to_string())
+            }
+        };
+        let ctx = LoadContext {
+            file_label: "/cfg/clawline.json",
+            config_dir: Path::new("/cfg"),
+            state_dir: Path::new("/state"),
+            env: &env_fn,
+            read_file: &read,
+        };
+        load(text, &ctx)
+    }
+
+    fn first_error(text: &str, env: &[(&str, &str)]) -> ConfigError {
+        load_with(text, env).expect_err("should fail").0.remove(0)
+    }
+
+    #[test]
+    fn empty_object_is_a_complete_secure_config() {
+        let c = load_with("{}", &[]).unwrap().config;
+        assert_eq!(c.gateway.port, 18789);
+        assert_eq!(c.gateway.bind_host.to_string(), "127.0.0.1");
+        assert_eq!(c.gateway.auth_mode, AuthMode::Token);
+        assert!(c.gateway.token.is_none());
+        assert_eq!(c.default_agent, "main");
+        assert_eq!(
+            c.default_agent().workspace,
+            PathBuf::from("/state/workspace")
+        );
+        assert!(c.default_agent().model.is_none());
+        assert!(c.providers.is_empty());
+        assert_eq!(
+            c.tools.exec.security,
+            crate::config::schema::ExecSecurity::Allowlist
+        );
+    }
+
+    #[test]
+    fn environment_keys_add_providers() {
+        let c = load_with(
+            "{}",
+            &[("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a")],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.providers["openai"].api, ApiKind::OpenAiCompletions);
+        assert_eq!(c.providers["openai"].base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            c.providers["anthropic"].api_key.as_ref().unwrap().expose(),
+            "sk-a"
+        );
+        assert_eq!(
+            c.default_agent().model.as_ref().unwrap().to_string(),
+            "anthropic/claude-sonnet-4-5"
+        );
+
+        let c = load_with(
+            "{ models: { mode: 'replace' } }",
+            &[("OPENAI_API_KEY", "sk-o")],
+        )
+        .unwrap()
+        .config;
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn configured_provider_with_env_substitution_and_fallback_key() {
+        let text = r#"{
+          models: { providers: {
+            local: { baseUrl: "http://127.0.0.1:${PORT}/v1/", models: [{ id: "tiny" }] },
+            claude: { baseUrl: "https://api.anthropic.com", apiKey: { source: "env", id: "MY_KEY" } },
+          } },
+          agents: { defaults: { model: "local/tiny" } },
+        }"#;
+        let c = load_with(
+            text,
+            &[("PORT", "9000"), ("MY_KEY", "k"), ("LOCAL_API_KEY", "lk")],
+        )
+        .unwrap()
+        .config;
+        let local = &c.providers["local"];
+        assert_eq!(local.base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(local.api, ApiKind::OpenAiCompletions);
+        assert_eq!(local.api_key.as_ref().unwrap().expose(), "lk");
+        assert_eq!(local.api_key_source.as_deref(), Some("env LOCAL_API_KEY"));
+        assert_eq!(c.providers["claude"].api, ApiKind::AnthropicMessages);
+        assert_eq!(
+            c.default_agent().model.as_ref().unwrap().to_string(),
+            "local/tiny"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let e = first_error(
+            "{\n  gateway: {\n    port: 18789\n    bind: 'lan',\n  },\n}",
+            &[],
+        );
+        assert_eq!((e.line, e.column), (4, 5));
+        assert!(e.message.contains("expected `,`"), "{e}");
+        assert!(e.to_string().starts_with("/cfg/clawline.json:4:5: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_has_path_position_and_suggestion() {
+        let e = first_error("{\n  gateway: {\n    prot: 1,\n  },\n}", &[]);
+        assert_eq!(e.path, "gateway.prot");
+        assert_eq!((e.line, e.column), (3, 5));
+        assert_eq!(e.message, "unknown key `prot`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `port`?"));
+
+        let e = first_error("{ channels: {} }", &[]);
+        assert!(e.hint.unwrap().contains("not supported by clawline yet"));
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_the_value() {
+        let e = first_error("{ gateway: { port: 'high' } }", &[]);
+        assert_eq!(e.path, "gateway.port");
+        assert_eq!((e.line, e.column), (1, 20));
+        assert!(
+            e.message.starts_with("wrong type: found string \"high\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_env_var_is_reported() {
+        let e = first_error("{ gateway: { auth: { token: '${NOPE}' } } }", &[]);
+        assert_eq!(e.path, "gateway.auth.token");
+        assert_eq!(e.message, "environment variable NOPE is not set");
+        assert_eq!((e.line, e.column), (1, 29));
+    }
+
+    #[test]
+    fn semantic_errors_are_placed_and_hinted() {
+        let e = first_error("{ agents: { defaults: { model: 'nowhere/model' } } }", &[]);
+        assert_eq!(e.path, "agents.defaults.model");
+        assert_eq!(e.message, "unknown provider `nowhere`");
+        assert!(e.hint.unwrap().contains("NOWHERE_API_KEY"));
+        assert_eq!((e.line, e.column), (1, 32));
+
+        let e = first_error(
+            "{ models: { providers: { x: { baseUrl: 'http://h', api: 'ollama' } } } }",
+            &[],
+        );
+        assert_eq!(e.path, "models.providers.x.api");
+        assert!(e.message.contains("not supported by clawline yet"), "{e}");
+
+        let e = first_error("{ gateway: { auth: { mode: 'none' } } }", &[]);
+        assert!(e.message.contains("always requires authentication"));
+
+        let e = first_error("{ gateway: { auth: { token: 'short' } } }", &[]);
+        assert!(e.message.contains("shorter than 16"));
+
+        let e = first_error(
+            "{ models: { providers: { x: { api: 'openai-completions' } } } }",
+            &[],
+        );
+        assert_eq!(e.path, "models.providers.x");
+        assert!(e.message.contains("baseUrl is required"));
+
+        let e = first_error("{ tools: { exec: { safeBins: ['bin/sh'] } } }", &[]);
+        assert_eq!(e.path, "tools.exec.safeBins[0]");
+    }
+
+    #[test]
+    fn secret_refs_resolve_and_literals_warn() {
+        let l = load_with(
+            "{ gateway: { auth: { token: { source: 'file', id: 'token.txt' } } } }",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            l.config.gateway.token.unwrap().expose(),
+            "file-token-0123456789"
+        );
+        assert!(l.warnings.is_empty());
+
+        let l = load_with(
+            "{ gateway: { auth: { token: '${T}' } } }",
+            &[("T", "env-token-0123456789")],
+        )
+        .unwrap();
+        assert!(l.warnings.is_empty());
+
+        let l = load_with(
+            "{ gateway: { auth: { token: 'literal-token-0123456789' } } }",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!(l.warnings[0].path, "gateway.auth.token");
+        assert!(
+            !format!("{:?}", l.config).contains("literal-token"),
+            "Debug output must not show secrets"
+        );
+
+        let e = first_error(
+            "{ gateway: { auth: { token: { source: 'file', id: 'missing.txt' } } } }",
+            &[],
+        );
+        assert!(
+            e.message
+                .contains("cannot read secret file /cfg/missing.txt"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn agents_get_their_own_workspaces_and_models() {
+        let text = r#"{
+          models: { providers: { p: { baseUrl: 'http://h/v1', models: [{ id: 'a' }, { id: 'b' }] } } },
+          agents: {
+            defaults: { model: 'p/a', maxTurns: 5 },
+            entries: { ops: { model: 'p/b', default: true }, main: {} },
+          },
+        }"#;
+        let c = load_with(text, &[]).unwrap().config;
+        assert_eq!(c.default_agent, "ops");
+        assert_eq!(c.agents["ops"].model.as_ref().unwrap().model, "b");
+        assert_eq!(c.agents["main"].model.as_ref().unwrap().model, "a");
+        assert_eq!(c.agents["ops"].workspace, PathBuf::from("/state/workspace"));
+        assert_eq!(
+            c.agents["main"].workspace,
+            PathBuf::from("/state/workspace-main")
+        );
+        assert_eq!(c.agents["main"].max_turns, 5);
+    }
+}

@@ -1,0 +1,24 @@
+//! clawline's configuration: the file's schema, how it is loaded, and the resolved view the rest
+//! of the system reads.
+//!
+//! The file is JSON5 (`<state>/clawline.json`) with OpenClaw's key names where the concept is the
+//! same (`gateway.*`, `agents.*`, `models.providers.*`, `tools.*`, `logging.*`). Loading goes
+//! text → [`crate::json5`] tree → `${ENV}` substitution → typed [`schema::ConfigFile`] →
+//! [`Config`] (defaults applied, secrets resolved, providers found in the environment added).
+//! Every failure is a [`ConfigError`] naming the file, line, column and key path, with a hint.
+//!
+//! Nothing here reads files or the environment directly: [`LoadContext`] supplies both.
+
+mod error;
+mod load;
+mod resolve;
+pub mod schema;
+mod substitute;
+pub mod template;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{LoadContext, Loaded, load, secret_paths};
+pub use resolve::{
+    AgentSettings, ApiKind, AuthMode, Config, DEFAULT_AGENT_ID, DEFAULT_PORT, GatewaySettings,
+    ModelRef, ProviderSettings, RateLimitSettings,
+};

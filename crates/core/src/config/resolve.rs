@@ -1,0 +1,881 @@
+//! From the file as written to the settings the system runs with.
+//!
+//! Applies defaults, resolves secrets through the injected environment and file reader, adds
+//! providers found in the environment (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`), picks each agent's
+//! model, and checks every rule that a type alone cannot express. Problems are returned as
+//! [`Issue`]s with a key path; `load.rs` turns the path into a line and column.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::schema::*;
+use crate::secret::SecretString;
+use crate::session_key::validate_agent_id;
+
+pub const DEFAULT_PORT: u16 = 18789;
+pub const DEFAULT_AGENT_ID: &str = "main";
+const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// A problem found while resolving, before it has a position.
+#[derive(Debug, Clone)]
+pub(crate) struct Issue {
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+fn issue(path: impl Into<String>, message: impl Into<String>, hint: Option<String>) -> Issue {
+    Issue {
+        path: path.into(),
+        message: message.into(),
+        hint,
+    }
+}
+
+/// The wire APIs clawline speaks to model providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiKind {
+    /// OpenAI Chat Completions (`POST {baseUrl}/chat/completions`), also spoken by most local servers.
+    OpenAiCompletions,
+    /// Anthropic Messages (`POST {baseUrl}/v1/messages`).
+    AnthropicMessages,
+}
+
+impl ApiKind {
+    pub const ALL: [ApiKind; 2] = [ApiKind::OpenAiCompletions, ApiKind::AnthropicMessages];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::OpenAiCompletions => "openai-completions",
+            ApiKind::AnthropicMessages => "anthropic-messages",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// OpenClaw API names that exist but that clawline does not speak yet.
+const LATER_APIS: &[&str] = &[
+    "openai-responses",
+    "openai-chatgpt-responses",
+    "google-generative-ai",
+    "google-vertex",
+    "github-copilot",
+    "bedrock-converse-stream",
+    "ollama",
+    "pi-messages",
+    "azure-openai-responses",
+];
+
+/// A `provider/model` reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    pub provider: String,
+    pub model: String,
+}
+
+impl ModelRef {
+    /// Splits at the first `/` (model ids may contain more slashes).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (provider, model) = s.split_once('/')?;
+        (!provider.is_empty() && !model.is_empty()).then(|| ModelRef {
+            provider: provider.to_string(),
+            model: model.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.provider, self.model)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Token,
+    Password,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub max_attempts: u32,
+    pub window_ms: u64,
+    pub lockout_ms: u64,
+    pub exempt_loopback: bool,
+}
+
+/// How the gateway listens and who it lets in.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub port: u16,
+    pub bind_host: IpAddr,
+    pub auth_mode: AuthMode,
+    /// The configured token; `None` means "use the generated one from the state store".
+    pub token: Option<SecretString>,
+    pub password: Option<SecretString>,
+    pub rate_limit: RateLimitSettings,
+    pub control_ui_enabled: bool,
+    pub allowed_origins: Vec<String>,
+    pub chat_completions_enabled: bool,
+    pub max_body_bytes: usize,
+}
+
+/// A model provider the agent can call.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub id: String,
+    pub api: ApiKind,
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    /// Where the key came from, for messages (`config`, `env OPENAI_API_KEY`, …). Never the key.
+    pub api_key_source: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    pub max_tokens: Option<u32>,
+    pub models: Vec<ModelEntryFile>,
+    /// True when the provider came from the environment rather than the file.
+    pub implicit: bool,
+}
+
+impl ProviderSettings {
+    /// The catalog entry for `model`, if the provider lists it.
+    pub fn model(&self, model: &str) -> Option<&ModelEntryFile> {
+        self.models.iter().find(|m| m.id == model)
+    }
+}
+
+/// One agent, with every default applied.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub id: String,
+    pub name: String,
+    pub workspace: PathBuf,
+    /// The primary model; `None` when nothing is configured or found in the environment.
+    pub model: Option<ModelRef>,
+    pub fallbacks: Vec<ModelRef>,
+    pub max_turns: u32,
+    pub timeout_secs: u64,
+    pub max_tokens: Option<u32>,
+    pub bootstrap_max_chars: usize,
+    pub bootstrap_total_max_chars: usize,
+    pub user_timezone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    pub security: ExecSecurity,
+    pub safe_bins: Vec<String>,
+    pub timeout_secs: u64,
+    pub max_output_chars: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolSettings {
+    pub deny: Vec<String>,
+    pub allow: Option<Vec<String>>,
+    pub exec: ExecSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub console_level: LogLevel,
+    pub dir: PathBuf,
+}
+
+/// Programs allowed by default in `allowlist` mode: read-only text utilities.
+pub const DEFAULT_SAFE_BINS: &[&str] = &[
+    "cat", "date", "echo", "grep", "head", "ls", "pwd", "sort", "tail", "uniq", "wc",
+];
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file as written (after `${ENV}` substitution).
+    pub file: ConfigFile,
+    pub gateway: GatewaySettings,
+    /// Agents by id; always contains the default agent.
+    pub agents: BTreeMap<String, AgentSettings>,
+    pub default_agent: String,
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub tools: ToolSettings,
+    pub logging: LogSettings,
+}
+
+impl Config {
+    pub fn agent(&self, id: &str) -> Option<&AgentSettings> {
+        self.agents.get(id)
+    }
+
+    pub fn default_agent(&self) -> &AgentSettings {
+        // `resolve` always inserts the default agent.
+        &self.agents[&self.default_agent]
+    }
+}
+
+/// Providers that switch on when their key is in the environment.
+struct EnvProvider {
+    id: &'static str,
+    key_var: &'static str,
+    base_url_var: &'static str,
+    base_url: &'static str,
+    api: ApiKind,
+    default_model: &'static str,
+}
+
+const ENV_PROVIDERS: &[EnvProvider] = &[
+    EnvProvider {
+        id: "anthropic",
+        key_var: "ANTHROPIC_API_KEY",
+        base_url_var: "ANTHROPIC_BASE_URL",
+        base_url: "https://api.anthropic.com",
+        api: ApiKind::AnthropicMessages,
+        default_model: "claude-sonnet-4-5",
+    },
+    EnvProvider {
+        id: "openai",
+        key_var: "OPENAI_API_KEY",
+        base_url_var: "OPENAI_BASE_URL",
+        base_url: "https://api.openai.com/v1",
+        api: ApiKind::OpenAiCompletions,
+        default_model: "gpt-5-mini",
+    },
+];
+
+/// The environment variable a provider's key is read from when the file gives none.
+pub fn provider_key_var(provider_id: &str) -> String {
+    let mut var: String = provider_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    var.push_str("_API_KEY");
+    var
+}
+
+pub(crate) struct Resolver<'a> {
+    pub config_dir: &'a Path,
+    pub state_dir: &'a Path,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+}
+
+impl Resolver<'_> {
+    fn path(&self, raw: &str) -> PathBuf {
+        if let Some(rest) = raw.strip_prefix("~/")
+            && let Some(home) = (self.env)("HOME")
+        {
+            return Path::new(&home).join(rest);
+        }
+        let p = Path::new(raw);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.config_dir.join(p)
+        }
+    }
+
+    fn secret(
+        &self,
+        input: &SecretInput,
+        path: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Option<SecretString> {
+        match input {
+            SecretInput::Literal(s) => Some(s.clone()),
+            SecretInput::Ref(r) => match r.source {
+                SecretSource::Env => match (self.env)(&r.id) {
+                    Some(v) if !v.is_empty() => Some(SecretString::new(v)),
+                    _ => {
+                        issues.push(issue(
+                            path,
+                            format!("environment variable {} is not set", r.id),
+                            Some(format!("export {}=… before starting clawline", r.id)),
+                        ));
+                        None
+                    }
+                },
+                SecretSource::File => {
+                    let file = self.path(&r.id);
+                    match (self.read_file)(&file) {
+                        Ok(v) if !v.trim().is_empty() => {
+                            Some(SecretString::new(v.trim().to_string()))
+                        }
+                        Ok(_) => {
+                            issues.push(issue(
+                                path,
+                                format!("secret file {} is empty", file.display()),
+                                None,
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            issues.push(issue(
+                                path,
+                                format!("cannot read secret file {}: {e}", file.display()),
+                                Some("check the path (relative paths start at the config file's folder)".into()),
+                            ));
+                            None
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    pub fn resolve(&self, file: ConfigFile) -> Result<Config, Vec<Issue>> {
+        let mut issues = Vec::new();
+        let gateway = self.gateway(&file.gateway, &mut issues);
+        let providers = self.providers(&file.models, &mut issues);
+        let (agents, default_agent) = self.agents(&file.agents, &providers, &mut issues);
+        let tools = tools(&file.tools, &mut issues);
+        let logging = LogSettings {
+            level: file.logging.level.unwrap_or(LogLevel::Info),
+            console_level: file
+                .logging
+                .console_level
+                .or(file.logging.level)
+                .unwrap_or(LogLevel::Info),
+            dir: file
+                .logging
+                .dir
+                .as_deref()
+                .map_or_else(|| self.state_dir.join("logs"), |d| self.path(d)),
+        };
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        Ok(Config {
+            file,
+            gateway,
+            agents,
+            default_agent,
+            providers,
+            tools,
+            logging,
+        })
+    }
+
+    fn gateway(&self, g: &GatewayFile, issues: &mut Vec<Issue>) -> GatewaySettings {
+        if g.mode == Some(GatewayMode::Remote) {
+            issues.push(issue(
+                "gateway.mode",
+                "remote mode is not supported: clawline runs the gateway in this process",
+                Some("use \"local\" or remove the key".into()),
+            ));
+        }
+        let bind_host = match g.bind.unwrap_or(BindMode::Loopback) {
+            BindMode::Loopback | BindMode::Auto => IpAddr::from([127, 0, 0, 1]),
+            BindMode::Lan => IpAddr::from([0, 0, 0, 0]),
+            BindMode::Tailnet => {
+                issues.push(issue(
+                    "gateway.bind",
+                    "\"tailnet\" binding is not supported yet",
+                    Some(
+                        "use \"custom\" with gateway.customBindHost set to your tailnet address"
+                            .into(),
+                    ),
+                ));
+                IpAddr::from([127, 0, 0, 1])
+            }
+            BindMode::Custom => match g.custom_bind_host.as_deref().map(str::parse::<IpAddr>) {
+                Some(Ok(ip)) => ip,
+                Some(Err(_)) => {
+                    issues.push(issue(
+                        "gateway.customBindHost",
+                        "not an IP address",
+                        Some("write an address such as \"192.168.1.20\" or \"::1\"".into()),
+                    ));
+                    IpAddr::from([127, 0, 0, 1])
+                }
+                None => {
+                    issues.push(issue(
+                        "gateway.bind",
+                        "\"custom\" needs gateway.customBindHost",
+                        Some("add customBindHost: \"<ip address>\" under gateway".into()),
+                    ));
+                    IpAddr::from([127, 0, 0, 1])
+                }
+            },
+        };
+        let auth_mode = match g.auth.mode {
+            None | Some(AuthModeFile::Token) => AuthMode::Token,
+            Some(AuthModeFile::Password) => AuthMode::Password,
+            Some(AuthModeFile::None) | Some(AuthModeFile::TrustedProxy) => {
+                issues.push(issue(
+                    "gateway.auth.mode",
+                    "clawline always requires authentication",
+                    Some("use \"token\" (default) or \"password\"".into()),
+                ));
+                AuthMode::Token
+            }
+        };
+        let token = g
+            .auth
+            .token
+            .as_ref()
+            .and_then(|t| self.secret(t, "gateway.auth.token", issues));
+        if let Some(t) = &token
+            && t.expose().chars().count() < MIN_TOKEN_CHARS
+        {
+            issues.push(issue(
+                "gateway.auth.token",
+                format!("the token is shorter than {MIN_TOKEN_CHARS} characters"),
+                Some(
+                    "use a long random value, or remove the key and clawline generates one".into(),
+                ),
+            ));
+        }
+        let password = g
+            .auth
+            .password
+            .as_ref()
+            .and_then(|p| self.secret(p, "gateway.auth.password", issues));
+        if auth_mode == AuthMode::Password && password.is_none() && g.auth.password.is_none() {
+            issues.push(issue(
+                "gateway.auth.mode",
+                "mode is \"password\" but gateway.auth.password is not set",
+                Some("add password: \"${CLAWLINE_GATEWAY_PASSWORD}\" under gateway.auth".into()),
+            ));
+        }
+        let rl = &g.auth.rate_limit;
+        let max_body_bytes = g.http.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            issues.push(issue(
+                "gateway.http.maxBodyBytes",
+                "must be at least 1024",
+                None,
+            ));
+        }
+        for (i, origin) in g.control_ui.allowed_origins.iter().enumerate() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                issues.push(issue(
+                    format!("gateway.controlUi.allowedOrigins[{i}]"),
+                    format!("`{origin}` is not an origin"),
+                    Some("write scheme://host[:port] with no path, e.g. \"https://chat.example.com\"".into()),
+                ));
+            }
+        }
+        GatewaySettings {
+            port: g.port.unwrap_or(DEFAULT_PORT),
+            bind_host,
+            auth_mode,
+            token,
+            password,
+            rate_limit: RateLimitSettings {
+                max_attempts: rl.max_attempts.unwrap_or(10).max(1),
+                window_ms: rl.window_ms.unwrap_or(60_000),
+                lockout_ms: rl.lockout_ms.unwrap_or(300_000),
+                exempt_loopback: rl.exempt_loopback.unwrap_or(true),
+            },
+            control_ui_enabled: g.control_ui.enabled.unwrap_or(true),
+            allowed_origins: g.control_ui.allowed_origins.clone(),
+            chat_completions_enabled: g.http.endpoints.chat_completions.enabled.unwrap_or(true),
+            max_body_bytes,
+        }
+    }
+
+    fn providers(
+        &self,
+        m: &ModelsFile,
+        issues: &mut Vec<Issue>,
+    ) -> BTreeMap<String, ProviderSettings> {
+        let mut out = BTreeMap::new();
+        for (id, p) in &m.providers {
+            let base = format!("models.providers.{id}");
+            if validate_agent_id(id).is_err() {
+                issues.push(issue(
+                    base.clone(),
+                    format!("provider id `{id}` must be lowercase letters, digits, `-` and `_`"),
+                    None,
+                ));
+                continue;
+            }
+            let known = ENV_PROVIDERS.iter().find(|e| e.id == id);
+            let api = match p.api.as_deref() {
+                Some(a) => match ApiKind::parse(a) {
+                    Some(k) => k,
+                    None => {
+                        issues.push(api_issue(&format!("{base}.api"), a));
+                        continue;
+                    }
+                },
+                None => match (known, p.base_url.as_deref()) {
+                    (Some(k), _) => k.api,
+                    (None, Some(u)) if u.contains("anthropic.com") => ApiKind::AnthropicMessages,
+                    _ => ApiKind::OpenAiCompletions,
+                },
+            };
+            let base_url = match (p.base_url.as_deref(), known) {
+                (Some(u), _) => u.trim_end_matches('/').to_string(),
+                (None, Some(k)) => {
+                    (self.env)(k.base_url_var).unwrap_or_else(|| k.base_url.to_string())
+                }
+                (None, None) => {
+                    issues.push(issue(
+                        base.clone(),
+                        "baseUrl is required for this provider",
+                        Some(
+                            "add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root)"
+                                .into(),
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                issues.push(issue(
+                    format!("{base}.baseUrl"),
+                    format!("`{base_url}` is not an http(s) URL"),
+                    Some("write the full URL, e.g. \"https://api.openai.com/v1\"".into()),
+                ));
+            }
+            for (i, model) in p.models.iter().enumerate() {
+                if model.id.trim().is_empty() {
+                    issues.push(issue(
+                        format!("{base}.models[{i}].id"),
+                        "model id is empty",
+                        None,
+                    ));
+                }
+                if let Some(a) = model.api.as_deref()
+                    && ApiKind::parse(a).is_none()
+                {
+                    issues.push(api_issue(&format!("{base}.models[{i}].api"), a));
+                }
+            }
+            let key_var = provider_key_var(id);
+            let (api_key, api_key_source) = match &p.api_key {
+                Some(input) => (
+                    self.secret(input, &format!("{base}.apiKey"), issues),
+                    Some("config".to_string()),
+                ),
+                None => match (self.env)(&key_var).filter(|v| !v.is_empty()) {
+                    Some(v) => (Some(SecretString::new(v)), Some(format!("env {key_var}"))),
+                    None => (None, None),
+                },
+            };
+            out.insert(
+                id.clone(),
+                ProviderSettings {
+                    id: id.clone(),
+                    api,
+                    base_url,
+                    api_key,
+                    api_key_source,
+                    headers: p.headers.clone(),
+                    timeout_secs: p.timeout_seconds.unwrap_or(120).max(1),
+                    max_tokens: p.max_tokens,
+                    models: p.models.clone(),
+                    implicit: false,
+                },
+            );
+        }
+        if m.mode != Some(ModelsMode::Replace) {
+            for e in ENV_PROVIDERS {
+                if out.contains_key(e.id) {
+                    continue;
+                }
+                if let Some(key) = (self.env)(e.key_var).filter(|v| !v.is_empty()) {
+                    out.insert(
+                        e.id.to_string(),
+                        ProviderSettings {
+                            id: e.id.to_string(),
+                            api: e.api,
+                            base_url: (self.env)(e.base_url_var)
+                                .unwrap_or_else(|| e.base_url.to_string()),
+                            api_key: Some(SecretString::new(key)),
+                            api_key_source: Some(format!("env {}", e.key_var)),
+                            headers: BTreeMap::new(),
+                            timeout_secs: 120,
+                            max_tokens: None,
+                            models: vec![ModelEntryFile {
+                                id: e.default_model.to_string(),
+                                ..Default::default()
+                            }],
+                            implicit: true,
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn model_ref(
+        &self,
+        raw: &str,
+        path: &str,
+        providers: &BTreeMap<String, ProviderSettings>,
+        issues: &mut Vec<Issue>,
+    ) -> Option<ModelRef> {
+        let Some(r) = ModelRef::parse(raw) else {
+            issues.push(issue(
+                path,
+                format!("`{raw}` is not a model reference"),
+                Some("write \"provider/model\", e.g. \"openai/gpt-5-mini\"".into()),
+            ));
+            return None;
+        };
+        if !providers.contains_key(&r.provider) {
+            let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                format!(
+                    "add models.providers.{} with baseUrl and api, or export {}",
+                    r.provider,
+                    provider_key_var(&r.provider)
+                )
+            } else {
+                format!("configured providers: {}", known.join(", "))
+            };
+            issues.push(issue(
+                path,
+                format!("unknown provider `{}`", r.provider),
+                Some(hint),
+            ));
+            return None;
+        }
+        Some(r)
+    }
+
+    fn agents(
+        &self,
+        a: &AgentsFile,
+        providers: &BTreeMap<String, ProviderSettings>,
+        issues: &mut Vec<Issue>,
+    ) -> (BTreeMap<String, AgentSettings>, String) {
+        let d = &a.defaults;
+        let default_model = match &d.model {
+            Some(sel) => {
+                let primary =
+                    self.model_ref(&sel.primary, "agents.defaults.model", providers, issues);
+                let fallbacks = sel
+                    .fallbacks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, f)| {
+                        self.model_ref(
+                            f,
+                            &format!("agents.defaults.model.fallbacks[{i}]"),
+                            providers,
+                            issues,
+                        )
+                    })
+                    .collect();
+                (primary, fallbacks)
+            }
+            None => (auto_model(providers), Vec::new()),
+        };
+        let max_turns = d.max_turns.unwrap_or(24);
+        check_range(
+            "agents.defaults.maxTurns",
+            max_turns.into(),
+            1,
+            1000,
+            issues,
+        );
+        let timeout = d.timeout_seconds.unwrap_or(600);
+        check_range(
+            "agents.defaults.timeoutSeconds",
+            timeout,
+            1,
+            7 * 24 * 3600,
+            issues,
+        );
+
+        let mut ids: Vec<String> = a.entries.keys().cloned().collect();
+        if !ids.iter().any(|i| i == DEFAULT_AGENT_ID) {
+            ids.push(DEFAULT_AGENT_ID.to_string());
+        }
+        let defaults: Vec<&String> = a
+            .entries
+            .iter()
+            .filter(|(_, e)| e.default == Some(true))
+            .map(|(k, _)| k)
+            .collect();
+        if defaults.len() > 1 {
+            issues.push(issue(
+                format!("agents.entries.{}.default", defaults[1]),
+                format!(
+                    "more than one agent is marked default ({})",
+                    defaults
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("keep `default: true` on one agent".into()),
+            ));
+        }
+        let default_agent = defaults
+            .first()
+            .map_or(DEFAULT_AGENT_ID.to_string(), |s| s.to_string());
+
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let base = format!("agents.entries.{id}");
+            if validate_agent_id(&id).is_err() {
+                issues.push(issue(
+                    base,
+                    format!("agent id `{id}` must start with a lowercase letter and use only a-z, 0-9, `-`, `_`"),
+                    None,
+                ));
+                continue;
+            }
+            let entry = a.entries.get(&id).cloned().unwrap_or_default();
+            let (model, fallbacks) = match &entry.model {
+                Some(sel) => {
+                    let primary =
+                        self.model_ref(&sel.primary, &format!("{base}.model"), providers, issues);
+                    let fallbacks = sel
+                        .fallbacks
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, f)| {
+                            self.model_ref(
+                                f,
+                                &format!("{base}.model.fallbacks[{i}]"),
+                                providers,
+                                issues,
+                            )
+                        })
+                        .collect();
+                    (primary, fallbacks)
+                }
+                None => default_model.clone(),
+            };
+            let workspace = match (&entry.workspace, &d.workspace) {
+                (Some(w), _) => self.path(w),
+                (None, Some(w)) if id == default_agent => self.path(w),
+                (None, Some(w)) => self.path(w).with_file_name(format!(
+                    "{}-{id}",
+                    Path::new(w)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("workspace")
+                )),
+                (None, None) if id == default_agent => self.state_dir.join("workspace"),
+                (None, None) => self.state_dir.join(format!("workspace-{id}")),
+            };
+            let agent_turns = entry.max_turns.unwrap_or(max_turns);
+            check_range(
+                &format!("{base}.maxTurns"),
+                agent_turns.into(),
+                1,
+                1000,
+                issues,
+            );
+            out.insert(
+                id.clone(),
+                AgentSettings {
+                    name: entry.name.clone().unwrap_or_else(|| id.clone()),
+                    id,
+                    workspace,
+                    model,
+                    fallbacks,
+                    max_turns: agent_turns,
+                    timeout_secs: entry.timeout_seconds.unwrap_or(timeout),
+                    max_tokens: d.max_tokens,
+                    bootstrap_max_chars: d.bootstrap_max_chars.unwrap_or(20_000),
+                    bootstrap_total_max_chars: d.bootstrap_total_max_chars.unwrap_or(60_000),
+                    user_timezone: d.user_timezone.clone(),
+                },
+            );
+        }
+        (out, default_agent)
+    }
+}
+
+fn api_issue(path: &str, value: &str) -> Issue {
+    let supported: Vec<&str> = ApiKind::ALL.iter().map(|k| k.as_str()).collect();
+    let message = if LATER_APIS.contains(&value) {
+        format!("the `{value}` API is not supported by clawline yet")
+    } else {
+        format!("unknown API `{value}`")
+    };
+    issue(
+        path,
+        message,
+        Some(format!("supported: {}", supported.join(", "))),
+    )
+}
+
+fn check_range(path: &str, v: u64, min: u64, max: u64, issues: &mut Vec<Issue>) {
+    if v < min || v > max {
+        issues.push(issue(
+            path,
+            format!("{v} is out of range"),
+            Some(format!("use a value from {min} to {max}")),
+        ));
+    }
+}
+
+/// With no model configured: the default model of an environment provider (Anthropic first),
+/// else the only configured provider's first model.
+fn auto_model(providers: &BTreeMap<String, ProviderSettings>) -> Option<ModelRef> {
+    for e in ENV_PROVIDERS {
+        if let Some(p) = providers.get(e.id)
+            && let Some(m) = p.models.first()
+        {
+            return Some(ModelRef {
+                provider: p.id.clone(),
+                model: m.id.clone(),
+            });
+        }
+    }
+    let with_models: Vec<&ProviderSettings> = providers
+        .values()
+        .filter(|p| !p.models.is_empty())
+        .collect();
+    match with_models.as_slice() {
+        [only] => Some(ModelRef {
+            provider: only.id.clone(),
+            model: only.models[0].id.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
+    let safe_bins = t
+        .exec
+        .safe_bins
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SAFE_BINS.iter().map(|s| s.to_string()).collect());
+    for (i, bin) in safe_bins.iter().enumerate() {
+        let ok = !bin.is_empty()
+            && (Path::new(bin).is_absolute() || !bin.contains('/'))
+            && !bin.contains(char::is_whitespace);
+        if !ok {
+            issues.push(issue(
+                format!("tools.exec.safeBins[{i}]"),
+                format!("`{bin}` is not a program name"),
+                Some("write a bare name such as \"git\" or an absolute path such as \"/usr/bin/git\"".into()),
+            ));
+        }
+    }
+    let timeout = t.exec.timeout_seconds.unwrap_or(30);
+    check_range("tools.exec.timeoutSeconds", timeout, 1, 3600, issues);
+    ToolSettings {
+        deny: t.deny.clone(),
+        allow: t.allow.clone(),
+        exec: ExecSettings {
+            security: t.exec.security.unwrap_or(ExecSecurity::Allowlist),
+            safe_bins,
+            timeout_secs: timeout,
+            max_output_chars: t.exec.max_output_chars.unwrap_or(16_000).max(256),
+        },
+    }
+}

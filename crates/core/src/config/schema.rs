@@ -1,0 +1,441 @@
+//! The config file's shape, key for key, as serde structs.
+//!
+//! Every struct rejects unknown keys. Defaults live here (`#[serde(default)]`) so that an empty
+//! file `{}` is a complete, secure configuration. Values that need the environment (secrets,
+//! providers found through `OPENAI_API_KEY`, paths under the state dir) are resolved later, in
+//! `resolve.rs`; this file only describes what may be written.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::SecretString;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// An editor hint (`"$schema": "…"`); ignored.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    /// Free-form notes written by tools (OpenClaw writes `meta`); ignored.
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
+    #[serde(default)]
+    pub gateway: GatewayFile,
+    #[serde(default)]
+    pub agents: AgentsFile,
+    #[serde(default)]
+    pub models: ModelsFile,
+    #[serde(default)]
+    pub tools: ToolsFile,
+    #[serde(default)]
+    pub logging: LoggingFile,
+}
+
+/// `gateway.*`: the HTTP/WebSocket server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayFile {
+    /// Only `local` is supported: the gateway runs in this process.
+    #[serde(default)]
+    pub mode: Option<GatewayMode>,
+    /// TCP port; default 18789. `0` picks a free port (printed at start).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `loopback` (default, 127.0.0.1), `lan` (0.0.0.0), `custom` (`customBindHost`), `auto` (= loopback).
+    #[serde(default)]
+    pub bind: Option<BindMode>,
+    #[serde(default)]
+    pub custom_bind_host: Option<String>,
+    #[serde(default)]
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub control_ui: ControlUiFile,
+    #[serde(default)]
+    pub http: HttpFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayMode {
+    Local,
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    Loopback,
+    Lan,
+    Custom,
+    Auto,
+    Tailnet,
+}
+
+/// `gateway.auth.*`. Auth is always on; `mode` picks which shared secret clients present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthFile {
+    #[serde(default)]
+    pub mode: Option<AuthModeFile>,
+    /// The shared token. When absent, the gateway generates one on first start and keeps it
+    /// encrypted in the state store.
+    #[serde(default)]
+    pub token: Option<SecretInput>,
+    #[serde(default)]
+    pub password: Option<SecretInput>,
+    #[serde(default)]
+    pub rate_limit: RateLimitFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthModeFile {
+    Token,
+    Password,
+    None,
+    TrustedProxy,
+}
+
+/// `gateway.auth.rateLimit.*`: failed-auth lockout per client address.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitFile {
+    pub max_attempts: Option<u32>,
+    pub window_ms: Option<u64>,
+    pub lockout_ms: Option<u64>,
+    pub exempt_loopback: Option<bool>,
+}
+
+/// `gateway.controlUi.*`: the web chat page served at `/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ControlUiFile {
+    pub enabled: Option<bool>,
+    /// Extra browser origins allowed to call the API (full origins, e.g. `https://chat.example`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// `gateway.http.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpFile {
+    #[serde(default)]
+    pub endpoints: EndpointsFile,
+    /// Largest request body accepted, in bytes (default 4 MiB).
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointsFile {
+    #[serde(default)]
+    pub chat_completions: EndpointToggle,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointToggle {
+    /// Default true: the OpenAI-compatible API is on, behind the gateway token.
+    pub enabled: Option<bool>,
+}
+
+/// `agents.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentsFile {
+    #[serde(default)]
+    pub defaults: AgentDefaultsFile,
+    /// Agents by id. `main` exists even when not listed.
+    #[serde(default)]
+    pub entries: BTreeMap<String, AgentEntryFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentDefaultsFile {
+    /// `provider/model`, or `{ primary, fallbacks }`.
+    pub model: Option<ModelSelection>,
+    /// Workspace directory (default `<state>/workspace`).
+    pub workspace: Option<String>,
+    /// Per bootstrap file character cap (default 20000).
+    pub bootstrap_max_chars: Option<usize>,
+    /// Cap for all bootstrap files together (default 60000).
+    pub bootstrap_total_max_chars: Option<usize>,
+    /// A turn is cancelled after this many seconds (default 600).
+    pub timeout_seconds: Option<u64>,
+    /// Most model calls in one turn before the run stops (default 24).
+    pub max_turns: Option<u32>,
+    /// Output token cap per model call (default: the model's `maxTokens`, else 4096).
+    pub max_tokens: Option<u32>,
+    /// IANA zone for the time shown to the model (default UTC).
+    pub user_timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentEntryFile {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub workspace: Option<String>,
+    pub model: Option<ModelSelection>,
+    /// Makes this the agent used when a request names none.
+    pub default: Option<bool>,
+    pub max_turns: Option<u32>,
+    pub timeout_seconds: Option<u64>,
+}
+
+/// A model choice: `"provider/model"` or `{ primary: "provider/model", fallbacks: [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSelection {
+    pub primary: String,
+    pub fallbacks: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for ModelSelection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ModelSelection;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "\"provider/model\" or { primary: \"provider/model\", fallbacks: [...] }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ModelSelection, E> {
+                Ok(ModelSelection {
+                    primary: s.to_string(),
+                    fallbacks: Vec::new(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelSelection, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Full {
+                    primary: String,
+                    #[serde(default)]
+                    fallbacks: Vec<String>,
+                }
+                let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ModelSelection {
+                    primary: full.primary,
+                    fallbacks: full.fallbacks,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `models.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelsFile {
+    /// `merge` (default): providers found in the environment are added to the configured ones.
+    /// `replace`: only configured providers exist.
+    pub mode: Option<ModelsMode>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelsMode {
+    Merge,
+    Replace,
+}
+
+/// `models.providers.<id>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderFile {
+    /// e.g. `https://api.openai.com/v1`, `https://api.anthropic.com`, `http://127.0.0.1:8080/v1`.
+    pub base_url: Option<String>,
+    /// The wire API: `openai-completions` or `anthropic-messages`.
+    pub api: Option<String>,
+    /// Key sent to the provider. Falls back to `<ID>_API_KEY` in the environment.
+    pub api_key: Option<SecretInput>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout for one model call (default 120 s).
+    pub timeout_seconds: Option<u64>,
+    /// Default output token cap for this provider's models.
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub models: Vec<ModelEntryFile>,
+}
+
+/// `models.providers.<id>.models[]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelEntryFile {
+    pub id: String,
+    pub name: Option<String>,
+    pub api: Option<String>,
+    #[serde(default)]
+    pub reasoning: bool,
+    #[serde(default)]
+    pub input: Vec<String>,
+    #[serde(default)]
+    pub cost: ModelCost,
+    pub context_window: Option<u64>,
+    pub context_tokens: Option<u64>,
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub compat: ModelCompat,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelCost {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    #[serde(default)]
+    pub cache_read: f64,
+    #[serde(default)]
+    pub cache_write: f64,
+}
+
+/// Quirks of OpenAI-compatible servers.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelCompat {
+    /// `max_completion_tokens` (default) or `max_tokens`.
+    pub max_tokens_field: Option<MaxTokensField>,
+    /// Set false for servers that reject `tools`.
+    pub supports_tools: Option<bool>,
+    /// Set false for servers that reject `stream_options`.
+    pub supports_usage_in_streaming: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MaxTokensField {
+    #[serde(rename = "max_completion_tokens")]
+    MaxCompletionTokens,
+    #[serde(rename = "max_tokens")]
+    MaxTokens,
+}
+
+/// `tools.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolsFile {
+    /// Tool names never offered to the model.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// When set, only these tools are offered.
+    pub allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub exec: ExecFile,
+}
+
+/// `tools.exec.*`: the command runner.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecFile {
+    /// `allowlist` (default): only programs in `safeBins` run. `deny`: nothing runs.
+    /// `full`: any program, and arguments may point outside the workspace.
+    pub security: Option<ExecSecurity>,
+    /// Program names allowed in `allowlist` mode.
+    pub safe_bins: Option<Vec<String>>,
+    /// Seconds before a command is killed (default 30).
+    pub timeout_seconds: Option<u64>,
+    /// Output kept per stream, in characters (default 16000).
+    pub max_output_chars: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecSecurity {
+    Deny,
+    Allowlist,
+    Full,
+}
+
+/// `logging.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggingFile {
+    /// Level for the JSON log files (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+    pub level: Option<LogLevel>,
+    /// Level for the console (default: `level`).
+    pub console_level: Option<LogLevel>,
+    /// Directory for JSON log files (default `<state>/logs`).
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// A secret as written: a literal string (possibly a `${ENV}` reference, already substituted by
+/// the time this is read) or a reference `{ source: "env" | "file", id, provider? }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretInput {
+    Literal(SecretString),
+    Ref(SecretRef),
+}
+
+/// Where a secret lives: the environment variable `id`, or the file at path `id` (relative paths
+/// are relative to the config file's directory; surrounding whitespace is trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub source: SecretSource,
+    /// Accepted for OpenClaw compatibility; clawline has one provider per source.
+    #[serde(default)]
+    pub provider: Option<String>,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretSource {
+    Env,
+    File,
+}
+
+impl<'de> Deserialize<'de> for SecretInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SecretInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string (\"${ENV_VAR}\" recommended) or { source: \"env\" | \"file\", id: \"…\" }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretInput, E> {
+                Ok(SecretInput::Literal(SecretString::new(s)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SecretInput, A::Error> {
+                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(SecretInput::Ref)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
