@@ -62,11 +62,7 @@ pub enum ContentBlock {
     },
     Thinking {
         thinking: String,
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            rename = "thinkingSignature"
-        )]
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "thinkingSignature")]
         signature: Option<String>,
     },
     Image {
@@ -189,11 +185,7 @@ impl AssistantMessage {
     /// The tool calls in this message, in order.
     pub fn tool_calls(&self) -> impl Iterator<Item = (&str, &str, &serde_json::Value)> {
         self.content.iter().filter_map(|b| match b {
-            ContentBlock::ToolCall {
-                id,
-                name,
-                arguments,
-            } => Some((id.as_str(), name.as_str(), arguments)),
+            ContentBlock::ToolCall { id, name, arguments } => Some((id.as_str(), name.as_str(), arguments)),
             _ => None,
         })
     }
@@ -220,21 +212,12 @@ mod tests {
         let m = Message::Assistant(AssistantMessage {
             content: vec![
                 ContentBlock::Text { text: "hi".into() },
-                ContentBlock::ToolCall {
-                    id: "c1".into(),
-                    name: "read".into(),
-                    arguments: json!({"path": "a"}),
-                },
+                ContentBlock::ToolCall { id: "c1".into(), name: "read".into(), arguments: json!({"path": "a"}) },
             ],
             api: "openai-completions".into(),
             provider: "mock".into(),
             model: "m".into(),
-            usage: Usage {
-                input: 3,
-                output: 2,
-                total_tokens: 5,
-                ..Default::default()
-            },
+            usage: Usage { input: 3, output: 2, total_tokens: 5, ..Default::default() },
             stop_reason: StopReason::ToolUse,
             timestamp: 1,
             response_id: None,
@@ -257,9 +240,7 @@ mod tests {
         .unwrap();
         assert!(matches!(r, Message::ToolResult(ref t) if t.tool_call_id == "c1"));
 
-        let u: Message =
-            serde_json::from_value(json!({"role": "user", "content": "hello", "timestamp": 3}))
-                .unwrap();
+        let u: Message = serde_json::from_value(json!({"role": "user", "content": "hello", "timestamp": 3})).unwrap();
         assert!(matches!(u, Message::User(ref u) if u.content.text() == "hello"));
     }
 }

@@ -27,9 +27,7 @@ pub enum SessionKeyError {
     BadCharacter(String),
     #[error("session key `{0}` names agent `{1}`, but the request is for agent `{2}`")]
     AgentMismatch(String, String, String),
-    #[error(
-        "agent id `{0}` must be 1-64 characters of lowercase letters, digits, `-` and `_`, starting with a letter"
-    )]
+    #[error("agent id `{0}` must be 1-64 characters of lowercase letters, digits, `-` and `_`, starting with a letter")]
     BadAgentId(String),
     #[error("session key prefix `{0}:` is reserved for the gateway's own sessions")]
     Reserved(String),
@@ -41,11 +39,7 @@ pub fn validate_agent_id(id: &str) -> Result<(), SessionKeyError> {
     let ok = id.len() <= 64
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(SessionKeyError::BadAgentId(id.to_string()))
-    }
+    if ok { Ok(()) } else { Err(SessionKeyError::BadAgentId(id.to_string())) }
 }
 
 fn check_chars(key: &str) -> Result<(), SessionKeyError> {
@@ -55,11 +49,7 @@ fn check_chars(key: &str) -> Result<(), SessionKeyError> {
     if key.len() > MAX_KEY_LEN {
         return Err(SessionKeyError::TooLong);
     }
-    if key.split(':').any(str::is_empty)
-        || !key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":_.-@+".contains(c))
-    {
+    if key.split(':').any(str::is_empty) || !key.chars().all(|c| c.is_ascii_alphanumeric() || ":_.-@+".contains(c)) {
         return Err(SessionKeyError::BadCharacter(key.to_string()));
     }
     Ok(())
@@ -91,16 +81,10 @@ impl SessionKey {
             return Ok(SessionKey(raw.to_string()));
         }
         if let Some(rest) = raw.strip_prefix("agent:") {
-            let (owner, tail) = rest
-                .split_once(':')
-                .ok_or_else(|| SessionKeyError::BadCharacter(raw.to_string()))?;
+            let (owner, tail) = rest.split_once(':').ok_or_else(|| SessionKeyError::BadCharacter(raw.to_string()))?;
             validate_agent_id(owner)?;
             if owner != agent_id {
-                return Err(SessionKeyError::AgentMismatch(
-                    raw.to_string(),
-                    owner.to_string(),
-                    agent_id.to_string(),
-                ));
+                return Err(SessionKeyError::AgentMismatch(raw.to_string(), owner.to_string(), agent_id.to_string()));
             }
             if tail.is_empty() {
                 return Err(SessionKeyError::BadCharacter(raw.to_string()));
@@ -151,18 +135,12 @@ mod tests {
         assert_eq!(k("agent:main:work").unwrap(), "agent:main:work");
         assert_eq!(k("global").unwrap(), "global");
         assert_eq!(k(" main ").unwrap(), "agent:main:main");
-        assert!(matches!(
-            k("agent:ops:main"),
-            Err(SessionKeyError::AgentMismatch(..))
-        ));
+        assert!(matches!(k("agent:ops:main"), Err(SessionKeyError::AgentMismatch(..))));
         assert!(matches!(k("cron:job1"), Err(SessionKeyError::Reserved(_))));
         assert!(matches!(k(""), Err(SessionKeyError::Empty)));
         assert!(matches!(k("a b"), Err(SessionKeyError::BadCharacter(_))));
         assert!(matches!(k("a::b"), Err(SessionKeyError::BadCharacter(_))));
-        assert!(matches!(
-            k("agent:main:"),
-            Err(SessionKeyError::BadCharacter(_))
-        ));
+        assert!(matches!(k("agent:main:"), Err(SessionKeyError::BadCharacter(_))));
         assert!(matches!(k(&"x".repeat(300)), Err(SessionKeyError::TooLong)));
         assert_eq!(SessionKey::main("ops").agent_id(), Some("ops"));
     }

@@ -8,12 +8,7 @@ pub fn iso8601_from_ms(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (Howard Hinnant's algorithm).
@@ -37,10 +32,7 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(iso8601_from_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            iso8601_from_ms(1_795_594_443_120),
-            "2026-11-25T08:14:03.120Z"
-        );
+        assert_eq!(iso8601_from_ms(1_795_594_443_120), "2026-11-25T08:14:03.120Z");
         assert_eq!(iso8601_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso8601_from_ms(-1), "1969-12-31T23:59:59.999Z");
     }

@@ -73,32 +73,16 @@ pub struct CustomRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NewRecord {
     Message(Message),
-    CustomMessage {
-        custom_type: String,
-        content: String,
-        details: Option<serde_json::Value>,
-    },
-    Custom {
-        custom_type: String,
-        data: serde_json::Value,
-    },
+    CustomMessage { custom_type: String, content: String, details: Option<serde_json::Value> },
+    Custom { custom_type: String, data: serde_json::Value },
 }
 
 impl NewRecord {
     /// Gives the record its identity and place in the chain.
     pub fn into_record(self, id: String, parent_id: Option<String>, timestamp: String) -> Record {
         match self {
-            NewRecord::Message(message) => Record::Message(MessageRecord {
-                id,
-                parent_id,
-                timestamp,
-                message,
-            }),
-            NewRecord::CustomMessage {
-                custom_type,
-                content,
-                details,
-            } => Record::CustomMessage(CustomMessageRecord {
+            NewRecord::Message(message) => Record::Message(MessageRecord { id, parent_id, timestamp, message }),
+            NewRecord::CustomMessage { custom_type, content, details } => Record::CustomMessage(CustomMessageRecord {
                 id,
                 parent_id,
                 timestamp,
@@ -107,13 +91,9 @@ impl NewRecord {
                 display: true,
                 details,
             }),
-            NewRecord::Custom { custom_type, data } => Record::Custom(CustomRecord {
-                id,
-                parent_id,
-                timestamp,
-                custom_type,
-                data,
-            }),
+            NewRecord::Custom { custom_type, data } => {
+                Record::Custom(CustomRecord { id, parent_id, timestamp, custom_type, data })
+            }
         }
     }
 }

@@ -67,9 +67,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -77,10 +75,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
@@ -103,10 +98,7 @@ mod tests {
             message: "unknown key".into(),
             hint: Some("did you mean `port`?".into()),
         };
-        assert_eq!(
-            e.to_string(),
-            "/s/clawline.json:3:7: gateway.prot: unknown key\n  hint: did you mean `port`?"
-        );
+        assert_eq!(e.to_string(), "/s/clawline.json:3:7: gateway.prot: unknown key\n  hint: did you mean `port`?");
     }
 
     #[test]

@@ -115,10 +115,7 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
                         m.offset,
                         &m.path,
                         format!("environment variable {} is not set", m.var),
-                        Some(format!(
-                            "export {}=… or replace the reference; write $${{ for a literal ${{",
-                            m.var
-                        )),
+                        Some(format!("export {}=… or replace the reference; write $${{ for a literal ${{", m.var)),
                     )
                 })
                 .collect(),
@@ -127,36 +124,19 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
 
     let file: ConfigFile = json5::from_node(&tree).map_err(|e| de_error(text, ctx, &e))?;
 
-    let resolver = Resolver {
-        config_dir: ctx.config_dir,
-        state_dir: ctx.state_dir,
-        env: ctx.env,
-        read_file: ctx.read_file,
-    };
+    let resolver =
+        Resolver { config_dir: ctx.config_dir, state_dir: ctx.state_dir, env: ctx.env, read_file: ctx.read_file };
     let warnings = literal_secret_warnings(&raw, &file, text, ctx);
     match resolver.resolve(file) {
         Ok(config) => Ok(Loaded { config, warnings }),
-        Err(issues) => Err(ConfigErrors(
-            issues
-                .into_iter()
-                .map(|i| place(&tree, text, ctx, i))
-                .collect(),
-        )),
+        Err(issues) => Err(ConfigErrors(issues.into_iter().map(|i| place(&tree, text, ctx, i)).collect())),
     }
 }
 
 /// Paths of the secret-bearing keys present in `file`.
 pub fn secret_paths(file: &ConfigFile) -> Vec<String> {
-    let mut out = vec![
-        "gateway.auth.token".to_string(),
-        "gateway.auth.password".to_string(),
-    ];
-    out.extend(
-        file.models
-            .providers
-            .keys()
-            .map(|id| format!("models.providers.{id}.apiKey")),
-    );
+    let mut out = vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string()];
+    out.extend(file.models.providers.keys().map(|id| format!("models.providers.{id}.apiKey")));
     out
 }
 
@@ -176,14 +156,7 @@ fn place(tree: &Node, text: &str, ctx: &LoadContext<'_>, i: Issue) -> ConfigErro
         let lc = line_col(text, o);
         (lc.line, lc.column)
     });
-    ConfigError {
-        file: ctx.file_label.to_string(),
-        line,
-        column,
-        path: i.path,
-        message: i.message,
-        hint: i.hint,
-    }
+    ConfigError { file: ctx.file_label.to_string(), line, column, path: i.path, message: i.message, hint: i.hint }
 }
 
 fn de_error(text: &str, ctx: &LoadContext<'_>, e: &DeError) -> ConfigError {
@@ -198,9 +171,7 @@ fn de_error(text: &str, ctx: &LoadContext<'_>, e: &DeError) -> ConfigError {
         message = format!("unknown key `{field}`");
         let expected: Vec<&str> = e.message.split('`').skip(3).step_by(2).collect();
         hint = if e.path == field && OPENCLAW_SECTIONS.contains(&field.as_str()) {
-            Some(format!(
-                "OpenClaw's `{field}` section is not supported by clawline yet; remove it"
-            ))
+            Some(format!("OpenClaw's `{field}` section is not supported by clawline yet; remove it"))
         } else if let Some(near) = closest(&field, expected.iter().copied()) {
             Some(format!("did you mean `{near}`?"))
         } else if expected.is_empty() {
@@ -209,26 +180,12 @@ fn de_error(text: &str, ctx: &LoadContext<'_>, e: &DeError) -> ConfigError {
             Some(format!("valid keys here: {}", expected.join(", ")))
         };
     } else if e.message.starts_with("invalid type") {
-        message = e
-            .message
-            .replacen("invalid type: ", "wrong type: found ", 1);
+        message = e.message.replacen("invalid type: ", "wrong type: found ", 1);
     }
-    ConfigError {
-        file: ctx.file_label.to_string(),
-        line,
-        column,
-        path: e.path.clone(),
-        message,
-        hint,
-    }
+    ConfigError { file: ctx.file_label.to_string(), line, column, path: e.path.clone(), message, hint }
 }
 
-fn literal_secret_warnings(
-    raw: &Node,
-    file: &ConfigFile,
-    text: &str,
-    ctx: &LoadContext<'_>,
-) -> Vec<ConfigError> {
+fn literal_secret_warnings(raw: &Node, file: &ConfigFile, text: &str, ctx: &LoadContext<'_>) -> Vec<ConfigError> {
     secret_paths(file)
         .into_iter()
         .filter_map(|path| {
@@ -261,10 +218,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let env_fn = move |k: &str| env.get(k).cloned();
         let read = |p: &Path| {
             if p == Path::new("/cfg/token.txt") {
@@ -295,43 +249,21 @@ mod tests {
         assert_eq!(c.gateway.auth_mode, AuthMode::Token);
         assert!(c.gateway.token.is_none());
         assert_eq!(c.default_agent, "main");
-        assert_eq!(
-            c.default_agent().workspace,
-            PathBuf::from("/state/workspace")
-        );
+        assert_eq!(c.default_agent().workspace, PathBuf::from("/state/workspace"));
         assert!(c.default_agent().model.is_none());
         assert!(c.providers.is_empty());
-        assert_eq!(
-            c.tools.exec.security,
-            crate::config::schema::ExecSecurity::Allowlist
-        );
+        assert_eq!(c.tools.exec.security, crate::config::schema::ExecSecurity::Allowlist);
     }
 
     #[test]
     fn environment_keys_add_providers() {
-        let c = load_with(
-            "{}",
-            &[("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a")],
-        )
-        .unwrap()
-        .config;
+        let c = load_with("{}", &[("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a")]).unwrap().config;
         assert_eq!(c.providers["openai"].api, ApiKind::OpenAiCompletions);
         assert_eq!(c.providers["openai"].base_url, "https://api.openai.com/v1");
-        assert_eq!(
-            c.providers["anthropic"].api_key.as_ref().unwrap().expose(),
-            "sk-a"
-        );
-        assert_eq!(
-            c.default_agent().model.as_ref().unwrap().to_string(),
-            "anthropic/claude-sonnet-4-5"
-        );
+        assert_eq!(c.providers["anthropic"].api_key.as_ref().unwrap().expose(), "sk-a");
+        assert_eq!(c.default_agent().model.as_ref().unwrap().to_string(), "anthropic/claude-sonnet-4-5");
 
-        let c = load_with(
-            "{ models: { mode: 'replace' } }",
-            &[("OPENAI_API_KEY", "sk-o")],
-        )
-        .unwrap()
-        .config;
+        let c = load_with("{ models: { mode: 'replace' } }", &[("OPENAI_API_KEY", "sk-o")]).unwrap().config;
         assert!(c.providers.is_empty());
     }
 
@@ -344,30 +276,19 @@ mod tests {
           } },
           agents: { defaults: { model: "local/tiny" } },
         }"#;
-        let c = load_with(
-            text,
-            &[("PORT", "9000"), ("MY_KEY", "k"), ("LOCAL_API_KEY", "lk")],
-        )
-        .unwrap()
-        .config;
+        let c = load_with(text, &[("PORT", "9000"), ("MY_KEY", "k"), ("LOCAL_API_KEY", "lk")]).unwrap().config;
         let local = &c.providers["local"];
         assert_eq!(local.base_url, "http://127.0.0.1:9000/v1");
         assert_eq!(local.api, ApiKind::OpenAiCompletions);
         assert_eq!(local.api_key.as_ref().unwrap().expose(), "lk");
         assert_eq!(local.api_key_source.as_deref(), Some("env LOCAL_API_KEY"));
         assert_eq!(c.providers["claude"].api, ApiKind::AnthropicMessages);
-        assert_eq!(
-            c.default_agent().model.as_ref().unwrap().to_string(),
-            "local/tiny"
-        );
+        assert_eq!(c.default_agent().model.as_ref().unwrap().to_string(), "local/tiny");
     }
 
     #[test]
     fn syntax_error_names_line_and_column() {
-        let e = first_error(
-            "{\n  gateway: {\n    port: 18789\n    bind: 'lan',\n  },\n}",
-            &[],
-        );
+        let e = first_error("{\n  gateway: {\n    port: 18789\n    bind: 'lan',\n  },\n}", &[]);
         assert_eq!((e.line, e.column), (4, 5));
         assert!(e.message.contains("expected `,`"), "{e}");
         assert!(e.to_string().starts_with("/cfg/clawline.json:4:5: "), "{e}");
@@ -390,10 +311,7 @@ mod tests {
         let e = first_error("{ gateway: { port: 'high' } }", &[]);
         assert_eq!(e.path, "gateway.port");
         assert_eq!((e.line, e.column), (1, 20));
-        assert!(
-            e.message.starts_with("wrong type: found string \"high\""),
-            "{e}"
-        );
+        assert!(e.message.starts_with("wrong type: found string \"high\""), "{e}");
     }
 
     #[test]
@@ -412,10 +330,7 @@ mod tests {
         assert!(e.hint.unwrap().contains("NOWHERE_API_KEY"));
         assert_eq!((e.line, e.column), (1, 32));
 
-        let e = first_error(
-            "{ models: { providers: { x: { baseUrl: 'http://h', api: 'ollama' } } } }",
-            &[],
-        );
+        let e = first_error("{ models: { providers: { x: { baseUrl: 'http://h', api: 'ollama' } } } }", &[]);
         assert_eq!(e.path, "models.providers.x.api");
         assert!(e.message.contains("not supported by clawline yet"), "{e}");
 
@@ -425,10 +340,7 @@ mod tests {
         let e = first_error("{ gateway: { auth: { token: 'short' } } }", &[]);
         assert!(e.message.contains("shorter than 16"));
 
-        let e = first_error(
-            "{ models: { providers: { x: { api: 'openai-completions' } } } }",
-            &[],
-        );
+        let e = first_error("{ models: { providers: { x: { api: 'openai-completions' } } } }", &[]);
         assert_eq!(e.path, "models.providers.x");
         assert!(e.message.contains("baseUrl is required"));
 
@@ -438,45 +350,20 @@ mod tests {
 
     #[test]
     fn secret_refs_resolve_and_literals_warn() {
-        let l = load_with(
-            "{ gateway: { auth: { token: { source: 'file', id: 'token.txt' } } } }",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(
-            l.config.gateway.token.unwrap().expose(),
-            "file-token-0123456789"
-        );
+        let l = load_with("{ gateway: { auth: { token: { source: 'file', id: 'token.txt' } } } }", &[]).unwrap();
+        assert_eq!(l.config.gateway.token.unwrap().expose(), "file-token-0123456789");
         assert!(l.warnings.is_empty());
 
-        let l = load_with(
-            "{ gateway: { auth: { token: '${T}' } } }",
-            &[("T", "env-token-0123456789")],
-        )
-        .unwrap();
+        let l = load_with("{ gateway: { auth: { token: '${T}' } } }", &[("T", "env-token-0123456789")]).unwrap();
         assert!(l.warnings.is_empty());
 
-        let l = load_with(
-            "{ gateway: { auth: { token: 'literal-token-0123456789' } } }",
-            &[],
-        )
-        .unwrap();
+        let l = load_with("{ gateway: { auth: { token: 'literal-token-0123456789' } } }", &[]).unwrap();
         assert_eq!(l.warnings.len(), 1);
         assert_eq!(l.warnings[0].path, "gateway.auth.token");
-        assert!(
-            !format!("{:?}", l.config).contains("literal-token"),
-            "Debug output must not show secrets"
-        );
+        assert!(!format!("{:?}", l.config).contains("literal-token"), "Debug output must not show secrets");
 
-        let e = first_error(
-            "{ gateway: { auth: { token: { source: 'file', id: 'missing.txt' } } } }",
-            &[],
-        );
-        assert!(
-            e.message
-                .contains("cannot read secret file /cfg/missing.txt"),
-            "{e}"
-        );
+        let e = first_error("{ gateway: { auth: { token: { source: 'file', id: 'missing.txt' } } } }", &[]);
+        assert!(e.message.contains("cannot read secret file /cfg/missing.txt"), "{e}");
     }
 
     #[test]
@@ -493,10 +380,7 @@ mod tests {
         assert_eq!(c.agents["ops"].model.as_ref().unwrap().model, "b");
         assert_eq!(c.agents["main"].model.as_ref().unwrap().model, "a");
         assert_eq!(c.agents["ops"].workspace, PathBuf::from("/state/workspace"));
-        assert_eq!(
-            c.agents["main"].workspace,
-            PathBuf::from("/state/workspace-main")
-        );
+        assert_eq!(c.agents["main"].workspace, PathBuf::from("/state/workspace-main"));
         assert_eq!(c.agents["main"].max_turns, 5);
     }
 }

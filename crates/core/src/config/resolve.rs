@@ -27,11 +27,7 @@ pub(crate) struct Issue {
 }
 
 fn issue(path: impl Into<String>, message: impl Into<String>, hint: Option<String>) -> Issue {
-    Issue {
-        path: path.into(),
-        message: message.into(),
-        hint,
-    }
+    Issue { path: path.into(), message: message.into(), hint }
 }
 
 /// The wire APIs clawline speaks to model providers.
@@ -82,10 +78,8 @@ impl ModelRef {
     /// Splits at the first `/` (model ids may contain more slashes).
     pub fn parse(s: &str) -> Option<Self> {
         let (provider, model) = s.split_once('/')?;
-        (!provider.is_empty() && !model.is_empty()).then(|| ModelRef {
-            provider: provider.to_string(),
-            model: model.to_string(),
-        })
+        (!provider.is_empty() && !model.is_empty())
+            .then(|| ModelRef { provider: provider.to_string(), model: model.to_string() })
     }
 }
 
@@ -189,9 +183,8 @@ pub struct LogSettings {
 }
 
 /// Programs allowed by default in `allowlist` mode: read-only text utilities.
-pub const DEFAULT_SAFE_BINS: &[&str] = &[
-    "cat", "date", "echo", "grep", "head", "ls", "pwd", "sort", "tail", "uniq", "wc",
-];
+pub const DEFAULT_SAFE_BINS: &[&str] =
+    &["cat", "date", "echo", "grep", "head", "ls", "pwd", "sort", "tail", "uniq", "wc"];
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -249,16 +242,8 @@ const ENV_PROVIDERS: &[EnvProvider] = &[
 
 /// The environment variable a provider's key is read from when the file gives none.
 pub fn provider_key_var(provider_id: &str) -> String {
-    let mut var: String = provider_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let mut var: String =
+        provider_id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     var.push_str("_API_KEY");
     var
 }
@@ -278,19 +263,10 @@ impl Resolver<'_> {
             return Path::new(&home).join(rest);
         }
         let p = Path::new(raw);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.config_dir.join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.config_dir.join(p) }
     }
 
-    fn secret(
-        &self,
-        input: &SecretInput,
-        path: &str,
-        issues: &mut Vec<Issue>,
-    ) -> Option<SecretString> {
+    fn secret(&self, input: &SecretInput, path: &str, issues: &mut Vec<Issue>) -> Option<SecretString> {
         match input {
             SecretInput::Literal(s) => Some(s.clone()),
             SecretInput::Ref(r) => match r.source {
@@ -308,15 +284,9 @@ impl Resolver<'_> {
                 SecretSource::File => {
                     let file = self.path(&r.id);
                     match (self.read_file)(&file) {
-                        Ok(v) if !v.trim().is_empty() => {
-                            Some(SecretString::new(v.trim().to_string()))
-                        }
+                        Ok(v) if !v.trim().is_empty() => Some(SecretString::new(v.trim().to_string())),
                         Ok(_) => {
-                            issues.push(issue(
-                                path,
-                                format!("secret file {} is empty", file.display()),
-                                None,
-                            ));
+                            issues.push(issue(path, format!("secret file {} is empty", file.display()), None));
                             None
                         }
                         Err(e) => {
@@ -341,29 +311,13 @@ impl Resolver<'_> {
         let tools = tools(&file.tools, &mut issues);
         let logging = LogSettings {
             level: file.logging.level.unwrap_or(LogLevel::Info),
-            console_level: file
-                .logging
-                .console_level
-                .or(file.logging.level)
-                .unwrap_or(LogLevel::Info),
-            dir: file
-                .logging
-                .dir
-                .as_deref()
-                .map_or_else(|| self.state_dir.join("logs"), |d| self.path(d)),
+            console_level: file.logging.console_level.or(file.logging.level).unwrap_or(LogLevel::Info),
+            dir: file.logging.dir.as_deref().map_or_else(|| self.state_dir.join("logs"), |d| self.path(d)),
         };
         if !issues.is_empty() {
             return Err(issues);
         }
-        Ok(Config {
-            file,
-            gateway,
-            agents,
-            default_agent,
-            providers,
-            tools,
-            logging,
-        })
+        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging })
     }
 
     fn gateway(&self, g: &GatewayFile, issues: &mut Vec<Issue>) -> GatewaySettings {
@@ -381,10 +335,7 @@ impl Resolver<'_> {
                 issues.push(issue(
                     "gateway.bind",
                     "\"tailnet\" binding is not supported yet",
-                    Some(
-                        "use \"custom\" with gateway.customBindHost set to your tailnet address"
-                            .into(),
-                    ),
+                    Some("use \"custom\" with gateway.customBindHost set to your tailnet address".into()),
                 ));
                 IpAddr::from([127, 0, 0, 1])
             }
@@ -420,27 +371,17 @@ impl Resolver<'_> {
                 AuthMode::Token
             }
         };
-        let token = g
-            .auth
-            .token
-            .as_ref()
-            .and_then(|t| self.secret(t, "gateway.auth.token", issues));
+        let token = g.auth.token.as_ref().and_then(|t| self.secret(t, "gateway.auth.token", issues));
         if let Some(t) = &token
             && t.expose().chars().count() < MIN_TOKEN_CHARS
         {
             issues.push(issue(
                 "gateway.auth.token",
                 format!("the token is shorter than {MIN_TOKEN_CHARS} characters"),
-                Some(
-                    "use a long random value, or remove the key and clawline generates one".into(),
-                ),
+                Some("use a long random value, or remove the key and clawline generates one".into()),
             ));
         }
-        let password = g
-            .auth
-            .password
-            .as_ref()
-            .and_then(|p| self.secret(p, "gateway.auth.password", issues));
+        let password = g.auth.password.as_ref().and_then(|p| self.secret(p, "gateway.auth.password", issues));
         if auth_mode == AuthMode::Password && password.is_none() && g.auth.password.is_none() {
             issues.push(issue(
                 "gateway.auth.mode",
@@ -451,16 +392,10 @@ impl Resolver<'_> {
         let rl = &g.auth.rate_limit;
         let max_body_bytes = g.http.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
-            issues.push(issue(
-                "gateway.http.maxBodyBytes",
-                "must be at least 1024",
-                None,
-            ));
+            issues.push(issue("gateway.http.maxBodyBytes", "must be at least 1024", None));
         }
         for (i, origin) in g.control_ui.allowed_origins.iter().enumerate() {
-            if !(origin.starts_with("http://") || origin.starts_with("https://"))
-                || origin.ends_with('/')
-            {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 issues.push(issue(
                     format!("gateway.controlUi.allowedOrigins[{i}]"),
                     format!("`{origin}` is not an origin"),
@@ -487,11 +422,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn providers(
-        &self,
-        m: &ModelsFile,
-        issues: &mut Vec<Issue>,
-    ) -> BTreeMap<String, ProviderSettings> {
+    fn providers(&self, m: &ModelsFile, issues: &mut Vec<Issue>) -> BTreeMap<String, ProviderSettings> {
         let mut out = BTreeMap::new();
         for (id, p) in &m.providers {
             let base = format!("models.providers.{id}");
@@ -520,17 +451,12 @@ impl Resolver<'_> {
             };
             let base_url = match (p.base_url.as_deref(), known) {
                 (Some(u), _) => u.trim_end_matches('/').to_string(),
-                (None, Some(k)) => {
-                    (self.env)(k.base_url_var).unwrap_or_else(|| k.base_url.to_string())
-                }
+                (None, Some(k)) => (self.env)(k.base_url_var).unwrap_or_else(|| k.base_url.to_string()),
                 (None, None) => {
                     issues.push(issue(
                         base.clone(),
                         "baseUrl is required for this provider",
-                        Some(
-                            "add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root)"
-                                .into(),
-                        ),
+                        Some("add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root)".into()),
                     ));
                     continue;
                 }
@@ -544,11 +470,7 @@ impl Resolver<'_> {
             }
             for (i, model) in p.models.iter().enumerate() {
                 if model.id.trim().is_empty() {
-                    issues.push(issue(
-                        format!("{base}.models[{i}].id"),
-                        "model id is empty",
-                        None,
-                    ));
+                    issues.push(issue(format!("{base}.models[{i}].id"), "model id is empty", None));
                 }
                 if let Some(a) = model.api.as_deref()
                     && ApiKind::parse(a).is_none()
@@ -558,10 +480,7 @@ impl Resolver<'_> {
             }
             let key_var = provider_key_var(id);
             let (api_key, api_key_source) = match &p.api_key {
-                Some(input) => (
-                    self.secret(input, &format!("{base}.apiKey"), issues),
-                    Some("config".to_string()),
-                ),
+                Some(input) => (self.secret(input, &format!("{base}.apiKey"), issues), Some("config".to_string())),
                 None => match (self.env)(&key_var).filter(|v| !v.is_empty()) {
                     Some(v) => (Some(SecretString::new(v)), Some(format!("env {key_var}"))),
                     None => (None, None),
@@ -594,17 +513,13 @@ impl Resolver<'_> {
                         ProviderSettings {
                             id: e.id.to_string(),
                             api: e.api,
-                            base_url: (self.env)(e.base_url_var)
-                                .unwrap_or_else(|| e.base_url.to_string()),
+                            base_url: (self.env)(e.base_url_var).unwrap_or_else(|| e.base_url.to_string()),
                             api_key: Some(SecretString::new(key)),
                             api_key_source: Some(format!("env {}", e.key_var)),
                             headers: BTreeMap::new(),
                             timeout_secs: 120,
                             max_tokens: None,
-                            models: vec![ModelEntryFile {
-                                id: e.default_model.to_string(),
-                                ..Default::default()
-                            }],
+                            models: vec![ModelEntryFile { id: e.default_model.to_string(), ..Default::default() }],
                             implicit: true,
                         },
                     );
@@ -640,11 +555,7 @@ impl Resolver<'_> {
             } else {
                 format!("configured providers: {}", known.join(", "))
             };
-            issues.push(issue(
-                path,
-                format!("unknown provider `{}`", r.provider),
-                Some(hint),
-            ));
+            issues.push(issue(path, format!("unknown provider `{}`", r.provider), Some(hint)));
             return None;
         }
         Some(r)
@@ -659,19 +570,13 @@ impl Resolver<'_> {
         let d = &a.defaults;
         let default_model = match &d.model {
             Some(sel) => {
-                let primary =
-                    self.model_ref(&sel.primary, "agents.defaults.model", providers, issues);
+                let primary = self.model_ref(&sel.primary, "agents.defaults.model", providers, issues);
                 let fallbacks = sel
                     .fallbacks
                     .iter()
                     .enumerate()
                     .filter_map(|(i, f)| {
-                        self.model_ref(
-                            f,
-                            &format!("agents.defaults.model.fallbacks[{i}]"),
-                            providers,
-                            issues,
-                        )
+                        self.model_ref(f, &format!("agents.defaults.model.fallbacks[{i}]"), providers, issues)
                     })
                     .collect();
                 (primary, fallbacks)
@@ -679,49 +584,27 @@ impl Resolver<'_> {
             None => (auto_model(providers), Vec::new()),
         };
         let max_turns = d.max_turns.unwrap_or(24);
-        check_range(
-            "agents.defaults.maxTurns",
-            max_turns.into(),
-            1,
-            1000,
-            issues,
-        );
+        check_range("agents.defaults.maxTurns", max_turns.into(), 1, 1000, issues);
         let timeout = d.timeout_seconds.unwrap_or(600);
-        check_range(
-            "agents.defaults.timeoutSeconds",
-            timeout,
-            1,
-            7 * 24 * 3600,
-            issues,
-        );
+        check_range("agents.defaults.timeoutSeconds", timeout, 1, 7 * 24 * 3600, issues);
 
         let mut ids: Vec<String> = a.entries.keys().cloned().collect();
         if !ids.iter().any(|i| i == DEFAULT_AGENT_ID) {
             ids.push(DEFAULT_AGENT_ID.to_string());
         }
-        let defaults: Vec<&String> = a
-            .entries
-            .iter()
-            .filter(|(_, e)| e.default == Some(true))
-            .map(|(k, _)| k)
-            .collect();
+        let defaults: Vec<&String> =
+            a.entries.iter().filter(|(_, e)| e.default == Some(true)).map(|(k, _)| k).collect();
         if defaults.len() > 1 {
             issues.push(issue(
                 format!("agents.entries.{}.default", defaults[1]),
                 format!(
                     "more than one agent is marked default ({})",
-                    defaults
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    defaults.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 ),
                 Some("keep `default: true` on one agent".into()),
             ));
         }
-        let default_agent = defaults
-            .first()
-            .map_or(DEFAULT_AGENT_ID.to_string(), |s| s.to_string());
+        let default_agent = defaults.first().map_or(DEFAULT_AGENT_ID.to_string(), |s| s.to_string());
 
         let mut out = BTreeMap::new();
         for id in ids {
@@ -737,19 +620,13 @@ impl Resolver<'_> {
             let entry = a.entries.get(&id).cloned().unwrap_or_default();
             let (model, fallbacks) = match &entry.model {
                 Some(sel) => {
-                    let primary =
-                        self.model_ref(&sel.primary, &format!("{base}.model"), providers, issues);
+                    let primary = self.model_ref(&sel.primary, &format!("{base}.model"), providers, issues);
                     let fallbacks = sel
                         .fallbacks
                         .iter()
                         .enumerate()
                         .filter_map(|(i, f)| {
-                            self.model_ref(
-                                f,
-                                &format!("{base}.model.fallbacks[{i}]"),
-                                providers,
-                                issues,
-                            )
+                            self.model_ref(f, &format!("{base}.model.fallbacks[{i}]"), providers, issues)
                         })
                         .collect();
                     (primary, fallbacks)
@@ -761,22 +638,13 @@ impl Resolver<'_> {
                 (None, Some(w)) if id == default_agent => self.path(w),
                 (None, Some(w)) => self.path(w).with_file_name(format!(
                     "{}-{id}",
-                    Path::new(w)
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or("workspace")
+                    Path::new(w).file_name().and_then(|n| n.to_str()).unwrap_or("workspace")
                 )),
                 (None, None) if id == default_agent => self.state_dir.join("workspace"),
                 (None, None) => self.state_dir.join(format!("workspace-{id}")),
             };
             let agent_turns = entry.max_turns.unwrap_or(max_turns);
-            check_range(
-                &format!("{base}.maxTurns"),
-                agent_turns.into(),
-                1,
-                1000,
-                issues,
-            );
+            check_range(&format!("{base}.maxTurns"), agent_turns.into(), 1, 1000, issues);
             out.insert(
                 id.clone(),
                 AgentSettings {
@@ -805,20 +673,12 @@ fn api_issue(path: &str, value: &str) -> Issue {
     } else {
         format!("unknown API `{value}`")
     };
-    issue(
-        path,
-        message,
-        Some(format!("supported: {}", supported.join(", "))),
-    )
+    issue(path, message, Some(format!("supported: {}", supported.join(", "))))
 }
 
 fn check_range(path: &str, v: u64, min: u64, max: u64, issues: &mut Vec<Issue>) {
     if v < min || v > max {
-        issues.push(issue(
-            path,
-            format!("{v} is out of range"),
-            Some(format!("use a value from {min} to {max}")),
-        ));
+        issues.push(issue(path, format!("{v} is out of range"), Some(format!("use a value from {min} to {max}"))));
     }
 }
 
@@ -829,31 +689,19 @@ fn auto_model(providers: &BTreeMap<String, ProviderSettings>) -> Option<ModelRef
         if let Some(p) = providers.get(e.id)
             && let Some(m) = p.models.first()
         {
-            return Some(ModelRef {
-                provider: p.id.clone(),
-                model: m.id.clone(),
-            });
+            return Some(ModelRef { provider: p.id.clone(), model: m.id.clone() });
         }
     }
-    let with_models: Vec<&ProviderSettings> = providers
-        .values()
-        .filter(|p| !p.models.is_empty())
-        .collect();
+    let with_models: Vec<&ProviderSettings> = providers.values().filter(|p| !p.models.is_empty()).collect();
     match with_models.as_slice() {
-        [only] => Some(ModelRef {
-            provider: only.id.clone(),
-            model: only.models[0].id.clone(),
-        }),
+        [only] => Some(ModelRef { provider: only.id.clone(), model: only.models[0].id.clone() }),
         _ => None,
     }
 }
 
 fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
-    let safe_bins = t
-        .exec
-        .safe_bins
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SAFE_BINS.iter().map(|s| s.to_string()).collect());
+    let safe_bins =
+        t.exec.safe_bins.clone().unwrap_or_else(|| DEFAULT_SAFE_BINS.iter().map(|s| s.to_string()).collect());
     for (i, bin) in safe_bins.iter().enumerate() {
         let ok = !bin.is_empty()
             && (Path::new(bin).is_absolute() || !bin.contains('/'))

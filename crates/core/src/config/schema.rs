@@ -201,15 +201,10 @@ impl<'de> Deserialize<'de> for ModelSelection {
         impl<'de> Visitor<'de> for V {
             type Value = ModelSelection;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "\"provider/model\" or { primary: \"provider/model\", fallbacks: [...] }",
-                )
+                f.write_str("\"provider/model\" or { primary: \"provider/model\", fallbacks: [...] }")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<ModelSelection, E> {
-                Ok(ModelSelection {
-                    primary: s.to_string(),
-                    fallbacks: Vec::new(),
-                })
+                Ok(ModelSelection { primary: s.to_string(), fallbacks: Vec::new() })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelSelection, A::Error> {
                 #[derive(Deserialize)]
@@ -220,10 +215,7 @@ impl<'de> Deserialize<'de> for ModelSelection {
                     fallbacks: Vec<String>,
                 }
                 let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(ModelSelection {
-                    primary: full.primary,
-                    fallbacks: full.fallbacks,
-                })
+                Ok(ModelSelection { primary: full.primary, fallbacks: full.fallbacks })
             }
         }
         d.deserialize_any(V)
@@ -432,8 +424,7 @@ impl<'de> Deserialize<'de> for SecretInput {
                 Ok(SecretInput::Literal(SecretString::new(s)))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SecretInput, A::Error> {
-                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(SecretInput::Ref)
+                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map)).map(SecretInput::Ref)
             }
         }
         d.deserialize_any(V)

@@ -26,11 +26,7 @@ pub(crate) fn substitute(
             if s.contains('$') {
                 match expand(s, env) {
                     Ok(expanded) => *s = expanded,
-                    Err(var) => missing.push(Missing {
-                        var,
-                        path: path.to_string(),
-                        offset: span_start,
-                    }),
+                    Err(var) => missing.push(Missing { var, path: path.to_string(), offset: span_start }),
                 }
             }
         }
@@ -41,11 +37,7 @@ pub(crate) fn substitute(
         }
         Value::Object(members) => {
             for (key, value) in members.iter_mut() {
-                let child = if path.is_empty() {
-                    key.name.clone()
-                } else {
-                    format!("{path}.{}", key.name)
-                };
+                let child = if path.is_empty() { key.name.clone() } else { format!("{path}.{}", key.name) };
                 substitute(value, &child, env, missing);
             }
         }
@@ -86,16 +78,12 @@ pub(crate) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
 
 /// Whether `s` is exactly one `${NAME}` reference.
 pub(crate) fn is_single_reference(s: &str) -> bool {
-    s.strip_prefix("${")
-        .and_then(|b| b.strip_suffix('}'))
-        .is_some_and(is_var_name)
+    s.strip_prefix("${").and_then(|b| b.strip_suffix('}')).is_some_and(is_var_name)
 }
 
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 

@@ -4,9 +4,7 @@
 //! a wrong type or value at the value, a missing field at the object that lacks it. Callers turn
 //! the span into "file:line:column" and print the path (`models.providers.openai.api`).
 
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 
 use super::value::{Node, Span, Value};
 
@@ -33,30 +31,19 @@ impl DeError {
 
 impl de::Error for DeError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        DeError {
-            message: msg.to_string(),
-            span: None,
-            path: String::new(),
-        }
+        DeError { message: msg.to_string(), span: None, path: String::new() }
     }
 }
 
 /// Deserializes `T` from a node. Unknown keys are errors only where `T` says so
 /// (`#[serde(deny_unknown_fields)]`).
 pub fn from_node<T: DeserializeOwned>(node: &Node) -> Result<T, DeError> {
-    T::deserialize(NodeDe {
-        node,
-        path: String::new(),
-    })
+    T::deserialize(NodeDe { node, path: String::new() })
 }
 
 /// Joins a key path and a member name.
 pub(crate) fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 struct NodeDe<'a> {
@@ -86,23 +73,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             Value::Null => visitor.visit_unit(),
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Number(n) => match n.int {
-                Some(i) if i >= i64::MIN as i128 && i <= i64::MAX as i128 => {
-                    visitor.visit_i64(i as i64)
-                }
+                Some(i) if i >= i64::MIN as i128 && i <= i64::MAX as i128 => visitor.visit_i64(i as i64),
                 Some(i) if i >= 0 && i <= u64::MAX as i128 => visitor.visit_u64(i as u64),
                 _ => visitor.visit_f64(n.float),
             },
             Value::String(s) => visitor.visit_str(s),
-            Value::Array(items) => visitor.visit_seq(Seq {
-                items: items.iter().enumerate(),
-                path: &self.path,
-                len: items.len(),
-            }),
-            Value::Object(members) => visitor.visit_map(Map {
-                members: members.iter(),
-                path: &self.path,
-                value: None,
-            }),
+            Value::Array(items) => {
+                visitor.visit_seq(Seq { items: items.iter().enumerate(), path: &self.path, len: items.len() })
+            }
+            Value::Object(members) => visitor.visit_map(Map { members: members.iter(), path: &self.path, value: None }),
         };
         self.located(r)
     }
@@ -125,27 +104,16 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let r = match &self.node.value {
-            Value::String(s) => {
-                visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(s.as_str()))
-            }
-            _ => Err(de::Error::custom(format!(
-                "expected a string, found {}",
-                self.node.type_name()
-            ))),
+            Value::String(s) => visitor.visit_enum(IntoDeserializer::<DeError>::into_deserializer(s.as_str())),
+            _ => Err(de::Error::custom(format!("expected a string, found {}", self.node.type_name()))),
         };
         self.located(r)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         let span = self.node.span;
         let path = self.path.clone();
-        visitor
-            .visit_newtype_struct(self)
-            .map_err(|e| e.locate(span, &path))
+        visitor.visit_newtype_struct(self).map_err(|e| e.locate(span, &path))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -160,19 +128,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         deserialize_identifier
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
@@ -194,10 +154,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         match &self.node.value {
             Value::Object(_) => self.deserialize_any(visitor),
             _ => {
-                let r = Err(de::Error::custom(format!(
-                    "expected an object, found {}",
-                    self.node.type_name()
-                )));
+                let r = Err(de::Error::custom(format!("expected an object, found {}", self.node.type_name())));
                 self.located(r)
             }
         }
@@ -213,10 +170,7 @@ struct Seq<'a, I> {
 impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for Seq<'a, I> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some((i, node)) => {
                 let path = format!("{}[{i}]", self.path);
@@ -240,17 +194,12 @@ struct Map<'a, I> {
 impl<'de, 'a, I: Iterator<Item = &'a (super::value::Key, Node)>> MapAccess<'de> for Map<'a, I> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         match self.members.next() {
             Some((key, node)) => {
                 let path = child_path(self.path, &key.name);
                 let k = seed
-                    .deserialize(IntoDeserializer::<DeError>::into_deserializer(
-                        key.name.as_str(),
-                    ))
+                    .deserialize(IntoDeserializer::<DeError>::into_deserializer(key.name.as_str()))
                     .map_err(|e| e.locate(key.span, &path))?;
                 self.value = Some((node, path));
                 Ok(Some(k))
@@ -310,8 +259,7 @@ mod tests {
 
     #[test]
     fn reads_typed_structs() {
-        let node =
-            parse("{ port: 80, auth: { token: 't' }, list: [1,2], mode: 'remote' }").unwrap();
+        let node = parse("{ port: 80, auth: { token: 't' }, list: [1,2], mode: 'remote' }").unwrap();
         let g: Gateway = from_node(&node).unwrap();
         assert_eq!(g.port, 80);
         assert_eq!(g.list, vec![1, 2]);
@@ -320,8 +268,7 @@ mod tests {
 
     #[test]
     fn unknown_key_points_at_the_key() {
-        let (m, path, at) =
-            err_at("{\n  port: 80,\n  auth: {\n    token: 't',\n    tokn: 'x',\n  },\n}");
+        let (m, path, at) = err_at("{\n  port: 80,\n  auth: {\n    token: 't',\n    tokn: 'x',\n  },\n}");
         assert!(m.contains("unknown field `tokn`"), "{m}");
         assert_eq!(path, "auth.tokn");
         assert_eq!(at, "5:5");

@@ -40,17 +40,11 @@ pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, E
             Value::Array(items) => match segment.parse::<usize>().ok().and_then(|i| items.get(i)) {
                 Some(item) => Some(item),
                 None => {
-                    return Err(EditError::NoSuchIndex(
-                        segment.to_string(),
-                        walked.join("."),
-                    ));
+                    return Err(EditError::NoSuchIndex(segment.to_string(), walked.join(".")));
                 }
             },
             _ => {
-                return Err(EditError::NotAnObject(
-                    walked.join("."),
-                    segments[i..].join("."),
-                ));
+                return Err(EditError::NotAnObject(walked.join("."), segments[i..].join(".")));
             }
         };
         match next {
@@ -60,10 +54,7 @@ pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, E
             }
             None => {
                 let Value::Object(members) = &node.value else {
-                    return Err(EditError::NotAnObject(
-                        walked.join("."),
-                        segments[i..].join("."),
-                    ));
+                    return Err(EditError::NotAnObject(walked.join("."), segments[i..].join(".")));
                 };
                 return Ok(insert(src, node, members, &segments[i..], &rendered));
             }
@@ -79,25 +70,13 @@ pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, E
 
 fn render_key(key: &str) -> String {
     let mut chars = key.chars();
-    let ident = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+    let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    if ident {
-        key.to_string()
-    } else {
-        serde_json::to_string(key).unwrap_or_default()
-    }
+    if ident { key.to_string() } else { serde_json::to_string(key).unwrap_or_default() }
 }
 
 /// Inserts `rest[0]: { rest[1]: { … value } }` as a new member of the object `parent`.
-fn insert(
-    src: &str,
-    parent: &Node,
-    members: &[(Key, Node)],
-    rest: &[&str],
-    rendered: &str,
-) -> String {
+fn insert(src: &str, parent: &Node, members: &[(Key, Node)], rest: &[&str], rendered: &str) -> String {
     let mut member_value = rendered.to_string();
     for key in rest[1..].iter().rev() {
         member_value = format!("{{ {}: {} }}", render_key(key), member_value);
@@ -119,11 +98,7 @@ fn insert(
             // `{}` or `{ /* comments */ }`: put the member on its own line after the brace.
             let open = parent.span.start + 1;
             let outer = line_indent(src, parent.span.start);
-            format!(
-                "{}\n{outer}  {member},\n{outer}{}",
-                &src[..open],
-                src[open..].trim_start_matches([' ', '\t'])
-            )
+            format!("{}\n{outer}  {member},\n{outer}{}", &src[..open], src[open..].trim_start_matches([' ', '\t']))
         }
     }
 }
@@ -148,10 +123,7 @@ mod tests {
     fn replaces_an_existing_value_and_keeps_comments() {
         let src = "{\n  // the port\n  gateway: { port: 18789 }, // trailing\n}\n";
         let out = set(src, "gateway.port", &json!(19000)).unwrap();
-        assert_eq!(
-            out,
-            "{\n  // the port\n  gateway: { port: 19000 }, // trailing\n}\n"
-        );
+        assert_eq!(out, "{\n  // the port\n  gateway: { port: 19000 }, // trailing\n}\n");
     }
 
     #[test]
@@ -169,29 +141,16 @@ mod tests {
         let out = set("{}", "x.y-z", &json!(true)).unwrap();
         assert_eq!(get(&out, "x.y-z"), json!(true));
 
-        let out = set(
-            "{\n  models: { providers: {} },\n}",
-            "models.providers.local.baseUrl",
-            &json!("http://h"),
-        )
-        .unwrap();
-        assert_eq!(
-            get(&out, "models.providers.local.baseUrl"),
-            json!("http://h")
-        );
+        let out =
+            set("{\n  models: { providers: {} },\n}", "models.providers.local.baseUrl", &json!("http://h")).unwrap();
+        assert_eq!(get(&out, "models.providers.local.baseUrl"), json!("http://h"));
     }
 
     #[test]
     fn replaces_array_items_but_does_not_invent_them() {
         let out = set("{ list: [1, 2] }", "list[1]", &json!(5)).unwrap();
         assert_eq!(get(&out, "list"), json!([1, 5]));
-        assert!(matches!(
-            set("{ list: [1] }", "list.3", &json!(5)),
-            Err(EditError::NoSuchIndex(..))
-        ));
-        assert!(matches!(
-            set("{ a: 1 }", "a.b", &json!(5)),
-            Err(EditError::NotAnObject(..))
-        ));
+        assert!(matches!(set("{ list: [1] }", "list.3", &json!(5)), Err(EditError::NoSuchIndex(..))));
+        assert!(matches!(set("{ a: 1 }", "a.b", &json!(5)), Err(EditError::NotAnObject(..))));
     }
 }

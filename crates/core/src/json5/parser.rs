@@ -21,11 +21,7 @@ pub struct ParseError {
 
 /// Parses one JSON5 value (surrounded by optional whitespace and comments) from `src`.
 pub fn parse(src: &str) -> Result<Node, ParseError> {
-    let mut p = Parser {
-        src,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { src, pos: 0, depth: 0 };
     p.skip_trivia()?;
     if p.pos >= src.len() {
         return Err(p.error("the file is empty: expected a JSON5 object such as `{}`"));
@@ -33,10 +29,7 @@ pub fn parse(src: &str) -> Result<Node, ParseError> {
     let node = p.value()?;
     p.skip_trivia()?;
     if p.pos < src.len() {
-        return Err(p.error(format!(
-            "unexpected {} after the end of the document",
-            describe(p.peek_char())
-        )));
+        return Err(p.error(format!("unexpected {} after the end of the document", describe(p.peek_char()))));
     }
     Ok(node)
 }
@@ -75,17 +68,11 @@ fn is_ident_part(c: char) -> bool {
 
 impl<'a> Parser<'a> {
     fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError {
-            message: message.into(),
-            offset: self.pos,
-        }
+        ParseError { message: message.into(), offset: self.pos }
     }
 
     fn error_at(&self, offset: usize, message: impl Into<String>) -> ParseError {
-        ParseError {
-            message: message.into(),
-            offset,
-        }
+        ParseError { message: message.into(), offset }
     }
 
     fn peek_char(&self) -> Option<char> {
@@ -141,9 +128,7 @@ impl<'a> Parser<'a> {
             Some('{') => self.nested(Self::object)?,
             Some('[') => self.nested(Self::array)?,
             Some(q @ ('"' | '\'')) => Value::String(self.string(q)?),
-            Some(c) if c.is_ascii_digit() || matches!(c, '-' | '+' | '.') => {
-                Value::Number(self.number()?)
-            }
+            Some(c) if c.is_ascii_digit() || matches!(c, '-' | '+' | '.') => Value::Number(self.number()?),
             Some('I') | Some('N') => Value::Number(self.number()?),
             Some(c) if is_ident_start(c) => {
                 let word = self.identifier()?;
@@ -154,25 +139,17 @@ impl<'a> Parser<'a> {
                     _ => {
                         return Err(self.error_at(
                             start,
-                            format!(
-                                "unexpected word `{word}`: strings must be quoted, e.g. \"{word}\""
-                            ),
+                            format!("unexpected word `{word}`: strings must be quoted, e.g. \"{word}\""),
                         ));
                     }
                 }
             }
             other => return Err(self.error(format!("expected a value, found {}", describe(other)))),
         };
-        Ok(Node {
-            value,
-            span: Span::new(start, self.pos),
-        })
+        Ok(Node { value, span: Span::new(start, self.pos) })
     }
 
-    fn nested(
-        &mut self,
-        f: fn(&mut Self) -> Result<Value, ParseError>,
-    ) -> Result<Value, ParseError> {
+    fn nested(&mut self, f: fn(&mut Self) -> Result<Value, ParseError>) -> Result<Value, ParseError> {
         if self.depth >= MAX_DEPTH {
             return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
         }
@@ -201,10 +178,7 @@ impl<'a> Parser<'a> {
                 let at = line_col(self.src, first.span.start);
                 return Err(self.error_at(
                     key.span.start,
-                    format!(
-                        "duplicate key \"{}\" (first defined at line {}, column {})",
-                        key.name, at.line, at.column
-                    ),
+                    format!("duplicate key \"{}\" (first defined at line {}, column {})", key.name, at.line, at.column),
                 ));
             }
             self.skip_trivia()?;
@@ -230,10 +204,7 @@ impl<'a> Parser<'a> {
                 }
                 None => return Err(self.error_at(open, "unterminated object: missing `}`")),
                 other => {
-                    return Err(self.error(format!(
-                        "expected `,` or `}}` after a member, found {}",
-                        describe(other)
-                    )));
+                    return Err(self.error(format!("expected `,` or `}}` after a member, found {}", describe(other))));
                 }
             }
         }
@@ -245,15 +216,11 @@ impl<'a> Parser<'a> {
             Some(q @ ('"' | '\'')) => self.string(q)?,
             Some(c) if is_ident_start(c) => self.identifier()?,
             Some('\\') => {
-                return Err(self
-                    .error("escape sequences in unquoted keys are not supported: quote the key"));
+                return Err(self.error("escape sequences in unquoted keys are not supported: quote the key"));
             }
             other => return Err(self.error(format!("expected a key, found {}", describe(other)))),
         };
-        Ok(Key {
-            name,
-            span: Span::new(start, self.pos),
-        })
+        Ok(Key { name, span: Span::new(start, self.pos) })
     }
 
     fn identifier(&mut self) -> Result<String, ParseError> {
@@ -262,8 +229,7 @@ impl<'a> Parser<'a> {
             if is_ident_part(c) {
                 self.bump();
             } else if c == '\\' {
-                return Err(self
-                    .error("escape sequences in unquoted keys are not supported: quote the key"));
+                return Err(self.error("escape sequences in unquoted keys are not supported: quote the key"));
             } else {
                 break;
             }
@@ -297,10 +263,7 @@ impl<'a> Parser<'a> {
                 }
                 None => return Err(self.error_at(open, "unterminated array: missing `]`")),
                 other => {
-                    return Err(self.error(format!(
-                        "expected `,` or `]` after an item, found {}",
-                        describe(other)
-                    )));
+                    return Err(self.error(format!("expected `,` or `]` after an item, found {}", describe(other))));
                 }
             }
         }
@@ -312,19 +275,14 @@ impl<'a> Parser<'a> {
         let mut out = String::new();
         loop {
             let Some(c) = self.bump() else {
-                return Err(self.error_at(
-                    open,
-                    format!("unterminated string: missing closing {quote}"),
-                ));
+                return Err(self.error_at(open, format!("unterminated string: missing closing {quote}")));
             };
             match c {
                 c if c == quote => return Ok(out),
                 '\\' => self.escape(&mut out)?,
                 '\n' | '\r' => {
-                    return Err(self.error_at(
-                        open,
-                        "unterminated string: a line break inside a string must be escaped as `\\n`",
-                    ));
+                    return Err(self
+                        .error_at(open, "unterminated string: a line break inside a string must be escaped as `\\n`"));
                 }
                 c => out.push(c),
             }
@@ -383,20 +341,13 @@ impl<'a> Parser<'a> {
     }
 
     fn hex_digits(&mut self, n: usize, at: usize) -> Result<u32, ParseError> {
-        let digits = self
-            .src
-            .get(self.pos..self.pos + n)
-            .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
+        let digits = self.src.get(self.pos..self.pos + n).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
         match digits {
             Some(d) => {
                 self.pos += n;
-                u32::from_str_radix(d, 16)
-                    .map_err(|_| self.error_at(at, "invalid hexadecimal escape"))
+                u32::from_str_radix(d, 16).map_err(|_| self.error_at(at, "invalid hexadecimal escape"))
             }
-            None => Err(self.error_at(
-                at,
-                format!("invalid escape: expected {n} hexadecimal digits"),
-            )),
+            None => Err(self.error_at(at, format!("invalid escape: expected {n} hexadecimal digits"))),
         }
     }
 
@@ -423,9 +374,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
             }
             if self.pos == digits_start {
-                return Err(
-                    self.error_at(start, "invalid hexadecimal number: no digits after `0x`")
-                );
+                return Err(self.error_at(start, "invalid hexadecimal number: no digits after `0x`"));
             }
             let magnitude = i128::from_str_radix(&self.src[digits_start..self.pos], 16).ok();
             let int = magnitude.map(|m| if negative { -m } else { m });
@@ -452,10 +401,7 @@ impl<'a> Parser<'a> {
             frac_digits = self.pos - f;
         }
         if int_digits == 0 && frac_digits == 0 {
-            return Err(self.error_at(
-                start,
-                format!("expected a number, found {}", describe(self.peek_char())),
-            ));
+            return Err(self.error_at(start, format!("expected a number, found {}", describe(self.peek_char()))));
         }
         if let Some(b'e' | b'E') = self.peek_byte() {
             is_int = false;
@@ -473,39 +419,20 @@ impl<'a> Parser<'a> {
         }
         let text = &self.src[start..self.pos];
         let unsigned = text.trim_start_matches(['+', '-']);
-        let float = unsigned
-            .parse::<f64>()
-            .map(|f| sign * f)
-            .map_err(|_| self.error_at(start, "invalid number"))?;
-        let int = if is_int {
-            text.trim_start_matches('+').parse::<i128>().ok()
-        } else {
-            None
-        };
+        let float = unsigned.parse::<f64>().map(|f| sign * f).map_err(|_| self.error_at(start, "invalid number"))?;
+        let int = if is_int { text.trim_start_matches('+').parse::<i128>().ok() } else { None };
         self.after_number(start, float, int)
     }
 
-    fn after_number(
-        &mut self,
-        start: usize,
-        float: f64,
-        int: Option<i128>,
-    ) -> Result<Number, ParseError> {
+    fn after_number(&mut self, start: usize, float: f64, int: Option<i128>) -> Result<Number, ParseError> {
         if self.peek_char().is_some_and(is_ident_part) {
-            return Err(self.error_at(
-                start,
-                format!("invalid number: unexpected {}", describe(self.peek_char())),
-            ));
+            return Err(self.error_at(start, format!("invalid number: unexpected {}", describe(self.peek_char()))));
         }
         Ok(self.finish_number(start, float, int))
     }
 
     fn finish_number(&self, start: usize, float: f64, int: Option<i128>) -> Number {
-        Number {
-            text: self.src[start..self.pos].to_string(),
-            float,
-            int,
-        }
+        Number { text: self.src[start..self.pos].to_string(), float, int }
     }
 }
 
@@ -515,9 +442,7 @@ mod tests {
     use crate::json5::line_col;
 
     fn json(src: &str) -> serde_json::Value {
-        parse(src)
-            .unwrap_or_else(|e| panic!("{src}: {e}"))
-            .to_json()
+        parse(src).unwrap_or_else(|e| panic!("{src}: {e}")).to_json()
     }
 
     #[test]
@@ -552,9 +477,7 @@ b',
     #[test]
     fn special_numbers_and_unicode_escapes() {
         let n = parse("[Infinity, -Infinity, NaN, '\\u00e9\\uD83D\\uDE00\\x41']").unwrap();
-        let Value::Array(items) = &n.value else {
-            panic!()
-        };
+        let Value::Array(items) = &n.value else { panic!() };
         let f = |i: usize| match &items[i].value {
             Value::Number(n) => n.float,
             _ => panic!(),
@@ -568,9 +491,7 @@ b',
     #[test]
     fn big_integers_keep_precision() {
         let n = parse("18446744073709551615").unwrap();
-        let Value::Number(num) = n.value else {
-            panic!()
-        };
+        let Value::Number(num) = n.value else { panic!() };
         assert_eq!(num.int, Some(18_446_744_073_709_551_615));
     }
 
@@ -591,10 +512,7 @@ b',
         assert_eq!((l, c), (1, 8));
 
         let (m, l, _) = err("{\n a: 1,\n a: 2 }");
-        assert!(
-            m.contains("duplicate key \"a\" (first defined at line 2, column 2)"),
-            "{m}"
-        );
+        assert!(m.contains("duplicate key \"a\" (first defined at line 2, column 2)"), "{m}");
         assert_eq!(l, 3);
 
         let (m, ..) = err("{ a: 'open }");
@@ -626,10 +544,7 @@ b',
         let n = parse(src).unwrap();
         let port = n.get("port").unwrap();
         assert_eq!(&src[port.span.start..port.span.end], "18789");
-        assert_eq!(
-            n.key_span_at_path("name").map(|s| &src[s.start..s.end]),
-            Some("name")
-        );
+        assert_eq!(n.key_span_at_path("name").map(|s| &src[s.start..s.end]), Some("name"));
         assert_eq!(&src[n.span.start..n.span.end], src);
     }
 

@@ -102,10 +102,7 @@ impl Node {
         }
         let last = *last;
         match &parent.value {
-            Value::Object(members) => members
-                .iter()
-                .find(|(k, _)| k.name == last)
-                .map(|(k, _)| k.span),
+            Value::Object(members) => members.iter().find(|(k, _)| k.name == last).map(|(k, _)| k.span),
             _ => None,
         }
     }
@@ -123,19 +120,12 @@ impl Node {
             },
             Value::String(s) => J::String(s.clone()),
             Value::Array(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Object(members) => J::Object(
-                members
-                    .iter()
-                    .map(|(k, v)| (k.name.clone(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Object(members) => J::Object(members.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect()),
         }
     }
 }
 
 /// Splits a key path into segments: `a.b[2].c` and `a.b.2.c` both give `a`, `b`, `2`, `c`.
 pub fn split_path(path: &str) -> Vec<&str> {
-    path.split(['.', '[', ']'])
-        .filter(|s| !s.is_empty())
-        .collect()
+    path.split(['.', '[', ']']).filter(|s| !s.is_empty()).collect()
 }

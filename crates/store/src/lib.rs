@@ -1,0 +1,33 @@
+//! clawline's persistent state.
+//!
+//! One SQLite database (bundled SQLite, WAL, `busy_timeout=5000`) owned by one dedicated thread:
+//! every query runs there, so nothing blocks the async runtime and there is exactly one writer.
+//! It holds sessions, their transcripts (OpenClaw record shapes, appended atomically), runs
+//! (with idempotency keys) and secrets encrypted with a master key that lives outside the
+//! database.
+//!
+//! Invariants: a transcript append is one transaction (a crash leaves the whole batch or none of
+//! it); a user message and the run it starts are written together; secrets are stored only as
+//! AES-256-GCM ciphertext bound to their name.
+
+mod crypto;
+mod db;
+mod error;
+mod migrations;
+mod paths;
+mod runs;
+mod secrets;
+mod sessions;
+
+pub use crypto::{MasterKey, random_hex};
+pub use db::Store;
+pub use error::StoreError;
+pub use migrations::SCHEMA_VERSION;
+pub use paths::{StatePaths, ensure_private_dir};
+pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
+pub use sessions::{SessionRow, UsageDelta};
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,126 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`.
+//!
+//! Each entry in [`MIGRATIONS`] moves the schema one version up and runs in its own transaction
+//! together with the version bump, so a crash mid-migration leaves the previous version intact.
+//! Entries are never edited once released; changes are new entries.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// Version `i + 1` is reached by running `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[
+    // v1: sessions, transcripts, runs, secrets.
+    r#"
+    CREATE TABLE sessions (
+        session_key   TEXT PRIMARY KEY,
+        agent_id      TEXT NOT NULL,
+        session_id    TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        leaf_id       TEXT,
+        next_seq      INTEGER NOT NULL DEFAULT 1,
+        message_count INTEGER NOT NULL DEFAULT 0,
+        input_tokens  INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        total_tokens  INTEGER NOT NULL DEFAULT 0,
+        cost_usd      REAL NOT NULL DEFAULT 0,
+        last_model    TEXT
+    ) STRICT;
+    CREATE INDEX sessions_updated ON sessions(updated_at);
+
+    CREATE TABLE transcript_events (
+        session_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        record_id  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        event_json TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE runs (
+        run_id          TEXT PRIMARY KEY,
+        session_key     TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        agent_id        TEXT NOT NULL,
+        idempotency_key TEXT,
+        status          TEXT NOT NULL,
+        started_at      INTEGER NOT NULL,
+        ended_at        INTEGER,
+        result_json     TEXT,
+        UNIQUE (session_key, idempotency_key)
+    ) STRICT;
+    CREATE INDEX runs_status ON runs(status);
+
+    CREATE TABLE secrets (
+        name       TEXT PRIMARY KEY,
+        nonce      BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`]. Returns the version it started from.
+pub(crate) fn migrate(conn: &mut Connection, path: &str) -> Result<i64, StoreError> {
+    migrate_to(conn, path, SCHEMA_VERSION)
+}
+
+pub(crate) fn migrate_to(conn: &mut Connection, path: &str, target: i64) -> Result<i64, StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { path: path.to_string(), found, supported: SCHEMA_VERSION });
+    }
+    for version in found..target {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+        tracing::info!(version = version + 1, "applied database migration");
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn fresh_database_reaches_the_latest_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn, ":memory:").unwrap(), 0);
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(tables(&conn), ["runs", "secrets", "sessions", "transcript_events"]);
+        // Running again is a no-op.
+        assert_eq!(migrate(&mut conn, ":memory:").unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn each_step_upgrades_from_the_one_before() {
+        for start in 0..SCHEMA_VERSION {
+            let mut conn = Connection::open_in_memory().unwrap();
+            migrate_to(&mut conn, ":memory:", start).unwrap();
+            assert_eq!(migrate(&mut conn, ":memory:").unwrap(), start);
+            let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
+        }
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let e = migrate(&mut conn, "/x.sqlite").unwrap_err();
+        assert!(e.to_string().contains("upgrade clawline"), "{e}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Sessions and their transcripts.
+//!
+//! A session row maps a session key to its current session id and keeps running totals; the
+//! transcript is the ordered list of records under that session id. Appends assign each record
+//! an id and chain it to the previous one (`parentId`), all inside one transaction.
+
+use clawline_core::message::Message;
+use clawline_core::time::iso8601_from_ms;
+use clawline_core::transcript::{NewRecord, Record, SessionHeader, TRANSCRIPT_VERSION};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::crypto::random_hex;
+use crate::db::Store;
+use crate::error::StoreError;
+use crate::now_ms;
+
+/// A session as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRow {
+    pub session_key: String,
+    pub agent_id: String,
+    pub session_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub message_count: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub total_tokens: i64,
+    pub cost_usd: f64,
+    pub last_model: Option<String>,
+}
+
+/// Usage to add to a session's totals along with an append.
+#[derive(Debug, Clone, Default)]
+pub struct UsageDelta {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
+    pub cost_usd: f64,
+    pub model: Option<String>,
+}
+
+const SESSION_COLUMNS: &str = "session_key, agent_id, session_id, created_at, updated_at, message_count, \
+     input_tokens, output_tokens, total_tokens, cost_usd, last_model";
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        session_key: r.get(0)?,
+        agent_id: r.get(1)?,
+        session_id: r.get(2)?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+        message_count: r.get(5)?,
+        input_tokens: r.get(6)?,
+        output_tokens: r.get(7)?,
+        total_tokens: r.get(8)?,
+        cost_usd: r.get(9)?,
+        last_model: r.get(10)?,
+    })
+}
+
+pub(crate) fn get_session_tx(tx: &rusqlite::Connection, key: &str) -> Result<Option<SessionRow>, StoreError> {
+    Ok(tx
+        .query_row(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_key = ?1"), [key], session_from_row)
+        .optional()?)
+}
+
+/// Returns the session for `key`, creating it (with its header record) when it does not exist.
+pub(crate) fn ensure_session_tx(
+    tx: &Transaction<'_>,
+    key: &str,
+    agent_id: &str,
+    cwd: &str,
+    now: i64,
+) -> Result<SessionRow, StoreError> {
+    if let Some(row) = get_session_tx(tx, key)? {
+        return Ok(row);
+    }
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let header = Record::Session(SessionHeader {
+        version: TRANSCRIPT_VERSION,
+        id: session_id.clone(),
+        timestamp: iso8601_from_ms(now),
+        cwd: cwd.to_string(),
+    });
+    let json = serde_json::to_string(&header).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO sessions (session_key, agent_id, session_id, created_at, updated_at, next_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?4, 2)",
+        params![key, agent_id, session_id, now],
+    )?;
+    tx.execute(
+        "INSERT INTO transcript_events (session_id, seq, record_id, kind, event_json, created_at) \
+         VALUES (?1, 1, ?1, 'session', ?2, ?3)",
+        params![session_id, json, now],
+    )?;
+    get_session_tx(tx, key)?.ok_or_else(|| StoreError::NoSession(key.to_string()))
+}
+
+fn kind(record: &Record) -> &'static str {
+    match record {
+        Record::Session(_) => "session",
+        Record::Message(m) => match m.message {
+            Message::User(_) => "user",
+            Message::Assistant(_) => "assistant",
+            Message::ToolResult(_) => "toolResult",
+        },
+        Record::CustomMessage(_) => "custom_message",
+        Record::Custom(_) => "custom",
+    }
+}
+
+/// Appends `records` to the current transcript of `key`. Returns the new record ids.
+pub(crate) fn append_tx(
+    tx: &Transaction<'_>,
+    key: &str,
+    records: Vec<NewRecord>,
+    usage: Option<&UsageDelta>,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let (session_id, mut leaf, mut seq): (String, Option<String>, i64) = tx
+        .query_row("SELECT session_id, leaf_id, next_seq FROM sessions WHERE session_key = ?1", [key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NoSession(key.to_string()))?;
+    let mut ids = Vec::with_capacity(records.len());
+    let mut messages = 0i64;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO transcript_events (session_id, seq, record_id, kind, event_json, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for new in records {
+        let id = random_hex(6);
+        let record = new.into_record(id.clone(), leaf.clone(), iso8601_from_ms(now));
+        if record.message().is_some() {
+            messages += 1;
+        }
+        let json = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        insert.execute(params![session_id, seq, id, kind(&record), json, now])?;
+        seq += 1;
+        leaf = Some(id.clone());
+        ids.push(id);
+    }
+    let u = usage.cloned().unwrap_or_default();
+    tx.execute(
+        "UPDATE sessions SET leaf_id = ?2, next_seq = ?3, updated_at = ?4, message_count = message_count + ?5, \
+         input_tokens = input_tokens + ?6, output_tokens = output_tokens + ?7, total_tokens = total_tokens + ?8, \
+         cost_usd = cost_usd + ?9, last_model = COALESCE(?10, last_model) WHERE session_key = ?1",
+        params![key, leaf, seq, now, messages, u.input as i64, u.output as i64, u.total as i64, u.cost_usd, u.model],
+    )?;
+    Ok(ids)
+}
+
+pub(crate) fn transcript_tx(conn: &rusqlite::Connection, session_id: &str) -> Result<Vec<Record>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event_json FROM transcript_events WHERE session_id = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([session_id], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        let json = json?;
+        out.push(serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("{e} in {json:.200}")))?);
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Sessions, most recently updated first.
+    pub async fn list_sessions(&self, agent_id: Option<String>, limit: usize) -> Result<Vec<SessionRow>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE (?1 IS NULL OR agent_id = ?1) \
+                 ORDER BY updated_at DESC, session_key LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![agent_id, limit as i64], session_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn get_session(&self, key: &str) -> Result<Option<SessionRow>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| get_session_tx(c, &key)).await
+    }
+
+    /// Creates the session if needed and returns it.
+    pub async fn ensure_session(&self, key: &str, agent_id: &str, cwd: &str) -> Result<SessionRow, StoreError> {
+        let (key, agent_id, cwd) = (key.to_string(), agent_id.to_string(), cwd.to_string());
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let row = ensure_session_tx(&tx, &key, &agent_id, &cwd, now_ms())?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// Appends records atomically to the session's current transcript.
+    pub async fn append(
+        &self,
+        key: &str,
+        records: Vec<NewRecord>,
+        usage: Option<UsageDelta>,
+    ) -> Result<Vec<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let ids = append_tx(&tx, &key, records, usage.as_ref(), now_ms())?;
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// Every record of one session id, in order (header first).
+    pub async fn transcript(&self, session_id: &str) -> Result<Vec<Record>, StoreError> {
+        let session_id = session_id.to_string();
+        self.call(move |c| transcript_tx(c, &session_id)).await
+    }
+
+    /// The session for `key` and its current transcript, if the session exists.
+    pub async fn session_with_transcript(&self, key: &str) -> Result<Option<(SessionRow, Vec<Record>)>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            let Some(row) = get_session_tx(c, &key)? else { return Ok(None) };
+            let records = transcript_tx(c, &row.session_id)?;
+            Ok(Some((row, records)))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawline_core::message::{UserContent, UserMessage};
+
+    fn user(text: &str) -> NewRecord {
+        NewRecord::Message(Message::User(UserMessage {
+            content: UserContent::Text(text.into()),
+            timestamp: 1,
+            idempotency_key: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn appends_chain_records_and_count_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let row = store.ensure_session("agent:main:main", "main", "/w").await.unwrap();
+        let again = store.ensure_session("agent:main:main", "main", "/w").await.unwrap();
+        assert_eq!(row.session_id, again.session_id);
+
+        let a = store.append("agent:main:main", vec![user("one")], None).await.unwrap();
+        let usage = UsageDelta { input: 10, output: 5, total: 15, cost_usd: 0.5, model: Some("p/m".into()) };
+        let b = store.append("agent:main:main", vec![user("two"), user("three")], Some(usage)).await.unwrap();
+        assert_eq!(b.len(), 2);
+
+        let (row, records) = store.session_with_transcript("agent:main:main").await.unwrap().unwrap();
+        assert_eq!(row.message_count, 3);
+        assert_eq!(row.total_tokens, 15);
+        assert_eq!(row.last_model.as_deref(), Some("p/m"));
+        assert!(matches!(&records[0], Record::Session(h) if h.id == row.session_id && h.cwd == "/w"));
+        let Record::Message(first) = &records[1] else { panic!() };
+        assert_eq!(first.id, a[0]);
+        assert_eq!(first.parent_id, None);
+        let Record::Message(third) = &records[3] else { panic!() };
+        assert_eq!(third.parent_id.as_deref(), Some(b[0].as_str()));
+
+        let list = store.list_sessions(Some("main".into()), 10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(store.list_sessions(Some("ops".into()), 10).await.unwrap().is_empty());
+        assert!(matches!(store.append("agent:main:none", vec![user("x")], None).await, Err(StoreError::NoSession(_))));
+    }
+}
