@@ -1,0 +1,176 @@
+//! [`ModelClient`]: one provider, its wire API, and the retry policy around it.
+//!
+//! A call that fails before producing any output with a transient error (rate limit,
+//! overload, 5xx, timeout, connection failure) is retried a bounded number of times, waiting
+//! for the provider's `Retry-After` when it sent one (capped) or an exponential backoff with
+//! jitter otherwise. Once output has reached the caller the call is never repeated, so the user
+//! never sees text twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawline_core::config::schema::ModelCost;
+use clawline_core::config::{ApiKind, ProviderSettings};
+use clawline_core::message::{AssistantMessage, Usage};
+
+use crate::error::{ErrorKind, ProviderError};
+use crate::types::{ModelRequest, StreamEvent};
+use crate::{anthropic_messages, openai_completions};
+
+/// How transient failures are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First backoff; doubles each retry.
+    pub base_delay: Duration,
+    /// No single wait is longer than this, whatever `Retry-After` says.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 2, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32, err: &ProviderError) -> Duration {
+        if let Some(after) = err.retry_after {
+            return after.min(self.max_delay);
+        }
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+        // Up to 25% jitter so that many clients do not retry in lockstep.
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let jitter = exp.mul_f64(f64::from(nanos % 1000) / 4000.0);
+        (exp + jitter).min(self.max_delay)
+    }
+}
+
+/// A client for one configured provider.
+#[derive(Clone)]
+pub struct ModelClient {
+    settings: Arc<ProviderSettings>,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ModelClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelClient").field("provider", &self.settings.id).field("api", &self.settings.api).finish()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Fills `usage.cost` from prices in USD per million tokens.
+pub(crate) fn price(usage: &mut Usage, cost: &ModelCost) {
+    let per = |tokens: u64, price: f64| tokens as f64 * price / 1_000_000.0;
+    usage.cost.input = per(usage.input, cost.input);
+    usage.cost.output = per(usage.output, cost.output);
+    usage.cost.cache_read = per(usage.cache_read, cost.cache_read);
+    usage.cost.cache_write = per(usage.cache_write, cost.cache_write);
+    usage.cost.total = usage.cost.input + usage.cost.output + usage.cost.cache_read + usage.cost.cache_write;
+}
+
+impl ModelClient {
+    pub fn new(settings: Arc<ProviderSettings>, http: reqwest::Client) -> Self {
+        ModelClient { settings, http, retry: RetryPolicy::default() }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
+    }
+
+    /// Streams one answer: `on_event` sees output as it arrives; the finished message is returned.
+    /// Dropping the future cancels the call (the connection is closed).
+    pub async fn stream(
+        &self,
+        req: &ModelRequest,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<AssistantMessage, ProviderError> {
+        let mut attempt = 0;
+        loop {
+            let mut produced = false;
+            let mut sink = |e: StreamEvent| {
+                produced = true;
+                on_event(e)
+            };
+            let result = match self.settings.api {
+                ApiKind::OpenAiCompletions => {
+                    openai_completions::call(&self.http, &self.settings, req, &mut sink).await
+                }
+                ApiKind::AnthropicMessages => {
+                    anthropic_messages::call(&self.http, &self.settings, req, &mut sink).await
+                }
+            };
+            match result {
+                Err(err) if !produced && err.kind.is_transient() && attempt < self.retry.max_retries => {
+                    let wait = self.retry.delay(attempt, &err);
+                    tracing::warn!(
+                        provider = %self.settings.id,
+                        kind = err.kind.as_str(),
+                        status = err.status,
+                        attempt = attempt + 1,
+                        wait_ms = wait.as_millis() as u64,
+                        "model call failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(mut err) => {
+                    if attempt > 0 {
+                        err.message = format!("{} (after {} attempts)", err.message, attempt + 1);
+                    }
+                    if err.kind == ErrorKind::Auth && self.settings.api_key.is_none() {
+                        err.message.push_str("; no API key is configured for this provider");
+                    }
+                    return Err(err);
+                }
+                Ok(msg) => return Ok(msg),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_usage() {
+        let mut u = Usage {
+            input: 1_000_000,
+            output: 500_000,
+            cache_read: 0,
+            cache_write: 0,
+            total_tokens: 0,
+            cost: Default::default(),
+        };
+        price(&mut u, &ModelCost { input: 3.0, output: 15.0, cache_read: 0.3, cache_write: 3.75 });
+        assert_eq!(u.cost.input, 3.0);
+        assert_eq!(u.cost.output, 7.5);
+        assert_eq!(u.cost.total, 10.5);
+    }
+
+    #[test]
+    fn backoff_honours_retry_after_and_caps() {
+        let p = RetryPolicy::default();
+        let mut e = ProviderError::new(ErrorKind::RateLimited, "p", "x");
+        e.retry_after = Some(Duration::from_secs(3));
+        assert_eq!(p.delay(0, &e), Duration::from_secs(3));
+        e.retry_after = Some(Duration::from_secs(3600));
+        assert_eq!(p.delay(0, &e), Duration::from_secs(30));
+        e.retry_after = None;
+        let d = p.delay(1, &e);
+        assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1250), "{d:?}");
+    }
+}

@@ -1,0 +1,27 @@
+//! Model providers: a request in, a stream of typed events out.
+//!
+//! Each wire API has one module that converts clawline's [`Message`](clawline_core::message::Message)s
+//! to the provider's request body, reads its server-sent-event stream, and reports typed
+//! [`StreamEvent`]s followed by the finished [`AssistantMessage`](clawline_core::message::AssistantMessage):
+//!
+//! - [`openai_completions`]: `POST {baseUrl}/chat/completions` (OpenAI and every compatible server)
+//! - [`anthropic_messages`]: `POST {baseUrl}/v1/messages`
+//!
+//! [`ModelClient`] picks the module from the provider's `api`, adds bounded retries for transient
+//! failures that happen before any output, and classifies every failure into an [`ErrorKind`].
+//!
+//! Providers know nothing about channels, sessions or agents. They must never log or echo an API
+//! key: errors carry the provider's message with the key scrubbed out.
+
+pub mod anthropic_messages;
+mod client;
+mod error;
+mod http_util;
+pub mod openai_completions;
+pub mod sse;
+mod types;
+
+pub use client::{ModelClient, RetryPolicy};
+pub use error::{ErrorKind, ProviderError};
+pub use http_util::build_http_client;
+pub use types::{ModelRequest, StreamEvent, ToolSpec};
