@@ -1,0 +1,16 @@
+//! Test doubles and harnesses for clawline.
+//!
+//! - [`model_server`]: a scripted model server speaking the OpenAI Chat Completions and the
+//!   Anthropic Messages wire formats as their API references define them. It checks what it
+//!   receives the way the real services do (auth headers, required fields, tool-call/tool-result
+//!   pairing) and answers with scripted streams: text, tool calls, errors with the providers'
+//!   error bodies and `Retry-After`, slow streams, truncated and malformed streams.
+//! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
+//! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
+//!
+//! Nothing here talks to the internet.
+
+pub mod browser;
+pub mod gateway;
+pub mod model_server;
+pub mod sse_client;
