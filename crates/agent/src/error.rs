@@ -1,0 +1,39 @@
+//! Why a turn could not start.
+
+/// A turn refused before anything was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("unknown agent `{0}`; configured agents: {1}")]
+    UnknownAgent(String, String),
+    #[error("{0}")]
+    BadSessionKey(#[from] clawline_core::session_key::SessionKeyError),
+    #[error("the message is empty")]
+    EmptyMessage,
+    #[error(
+        "no model is configured for agent `{0}`: set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY"
+    )]
+    NoModel(String),
+    #[error("provider `{provider}` has no API key: set {var} or models.providers.{provider}.apiKey")]
+    MissingKey { provider: String, var: String },
+    #[error("state store error: {0}")]
+    Store(#[from] clawline_store::StoreError),
+}
+
+impl TurnError {
+    /// A short machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TurnError::UnknownAgent(..) => "unknown_agent",
+            TurnError::BadSessionKey(_) => "invalid_session_key",
+            TurnError::EmptyMessage => "empty_message",
+            TurnError::NoModel(_) => "no_model",
+            TurnError::MissingKey { .. } => "missing_api_key",
+            TurnError::Store(_) => "store_error",
+        }
+    }
+
+    /// Whether the caller's input is at fault (as opposed to the server's configuration or state).
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, TurnError::UnknownAgent(..) | TurnError::BadSessionKey(_) | TurnError::EmptyMessage)
+    }
+}

@@ -1,0 +1,27 @@
+//! The agent: turns a message into a run, and a run into model calls, tool calls and
+//! transcript records.
+//!
+//! - [`Runtime`] owns what runs share: the resolved config, the store, the HTTP client and the
+//!   session lanes. [`Runtime::start_turn`] persists the user message, then spawns the run and
+//!   hands back a stream of [`RunEvent`]s.
+//! - [`lanes`] guarantees one run per session key at a time, with no global lock.
+//! - [`context`] builds the system prompt (workspace bootstrap files, capped) and the history
+//!   (repairing tool calls a crash left unanswered).
+//! - [`run`] is the loop: model call → tools → model call …, bounded by `maxTurns` and a timeout.
+//! - [`tools`] are the built-in tools: `read`, `write`, `edit`, `ls`, `exec`.
+//!
+//! The agent knows nothing about HTTP, WebSockets or chat platforms; callers turn
+//! [`RunEvent`]s into whatever their clients speak.
+
+pub mod context;
+mod error;
+mod events;
+pub mod lanes;
+mod run;
+mod runtime;
+pub mod tools;
+pub mod workspace;
+
+pub use error::TurnError;
+pub use events::RunEvent;
+pub use runtime::{RunHandle, Runtime, TurnRequest, TurnStart};

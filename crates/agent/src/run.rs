@@ -1,0 +1,271 @@
+//! The run loop: model call → tools → model call …, persisting each step as it completes.
+//!
+//! Every finished step is written before the next one starts: the assistant message after its
+//! stream ends, each tool result as soon as its tool returns. A crash therefore loses at most
+//! the step in flight, never a finished one, and never leaves half a record. The loop stops
+//! when the model answers without tool calls, at `maxTurns` model calls, at the run timeout, or
+//! on a provider error; each ending is recorded in the transcript and reported as one final
+//! [`RunEvent`].
+
+use std::time::Duration;
+
+use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage};
+use clawline_core::transcript::NewRecord;
+use clawline_providers::{ModelClient, ModelRequest, StreamEvent};
+use clawline_store::{RunStatus, Store, UsageDelta};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::events::RunEvent;
+use crate::lanes::LaneGuard;
+use crate::tools::{self, ToolContext};
+
+const PREVIEW_CHARS: usize = 2000;
+
+/// Everything one run needs.
+pub(crate) struct RunParams {
+    pub run_id: String,
+    pub session_key: String,
+    pub model_label: String,
+    pub client: ModelClient,
+    pub request: ModelRequest,
+    pub tool_ctx: ToolContext,
+    pub max_turns: u32,
+    pub timeout: Duration,
+    pub store: Store,
+    pub events: UnboundedSender<RunEvent>,
+    pub lane: LaneGuard,
+}
+
+/// What the loop accumulates; it outlives the loop future so a timeout keeps it.
+#[derive(Default)]
+struct State {
+    text: String,
+    need_separator: bool,
+    partial: String,
+    usage: Usage,
+    model_calls: u32,
+    last_stop: Option<StopReason>,
+}
+
+enum Ending {
+    Finished,
+    MaxTurns,
+    Failed { kind: String, message: String, hint: Option<String> },
+}
+
+fn now_ms() -> i64 {
+    clawline_store::now_ms()
+}
+
+fn preview(text: &str) -> String {
+    let (p, cut) = clawline_core::text::truncate_chars(text, PREVIEW_CHARS);
+    if cut { format!("{p}…") } else { p.to_string() }
+}
+
+impl RunParams {
+    fn emit(&self, e: RunEvent) {
+        // A client that went away must not stop the run.
+        let _ = self.events.send(e);
+    }
+
+    async fn persist(&self, records: Vec<NewRecord>, usage: Option<UsageDelta>) -> Result<(), Ending> {
+        self.store.append(&self.session_key, records, usage).await.map(|_| ()).map_err(|e| Ending::Failed {
+            kind: "store".into(),
+            message: format!("could not save the run: {e}"),
+            hint: Some("run `clawline doctor`".into()),
+        })
+    }
+
+    async fn one_call(&mut self, state: &mut State) -> Result<AssistantMessage, Ending> {
+        state.partial.clear();
+        let events = self.events.clone();
+        let mut on_event = |e: StreamEvent| match e {
+            StreamEvent::TextDelta(d) if !d.is_empty() => {
+                if state.need_separator {
+                    state.need_separator = false;
+                    state.text.push_str("\n\n");
+                    let _ = events.send(RunEvent::Text { delta: "\n\n".into() });
+                }
+                state.text.push_str(&d);
+                state.partial.push_str(&d);
+                let _ = events.send(RunEvent::Text { delta: d });
+            }
+            StreamEvent::ThinkingDelta(d) => {
+                let _ = events.send(RunEvent::Thinking { delta: d });
+            }
+            _ => {}
+        };
+        state.model_calls += 1;
+        let result = self.client.stream(&self.request, &mut on_event).await;
+        match result {
+            Ok(msg) => Ok(msg),
+            Err(err) => {
+                if !state.partial.is_empty() {
+                    let partial = self.partial_message(&state.partial, StopReason::Error, Some(err.to_string()));
+                    self.persist(vec![NewRecord::Message(Message::Assistant(partial))], None).await?;
+                }
+                Err(Ending::Failed {
+                    kind: err.kind.as_str().to_string(),
+                    message: err.to_string(),
+                    hint: err.hint().map(String::from),
+                })
+            }
+        }
+    }
+
+    fn partial_message(&self, text: &str, stop: StopReason, error: Option<String>) -> AssistantMessage {
+        let s = self.client.settings();
+        AssistantMessage {
+            content: vec![ContentBlock::Text { text: text.to_string() }],
+            api: s.api.as_str().to_string(),
+            provider: s.id.clone(),
+            model: self.request.model.clone(),
+            usage: Usage::default(),
+            stop_reason: stop,
+            timestamp: now_ms(),
+            response_id: None,
+            error_message: error,
+        }
+    }
+
+    async fn run_loop(&mut self, state: &mut State) -> Result<Ending, Ending> {
+        loop {
+            if state.model_calls >= self.max_turns {
+                return Ok(Ending::MaxTurns);
+            }
+            let msg = self.one_call(state).await?;
+            if !msg.text().is_empty() {
+                state.need_separator = true;
+            }
+            state.usage.add(&msg.usage);
+            state.last_stop = Some(msg.stop_reason);
+            let usage = UsageDelta {
+                input: msg.usage.input + msg.usage.cache_read + msg.usage.cache_write,
+                output: msg.usage.output,
+                total: msg.usage.total_tokens,
+                cost_usd: msg.usage.cost.total,
+                model: Some(self.model_label.clone()),
+            };
+            let calls: Vec<(String, String, serde_json::Value)> =
+                msg.tool_calls().map(|(i, n, a)| (i.to_string(), n.to_string(), a.clone())).collect();
+            let stop = msg.stop_reason;
+            self.persist(vec![NewRecord::Message(Message::Assistant(msg.clone()))], Some(usage)).await?;
+            self.request.messages.push(Message::Assistant(msg));
+            if stop != StopReason::ToolUse || calls.is_empty() {
+                // Calls the model made but did not hand over (e.g. cut off at the token limit) get
+                // a result now, so the transcript never holds an unanswered call.
+                for (id, name, _) in calls {
+                    let text = "Not run: the answer was cut off before the call was complete.".to_string();
+                    self.record_result(&id, &name, tools::ToolOutput::err(text)).await?;
+                }
+                return Ok(Ending::Finished);
+            }
+            for (id, name, arguments) in calls {
+                self.emit(RunEvent::ToolStart { id: id.clone(), name: name.clone(), arguments: arguments.clone() });
+                let out = tools::call(&name, &arguments, &self.tool_ctx).await;
+                self.emit(RunEvent::ToolEnd {
+                    id: id.clone(),
+                    name: name.clone(),
+                    is_error: out.is_error,
+                    output: preview(&out.text),
+                });
+                self.record_result(&id, &name, out).await?;
+            }
+        }
+    }
+
+    async fn record_result(&mut self, id: &str, name: &str, out: tools::ToolOutput) -> Result<(), Ending> {
+        let result = Message::ToolResult(ToolResultMessage {
+            tool_call_id: id.to_string(),
+            tool_name: name.to_string(),
+            content: vec![ContentBlock::Text { text: out.text }],
+            is_error: out.is_error,
+            timestamp: now_ms(),
+        });
+        self.persist(vec![NewRecord::Message(result.clone())], None).await?;
+        self.request.messages.push(result);
+        Ok(())
+    }
+}
+
+/// Runs to the end, records the outcome, and sends the final event.
+pub(crate) async fn execute(mut p: RunParams) {
+    let mut state = State::default();
+    let timeout = p.timeout;
+    let outcome = tokio::time::timeout(timeout, p.run_loop(&mut state)).await;
+    let ending = match outcome {
+        Ok(Ok(e)) | Ok(Err(e)) => e,
+        Err(_) => {
+            if !state.partial.is_empty() {
+                let partial = p.partial_message(&state.partial, StopReason::Aborted, Some("run timed out".into()));
+                let _ = p.persist(vec![NewRecord::Message(Message::Assistant(partial))], None).await;
+            }
+            Ending::Failed {
+                kind: "timeout".into(),
+                message: format!("the run took longer than {} s and was stopped", timeout.as_secs()),
+                hint: Some("raise agents.defaults.timeoutSeconds, or ask for smaller steps".into()),
+            }
+        }
+    };
+    let (status, event, note) = match ending {
+        Ending::Finished => {
+            let stop = state.last_stop.map_or("stop", StopReason::as_str).to_string();
+            let result =
+                json!({"text": state.text, "stopReason": stop, "usage": state.usage, "modelCalls": state.model_calls});
+            let event = RunEvent::Done {
+                run_id: p.run_id.clone(),
+                text: state.text.clone(),
+                stop_reason: stop,
+                usage: state.usage,
+                model_calls: state.model_calls,
+            };
+            (RunStatus::Ok, (event, result), None)
+        }
+        Ending::MaxTurns => {
+            let message = format!("stopped after {} model calls (agents.defaults.maxTurns)", state.model_calls);
+            let note =
+                NewRecord::CustomMessage { custom_type: "max-turns".into(), content: message.clone(), details: None };
+            let result = json!({"text": state.text, "error": message, "kind": "max_turns", "usage": state.usage});
+            let event = RunEvent::Error {
+                run_id: p.run_id.clone(),
+                kind: "max_turns".into(),
+                message,
+                hint: Some("raise agents.defaults.maxTurns if the task really needs more steps".into()),
+                text: state.text.clone(),
+            };
+            (RunStatus::Error, (event, result), Some(note))
+        }
+        Ending::Failed { kind, message, hint } => {
+            let status = if kind == "timeout" { RunStatus::Aborted } else { RunStatus::Error };
+            let note = NewRecord::CustomMessage {
+                custom_type: "run-failed".into(),
+                content: message.clone(),
+                details: Some(json!({"runId": p.run_id, "kind": kind})),
+            };
+            let result = json!({"text": state.text, "error": message, "kind": kind, "usage": state.usage});
+            let event = RunEvent::Error { run_id: p.run_id.clone(), kind, message, hint, text: state.text.clone() };
+            (status, (event, result), Some(note))
+        }
+    };
+    if let Some(note) = note
+        && let Err(e) = p.store.append(&p.session_key, vec![note], None).await
+    {
+        tracing::error!(run_id = %p.run_id, error = %e, "could not record how the run ended");
+    }
+    let (event, result) = event;
+    if let Err(e) = p.store.finish_run(&p.run_id, status, result).await {
+        tracing::error!(run_id = %p.run_id, error = %e, "could not record the run's status");
+    }
+    tracing::info!(
+        run_id = %p.run_id,
+        session = %p.session_key,
+        status = status.as_str(),
+        model_calls = state.model_calls,
+        input_tokens = state.usage.input,
+        output_tokens = state.usage.output,
+        "run finished"
+    );
+    p.emit(event);
+    drop(p.lane);
+}

@@ -1,0 +1,294 @@
+//! The runtime shared by all runs of one process, and how a turn starts.
+//!
+//! `start_turn` checks everything that can be checked up front (agent, model, API key, session
+//! key) so a misconfiguration is refused before anything is stored. It then waits for the
+//! session's lane, stores the user message together with the run (persist before acknowledge),
+//! and spawns the run. The caller gets the run's events; if it goes away, the run still finishes
+//! and is still recorded.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use clawline_core::config::{AgentSettings, Config, ProviderSettings, provider_key_var};
+use clawline_core::message::{ContentBlock, Message, ToolResultMessage, UserContent, UserMessage};
+use clawline_core::session_key::SessionKey;
+use clawline_core::transcript::NewRecord;
+use clawline_providers::{ModelClient, ModelRequest};
+use clawline_store::{BeginTurn, RunRow, Store, TurnStart as StoreTurnStart};
+use tokio::sync::mpsc;
+
+use crate::context;
+use crate::error::TurnError;
+use crate::events::RunEvent;
+use crate::lanes::Lanes;
+use crate::run::{self, RunParams};
+use crate::tools::{self, ToolContext};
+use crate::workspace;
+
+/// A request to run one turn.
+#[derive(Debug, Clone, Default)]
+pub struct TurnRequest {
+    /// The agent; `None` means the default agent.
+    pub agent_id: Option<String>,
+    /// The session key as the client gave it (`main`, `work`, `agent:main:work`); `None` means main.
+    pub session_key: Option<String>,
+    pub message: String,
+    /// A retry with the same key in the same session does not start a second run.
+    pub idempotency_key: Option<String>,
+    /// Earlier turns a stateless client sent along (OpenAI-style full histories).
+    pub preamble: Vec<Message>,
+    /// Extra instructions from the client (e.g. OpenAI `system` messages), added to the prompt.
+    pub extra_system: Option<String>,
+}
+
+/// A run that started.
+#[derive(Debug)]
+pub struct RunHandle {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    /// `provider/model`.
+    pub model: String,
+    pub events: mpsc::UnboundedReceiver<RunEvent>,
+}
+
+/// What [`Runtime::start_turn`] did.
+#[derive(Debug)]
+pub enum TurnStart {
+    Started(RunHandle),
+    /// The idempotency key was used before in this session: here is that run.
+    Duplicate(RunRow),
+}
+
+struct Inner {
+    config: Arc<Config>,
+    store: Store,
+    lanes: Lanes,
+    providers: HashMap<String, Arc<ProviderSettings>>,
+    workspaces: HashMap<String, PathBuf>,
+    http: OnceLock<reqwest::Client>,
+}
+
+/// Shared state for all runs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or_default().split(['/', '?']).next().unwrap_or_default();
+    let host =
+        host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Runtime {
+    /// Prepares the runtime: creates each agent's workspace (with starter files when new).
+    pub fn new(config: Arc<Config>, store: Store) -> std::io::Result<Runtime> {
+        let mut workspaces = HashMap::new();
+        for agent in config.agents.values() {
+            let (path, created) = workspace::ensure(&agent.workspace)?;
+            if created {
+                tracing::info!(agent = %agent.id, workspace = %path.display(), "created workspace");
+            }
+            workspaces.insert(agent.id.clone(), path);
+        }
+        let providers = config.providers.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                lanes: Lanes::default(),
+                providers,
+                workspaces,
+                http: OnceLock::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn lanes(&self) -> &Lanes {
+        &self.inner.lanes
+    }
+
+    /// The HTTP client for model calls, built on first use (it loads TLS roots, which takes time
+    /// that start-up should not pay).
+    fn http(&self) -> reqwest::Client {
+        self.inner
+            .http
+            .get_or_init(|| clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new()))
+            .clone()
+    }
+
+    /// Finishes what a crash interrupted: marks stale runs `interrupted` and gives tool calls that
+    /// never returned an error result, so every session is consistent before new turns start.
+    pub async fn recover(&self) -> Result<usize, clawline_store::StoreError> {
+        let runs = self.inner.store.recover_interrupted_runs().await?;
+        for run in &runs {
+            let Some((_, records)) = self.inner.store.session_with_transcript(&run.session_key).await? else {
+                continue;
+            };
+            let messages: Vec<Message> = records.iter().filter_map(|r| r.message().cloned()).collect();
+            let missing = context::unanswered_tail(&messages);
+            if missing.is_empty() {
+                continue;
+            }
+            let results = missing
+                .into_iter()
+                .map(|(id, name)| {
+                    NewRecord::Message(Message::ToolResult(ToolResultMessage {
+                        tool_call_id: id,
+                        tool_name: name,
+                        content: vec![ContentBlock::Text { text: context::INTERRUPTED_TOOL.into() }],
+                        is_error: true,
+                        timestamp: clawline_store::now_ms(),
+                    }))
+                })
+                .collect();
+            self.inner.store.append(&run.session_key, results, None).await?;
+        }
+        if !runs.is_empty() {
+            tracing::warn!(count = runs.len(), "recovered runs interrupted by a previous crash");
+        }
+        Ok(runs.len())
+    }
+
+    fn agent(&self, id: Option<&str>) -> Result<&AgentSettings, TurnError> {
+        let config = &self.inner.config;
+        let id = id.unwrap_or(&config.default_agent);
+        config.agent(id).ok_or_else(|| {
+            TurnError::UnknownAgent(id.to_string(), config.agents.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
+    }
+
+    /// Checks that `agent` can call its model; returns the provider.
+    pub fn check_model(&self, agent_id: Option<&str>) -> Result<Arc<ProviderSettings>, TurnError> {
+        let agent = self.agent(agent_id)?;
+        let model = agent.model.as_ref().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
+        let provider =
+            self.inner.providers.get(&model.provider).cloned().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
+        if provider.api_key.is_none() && !is_loopback_url(&provider.base_url) {
+            return Err(TurnError::MissingKey { provider: provider.id.clone(), var: provider_key_var(&provider.id) });
+        }
+        Ok(provider)
+    }
+
+    /// Starts a turn (see the module docs).
+    pub async fn start_turn(&self, req: TurnRequest) -> Result<TurnStart, TurnError> {
+        let agent = self.agent(req.agent_id.as_deref())?.clone();
+        let provider = self.check_model(Some(&agent.id))?;
+        let model = agent.model.clone().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
+        let key = match req.session_key.as_deref() {
+            Some(raw) => SessionKey::from_client(&agent.id, raw)?,
+            None => SessionKey::main(&agent.id),
+        };
+        if req.message.trim().is_empty() {
+            return Err(TurnError::EmptyMessage);
+        }
+        let workspace = self.inner.workspaces.get(&agent.id).cloned().unwrap_or_else(|| agent.workspace.clone());
+
+        let lane = self.inner.lanes.acquire(key.as_str()).await;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let begin = self
+            .inner
+            .store
+            .begin_turn(StoreTurnStart {
+                run_id: run_id.clone(),
+                session_key: key.to_string(),
+                agent_id: agent.id.clone(),
+                cwd: workspace.display().to_string(),
+                idempotency_key: req.idempotency_key.clone(),
+                preamble: req.preamble.into_iter().map(NewRecord::Message).collect(),
+                user: Message::User(UserMessage {
+                    content: UserContent::Text(req.message.clone()),
+                    timestamp: clawline_store::now_ms(),
+                    idempotency_key: req.idempotency_key.clone(),
+                }),
+            })
+            .await?;
+        if let BeginTurn::Duplicate(run) = begin {
+            return Ok(TurnStart::Duplicate(run));
+        }
+        let records = match self.inner.store.session_with_transcript(key.as_str()).await? {
+            Some((_, records)) => records,
+            None => Vec::new(),
+        };
+        let history = context::history(&records);
+
+        let config = &self.inner.config;
+        let tool_specs = tools::specs(&config.tools);
+        let files = workspace::load_bootstrap(&workspace, agent.bootstrap_max_chars, agent.bootstrap_total_max_chars);
+        let today = clawline_core::time::iso8601_from_ms(clawline_store::now_ms())[..10].to_string();
+        let mut system = context::system_prompt(&agent, &workspace, &files, &tool_specs, &config.tools.exec, &today);
+        if let Some(extra) = req.extra_system.filter(|s| !s.trim().is_empty()) {
+            system.push_str("\n## Instructions from the client\n");
+            system.push_str(&extra);
+            system.push('\n');
+        }
+        let entry = provider.model(&model.model);
+        let max_tokens = agent.max_tokens.or(entry.and_then(|m| m.max_tokens)).or(provider.max_tokens).unwrap_or(4096);
+        let request = ModelRequest {
+            model: model.model.clone(),
+            system,
+            messages: history,
+            tools: tool_specs,
+            max_tokens,
+            cost: entry.map(|m| m.cost).unwrap_or_default(),
+            compat: entry.map(|m| m.compat.clone()).unwrap_or_default(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let model_label = model.to_string();
+        let _ = tx.send(RunEvent::Started {
+            run_id: run_id.clone(),
+            session_key: key.to_string(),
+            agent_id: agent.id.clone(),
+            model: model_label.clone(),
+        });
+        let params = RunParams {
+            run_id: run_id.clone(),
+            session_key: key.to_string(),
+            model_label: model_label.clone(),
+            client: ModelClient::new(provider, self.http()),
+            request,
+            tool_ctx: ToolContext { workspace, settings: config.tools.clone() },
+            max_turns: agent.max_turns,
+            timeout: Duration::from_secs(agent.timeout_secs),
+            store: self.inner.store.clone(),
+            events: tx,
+            lane,
+        };
+        tokio::spawn(run::execute(params));
+        Ok(TurnStart::Started(RunHandle {
+            run_id,
+            session_key: key.to_string(),
+            agent_id: agent.id,
+            model: model_label,
+            events: rx,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_url("http://127.0.0.1:8080/v1"));
+        assert!(is_loopback_url("http://localhost/v1"));
+        assert!(is_loopback_url("http://[::1]:9000"));
+        assert!(!is_loopback_url("https://api.openai.com/v1"));
+        assert!(!is_loopback_url("http://10.0.0.2:8080"));
+    }
+}

@@ -1,0 +1,314 @@
+//! `exec`: run one program in the workspace, without a shell.
+//!
+//! The command line is split into words (single and double quotes group words, a backslash
+//! escapes one character) and the program is executed directly, so there is no shell expansion
+//! to abuse: pipes, redirects, `;`, `&&`, backticks and `$` are refused with an explanation.
+//!
+//! Policy (`tools.exec`): with `security: "allowlist"` (the default) the program must be named
+//! in `safeBins`, and arguments that are paths (absolute, or containing `..`) must stay inside
+//! the workspace; `"full"` lifts both; `"deny"` removes the tool. Always: the working directory
+//! is inside the workspace, the environment is replaced by a minimal one (no API keys leak into
+//! commands), stdin is empty, the whole process group is killed at the timeout, and output is
+//! capped. This is a policy, not a sandbox: an allowed program can still do what it does.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use clawline_core::config::schema::ExecSecurity;
+use serde_json::{Map, Value, json};
+use tokio::io::AsyncReadExt;
+
+use super::{ToolContext, ToolOutput, path, str_arg, uint_arg};
+
+const SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub(super) fn schema() -> (&'static str, Value) {
+    (
+        "Run one program in the workspace and return its exit code and output. No shell: quotes group words, but pipes, redirects, variables and globs are not available.",
+        json!({
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "Program and arguments, e.g. \"grep -n TODO notes.md\"."},
+                "workdir": {"type": "string", "description": "Directory inside the workspace (default: the workspace)."},
+                "timeoutSeconds": {"type": "integer", "minimum": 1, "description": "Kill the program after this many seconds."}
+            },
+            "required": ["command"]
+        }),
+    )
+}
+
+/// Splits a command line into words, refusing shell syntax.
+pub(crate) fn split(command: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => word.push(ch),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\')) => word.push(ch),
+                            Some(ch) => {
+                                word.push('\\');
+                                word.push(ch);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(ch) => word.push(ch),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(ch) => word.push(ch),
+                    None => return Err("the command ends with a lone backslash".into()),
+                }
+            }
+            '|' | '&' | ';' | '<' | '>' | '`' | '$' | '(' | ')' | '\n' => {
+                return Err(format!(
+                    "`{}` is shell syntax, and exec runs a single program without a shell. Run each step as its own exec call, or quote the character if it is part of an argument.",
+                    if c == '\n' { "newline".to_string() } else { c.to_string() }
+                ));
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    if words.is_empty() {
+        return Err("the command is empty".into());
+    }
+    Ok(words)
+}
+
+/// Finds `program` on the fixed search path.
+fn locate(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    SEARCH_PATH.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// Checks that path-like arguments stay in the workspace (allowlist mode).
+fn check_args(workspace: &Path, workdir: &Path, args: &[String]) -> Result<(), String> {
+    for arg in args {
+        let value = if arg.starts_with('-') { arg.split_once('=').map_or("", |(_, v)| v) } else { arg.as_str() };
+        let pathlike = value.starts_with('/') || value.starts_with('~') || value.split('/').any(|part| part == "..");
+        if !pathlike {
+            continue;
+        }
+        let rel = match Path::new(value).strip_prefix(workspace) {
+            Ok(r) => r.to_path_buf(),
+            Err(_) if value.starts_with('/') || value.starts_with('~') => {
+                return Err(format!(
+                    "argument `{arg}` points outside the workspace; exec may only touch files in the workspace (tools.exec.security \"full\" lifts this)"
+                ));
+            }
+            Err(_) => workdir.strip_prefix(workspace).unwrap_or(Path::new("")).join(value),
+        };
+        path::resolve(workspace, &rel.to_string_lossy()).map_err(|e| format!("argument `{arg}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Kills the whole process group when dropped (timeout or a cancelled run).
+struct GroupKiller(Option<i32>);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) on a process group we created; no memory is touched.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn read_capped(mut r: impl tokio::io::AsyncRead + Unpin, cap: usize) -> (Vec<u8>, usize) {
+    let mut kept = Vec::new();
+    let mut dropped = 0;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                dropped += n.saturating_sub(room);
+            }
+        }
+    }
+    (kept, dropped)
+}
+
+fn render(name: &str, bytes: &[u8], dropped: usize, cap_chars: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let (shown, cut) = clawline_core::text::truncate_chars(&text, cap_chars);
+    let mut out = format!("--- {name} ---\n{shown}");
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if cut || dropped > 0 {
+        out.push_str(&format!("[{name} truncated: {} more bytes]\n", dropped + (text.len() - shown.len())));
+    }
+    out
+}
+
+pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOutput {
+    let settings = &ctx.settings.exec;
+    let command = match str_arg(args, "command") {
+        Ok(c) => c.to_string(),
+        Err(e) => return e,
+    };
+    let words = match split(&command) {
+        Ok(w) => w,
+        Err(e) => return ToolOutput::err(e),
+    };
+    let workdir = match args.get("workdir") {
+        None | Some(Value::Null) => ctx.workspace.clone(),
+        Some(Value::String(s)) if s.trim().is_empty() => ctx.workspace.clone(),
+        Some(Value::String(s)) => match path::resolve(&ctx.workspace, s) {
+            Ok(p) if p.is_dir() => p,
+            Ok(_) => return ToolOutput::err(format!("workdir `{s}` is not a directory in the workspace.")),
+            Err(e) => return ToolOutput::err(format!("workdir: {e}")),
+        },
+        Some(other) => return ToolOutput::err(format!("`workdir` must be a string, got {other}.")),
+    };
+    let timeout = match uint_arg(args, "timeoutSeconds") {
+        Ok(t) => t.unwrap_or(settings.timeout_secs).clamp(1, settings.timeout_secs),
+        Err(e) => return e,
+    };
+    let program = &words[0];
+    if settings.security == ExecSecurity::Allowlist {
+        let allowed = settings.safe_bins.iter().any(|b| b == program);
+        if !allowed {
+            return ToolOutput::err(format!(
+                "`{program}` is not in the exec allow-list (tools.exec.safeBins: {}). Use an allowed program, or ask the user to add it.",
+                settings.safe_bins.join(", ")
+            ));
+        }
+        if let Err(e) = check_args(&ctx.workspace, &workdir, &words[1..]) {
+            return ToolOutput::err(e);
+        }
+    }
+    let Some(resolved) = locate(program) else {
+        return ToolOutput::err(format!("program `{program}` was not found on {SEARCH_PATH}."));
+    };
+    let mut cmd = tokio::process::Command::new(&resolved);
+    cmd.args(&words[1..])
+        .current_dir(&workdir)
+        .env_clear()
+        .env("PATH", SEARCH_PATH)
+        .env("HOME", &ctx.workspace)
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "dumb")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return ToolOutput::err(format!("cannot start `{program}`: {e}")),
+    };
+    let _killer = GroupKiller(child.id().map(|id| id as i32));
+    let cap = settings.max_output_chars;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out_task = tokio::spawn(async move {
+        match stdout {
+            Some(s) => read_capped(s, cap * 4).await,
+            None => (Vec::new(), 0),
+        }
+    });
+    let err_task = tokio::spawn(async move {
+        match stderr {
+            Some(s) => read_capped(s, cap * 4).await,
+            None => (Vec::new(), 0),
+        }
+    });
+    let status = tokio::time::timeout(Duration::from_secs(timeout), child.wait()).await;
+    let timed_out = status.is_err();
+    if timed_out {
+        drop(_killer);
+        let _ = child.wait().await;
+    }
+    let (out, out_dropped) = out_task.await.unwrap_or_default();
+    let (err, err_dropped) = err_task.await.unwrap_or_default();
+    let mut text = match &status {
+        Ok(Ok(s)) => match s.code() {
+            Some(code) => format!("exit code {code}\n"),
+            None => "killed by a signal\n".to_string(),
+        },
+        Ok(Err(e)) => format!("could not wait for the program: {e}\n"),
+        Err(_) => format!("killed after {timeout} s (timeout)\n"),
+    };
+    if !out.is_empty() || out_dropped > 0 {
+        text.push_str(&render("stdout", &out, out_dropped, cap));
+    }
+    if !err.is_empty() || err_dropped > 0 {
+        text.push_str(&render("stderr", &err, err_dropped, cap));
+    }
+    let success = matches!(&status, Ok(Ok(s)) if s.success());
+    ToolOutput { text, is_error: !success }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_words_and_refuses_shell_syntax() {
+        assert_eq!(split("grep -n 'a b' \"c \\\"d\\\"\" e\\ f").unwrap(), ["grep", "-n", "a b", "c \"d\"", "e f"]);
+        assert_eq!(split("  echo  ''  ").unwrap(), ["echo", ""]);
+        for bad in ["ls | wc", "a; b", "a && b", "cat < x", "echo $HOME", "echo `id`", "a > b", "x\ny"] {
+            assert!(split(bad).unwrap_err().contains("shell syntax"), "{bad}");
+        }
+        assert_eq!(split("echo 'a|b;c'").unwrap(), ["echo", "a|b;c"]);
+        assert!(split("echo 'open").is_err());
+        assert!(split("   ").is_err());
+    }
+
+    #[test]
+    fn path_arguments_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        assert!(check_args(&ws, &ws, &["-n".into(), "notes.md".into()]).is_ok());
+        assert!(check_args(&ws, &ws, &[ws.join("a").to_string_lossy().into_owned()]).is_ok());
+        assert!(check_args(&ws, &ws, &["/etc/passwd".into()]).is_err());
+        assert!(check_args(&ws, &ws, &["../x".into()]).is_err());
+        assert!(check_args(&ws, &ws, &["--file=/etc/shadow".into()]).is_err());
+        assert!(check_args(&ws, &ws, &["~/.ssh/id_rsa".into()]).is_err());
+        std::fs::create_dir(ws.join("sub")).unwrap();
+        assert!(check_args(&ws, &ws.join("sub"), &["../ok.txt".into()]).is_ok());
+    }
+}
