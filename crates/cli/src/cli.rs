@@ -1,0 +1,148 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// clawline: a self-hosted personal AI assistant gateway.
+///
+/// One small process connects your chat apps and a web chat page to the models you choose,
+/// runs an agent with tools for every conversation, and keeps everything in a local state
+/// directory (~/.clawline by default).
+///
+/// Start with `clawline gateway`, then open the printed address in a browser.
+#[derive(Parser, Debug)]
+#[command(name = "clawline", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// State directory [env: CLAWLINE_STATE_DIR, OPENCLAW_STATE_DIR; default: ~/.clawline]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Config file [env: CLAWLINE_CONFIG_PATH, OPENCLAW_CONFIG_PATH; default: <state>/clawline.json]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway: web chat, OpenAI-compatible API and agent runs on one port.
+    ///
+    /// On first start this creates the state directory, a commented config file and a gateway
+    /// token (printed once; `clawline token` shows it again).
+    Gateway(GatewayArgs),
+
+    /// Send one message to an agent and print the answer.
+    ///
+    /// Goes through the running gateway when one answers; otherwise (or with --local) runs the
+    /// agent in this process.
+    Agent(AgentArgs),
+
+    /// Check, read or change the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Inspect conversations.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+
+    /// Find problems in the configuration and state, and say how to fix them.
+    Doctor(DoctorArgs),
+
+    /// Print the gateway token (or make a new one with --rotate).
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// `run` (the default; accepted for OpenClaw compatibility).
+    #[arg(value_parser = ["run"], hide = true)]
+    pub action: Option<String>,
+
+    /// Port to listen on (overrides gateway.port; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The message to send.
+    #[arg(short, long)]
+    pub message: String,
+
+    /// Agent id (default: the default agent).
+    #[arg(long)]
+    pub agent: Option<String>,
+
+    /// Conversation to continue: `main` (default), a name such as `work`, or a full key
+    /// such as `agent:main:work`.
+    #[arg(long)]
+    pub session_key: Option<String>,
+
+    /// Print one JSON object with the result instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run in this process instead of through the gateway.
+    #[arg(long)]
+    pub local: bool,
+
+    /// Gateway URL [env: CLAWLINE_GATEWAY_URL; default: http://127.0.0.1:<gateway.port>]
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Gateway token [env: CLAWLINE_GATEWAY_TOKEN; default: from the config or the state store]
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the config file; print every problem with its line, column and key.
+    Validate,
+    /// Print the value at a key path, e.g. `gateway.port` (secrets are redacted).
+    Get {
+        /// Dotted key path; `models.providers.local.models[0].id` style indexes work.
+        path: String,
+    },
+    /// Set the value at a key path, keeping the file's comments. The value is JSON5
+    /// (`19000`, `true`, `"text"`, `["a","b"]`); anything that does not parse is a string.
+    Set {
+        /// Dotted key path.
+        path: String,
+        /// New value.
+        value: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// List sessions, most recent first.
+    List {
+        /// Only this agent's sessions.
+        #[arg(long)]
+        agent: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// Replace the stored token with a new one (restart the gateway to use it).
+    #[arg(long)]
+    pub rotate: bool,
+}

@@ -1,0 +1,339 @@
+//! `clawline doctor`: checks the state directory, config, secrets, database, models, workspace
+//! and gateway, and says how to fix each problem. Exits non-zero when something fails.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clawline_core::config::schema::ExecSecurity;
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::client;
+use crate::setup::{self, Paths};
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(&mut self, name: &'static str, status: Status, detail: impl Into<String>, fix: Option<String>) {
+        self.0.push(Check { name, status, detail: detail.into(), fix });
+    }
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn mode(_: &std::path::Path) -> Option<u32> {
+    None
+}
+
+pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
+    let mut r = Report(Vec::new());
+    let root = &paths.state.root;
+
+    // State directory.
+    match mode(root) {
+        None if !root.exists() => r.add(
+            "state directory",
+            Status::Warn,
+            format!("{} does not exist yet", root.display()),
+            Some("run `clawline gateway` once to create it".into()),
+        ),
+        Some(m) if m & 0o077 != 0 => r.add(
+            "state directory",
+            Status::Warn,
+            format!("{} is readable by other users (mode {m:o})", root.display()),
+            Some(format!("chmod 700 {}", root.display())),
+        ),
+        _ => r.add("state directory", Status::Ok, root.display().to_string(), None),
+    }
+
+    // Config.
+    let (text, exists) = setup::config_text(paths)?;
+    let loaded = match setup::load_text(paths, &text) {
+        Ok(l) => {
+            let detail =
+                if exists { paths.config_file.display().to_string() } else { "no file yet; defaults apply".into() };
+            r.add("config", Status::Ok, detail, None);
+            for w in &l.warnings {
+                r.add(
+                    "config",
+                    Status::Warn,
+                    format!("{}:{}:{}: {}: {}", w.file, w.line, w.column, w.path, w.message),
+                    w.hint.clone(),
+                );
+            }
+            if let Some(m) = mode(&paths.config_file).filter(|m| m & 0o077 != 0) {
+                r.add(
+                    "config",
+                    Status::Warn,
+                    format!("{} is readable by other users (mode {m:o})", paths.config_file.display()),
+                    Some(format!("chmod 600 {}", paths.config_file.display())),
+                );
+            }
+            Some(l.config)
+        }
+        Err(errors) => {
+            for e in errors.0 {
+                let hint = e.hint.clone();
+                r.add(
+                    "config",
+                    Status::Fail,
+                    format!(
+                        "{}:{}:{}: {}{}",
+                        e.file,
+                        e.line,
+                        e.column,
+                        if e.path.is_empty() { String::new() } else { format!("{}: ", e.path) },
+                        e.message
+                    ),
+                    hint,
+                );
+            }
+            None
+        }
+    };
+
+    // Master key and database.
+    let key_path = paths.state.master_key();
+    if std::env::var_os("CLAWLINE_MASTER_KEY").is_some() {
+        r.add("master key", Status::Ok, "from CLAWLINE_MASTER_KEY", None);
+    } else if !key_path.exists() {
+        r.add(
+            "master key",
+            Status::Warn,
+            format!("{} does not exist yet", key_path.display()),
+            Some("it is created on first start".into()),
+        );
+    } else if let Some(m) = mode(&key_path).filter(|m| m & 0o077 != 0) {
+        r.add(
+            "master key",
+            Status::Fail,
+            format!("{} is readable by other users (mode {m:o})", key_path.display()),
+            Some(format!("chmod 600 {}", key_path.display())),
+        );
+    } else {
+        r.add("master key", Status::Ok, key_path.display().to_string(), None);
+    }
+    let db = paths.state.database();
+    let store = if db.exists() {
+        match setup::open_store(paths) {
+            Ok(store) => {
+                match store.quick_check().await {
+                    Ok(s) if s == "ok" => r.add(
+                        "database",
+                        Status::Ok,
+                        format!("{} (schema v{})", db.display(), clawline_store::SCHEMA_VERSION),
+                        None,
+                    ),
+                    Ok(problems) => r.add(
+                        "database",
+                        Status::Fail,
+                        format!("integrity check: {problems}"),
+                        Some("restore the state directory from a backup".into()),
+                    ),
+                    Err(e) => r.add("database", Status::Fail, e.to_string(), None),
+                }
+                Some(store)
+            }
+            Err(e) => {
+                r.add(
+                    "database",
+                    Status::Fail,
+                    format!("{e:#}"),
+                    Some("check the file's permissions, or move it aside to start fresh".into()),
+                );
+                None
+            }
+        }
+    } else {
+        r.add(
+            "database",
+            Status::Warn,
+            format!("{} does not exist yet", db.display()),
+            Some("it is created on first start".into()),
+        );
+        None
+    };
+
+    if let Some(config) = &loaded {
+        // Token.
+        if config.gateway.token.is_some() {
+            r.add("gateway token", Status::Ok, "set in the config", None);
+        } else if let (Some(store), true) =
+            (&store, key_path.exists() || std::env::var_os("CLAWLINE_MASTER_KEY").is_some())
+        {
+            match setup::master_key(paths) {
+                Ok(key) => match store.get_secret(setup::TOKEN_SECRET, &key).await {
+                    Ok(Some(_)) => r.add("gateway token", Status::Ok, "stored encrypted", None),
+                    Ok(None) => r.add(
+                        "gateway token",
+                        Status::Warn,
+                        "not generated yet",
+                        Some("run `clawline gateway` or `clawline token`".into()),
+                    ),
+                    Err(e) => r.add(
+                        "gateway token",
+                        Status::Fail,
+                        e.to_string(),
+                        Some("the master key changed; run `clawline token --rotate` to make a new token".into()),
+                    ),
+                },
+                Err(e) => r.add("gateway token", Status::Fail, format!("{e:#}"), None),
+            }
+        } else {
+            r.add(
+                "gateway token",
+                Status::Warn,
+                "not generated yet",
+                Some("run `clawline gateway` or `clawline token`".into()),
+            );
+        }
+
+        // Models.
+        for agent in config.agents.values() {
+            match &agent.model {
+                None => r.add(
+                    "model",
+                    Status::Fail,
+                    format!("agent `{}` has no model", agent.id),
+                    Some("set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY".into()),
+                ),
+                Some(m) => {
+                    let provider = &config.providers[&m.provider];
+                    let local = provider.base_url.contains("://127.")
+                        || provider.base_url.contains("://localhost")
+                        || provider.base_url.contains("://[::1]");
+                    match (&provider.api_key_source, local) {
+                        (Some(src), _) => r.add(
+                            "model",
+                            Status::Ok,
+                            format!("agent `{}` → {m} ({}, key from {src})", agent.id, provider.api.as_str()),
+                            None,
+                        ),
+                        (None, true) => r.add(
+                            "model",
+                            Status::Ok,
+                            format!("agent `{}` → {m} (local server, no key)", agent.id),
+                            None,
+                        ),
+                        (None, false) => r.add(
+                            "model",
+                            Status::Fail,
+                            format!("provider `{}` has no API key", provider.id),
+                            Some(format!(
+                                "export {} or set models.providers.{}.apiKey",
+                                clawline_core::config::provider_key_var(&provider.id),
+                                provider.id
+                            )),
+                        ),
+                    }
+                }
+            }
+            // Workspace.
+            let ws = &agent.workspace;
+            if !ws.exists() {
+                r.add(
+                    "workspace",
+                    Status::Warn,
+                    format!("{} does not exist yet", ws.display()),
+                    Some("it is created on first start".into()),
+                );
+            } else {
+                let probe = ws.join(".clawline-doctor");
+                match std::fs::write(&probe, b"x").and_then(|_| std::fs::remove_file(&probe)) {
+                    Ok(()) => r.add("workspace", Status::Ok, format!("agent `{}`: {}", agent.id, ws.display()), None),
+                    Err(e) => r.add("workspace", Status::Fail, format!("{} is not writable: {e}", ws.display()), None),
+                }
+            }
+        }
+
+        // Exposure and tools.
+        if config.gateway.bind_host.is_loopback() {
+            r.add(
+                "bind",
+                Status::Ok,
+                format!("{}:{} (this machine only)", config.gateway.bind_host, config.gateway.port),
+                None,
+            );
+        } else {
+            r.add(
+                "bind",
+                Status::Warn,
+                format!("{}:{} is reachable from other machines", config.gateway.bind_host, config.gateway.port),
+                Some("keep gateway.bind \"loopback\" unless you need remote access; put TLS in front if you do".into()),
+            );
+        }
+        match config.tools.exec.security {
+            ExecSecurity::Full => r.add(
+                "exec",
+                Status::Warn,
+                "tools.exec.security is \"full\": the agent can run any program",
+                Some("use \"allowlist\" with safeBins".into()),
+            ),
+            ExecSecurity::Allowlist => {
+                r.add("exec", Status::Ok, format!("allow-list: {}", config.tools.exec.safe_bins.join(", ")), None)
+            }
+            ExecSecurity::Deny => r.add("exec", Status::Ok, "disabled", None),
+        }
+
+        // A running gateway?
+        let base = format!("http://127.0.0.1:{}", config.gateway.port);
+        if client::probe(&base).await {
+            r.add("gateway", Status::Ok, format!("running at {base}"), None);
+        } else if std::net::TcpStream::connect(("127.0.0.1", config.gateway.port)).is_ok() {
+            r.add(
+                "gateway",
+                Status::Warn,
+                format!("port {} is taken by something that is not a clawline gateway", config.gateway.port),
+                Some("set gateway.port to a free port".into()),
+            );
+        } else {
+            r.add("gateway", Status::Ok, format!("not running (port {} is free)", config.gateway.port), None);
+        }
+    }
+
+    let failed = r.0.iter().any(|c| c.status == Status::Fail);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": !failed, "checks": r.0}))?);
+    } else {
+        println!("clawline doctor ({})", root.display());
+        for c in &r.0 {
+            let tag = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("  {tag}  {:<16} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("        {:<16} fix: {fix}", "");
+            }
+        }
+        let (warns, fails) = (
+            r.0.iter().filter(|c| c.status == Status::Warn).count(),
+            r.0.iter().filter(|c| c.status == Status::Fail).count(),
+        );
+        println!("{fails} problem(s), {warns} warning(s).");
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

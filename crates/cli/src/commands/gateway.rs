@@ -1,0 +1,100 @@
+//! `clawline gateway`: start everything and serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clawline_agent::Runtime;
+use clawline_gateway::{AppState, Credentials};
+
+use crate::cli::GatewayArgs;
+use crate::logging::{self, Redactor};
+use crate::setup::{self, Paths};
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
+    let created = setup::init_state(paths)?;
+    if created {
+        println!("Created {} (commented; edit it or use `clawline config set`).", paths.config_file.display());
+    }
+    let (assembled, warnings) = setup::assemble(paths)?;
+    let config = assembled.config.clone();
+    let redactor = Redactor::default();
+    redactor.add(setup::secrets_of(&config));
+    logging::init(
+        config.logging.console_level,
+        Some((config.logging.level, config.logging.dir.clone())),
+        redactor.clone(),
+    );
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let (token, generated) = setup::gateway_token(&config, &assembled.store, &assembled.key, true)
+        .await?
+        .ok_or_else(|| anyhow!("no gateway token could be set up"))?;
+    redactor.add([token.expose().to_string()]);
+
+    let runtime =
+        Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
+    runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
+
+    let port = args.port.unwrap_or(config.gateway.port);
+    let addr = SocketAddr::new(config.gateway.bind_host, port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!("{addr} is already in use: another clawline gateway may be running (`clawline doctor` checks), or pick another port with --port")
+        } else {
+            anyhow!("cannot listen on {addr}: {e}")
+        }
+    })?;
+    let bound = listener.local_addr()?;
+    let shown = if bound.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], bound.port())) } else { bound };
+    let base = format!("http://{shown}");
+
+    let credentials =
+        Credentials { mode: config.gateway.auth_mode, token: token.clone(), password: config.gateway.password.clone() };
+    let state = Arc::new(AppState::new(runtime.clone(), credentials, bound.port()));
+
+    if generated {
+        println!("Generated the gateway token (stored encrypted; `clawline token` prints it again):");
+        println!("  {}", token.expose());
+        println!("Web chat: {base}/#token={}", token.expose());
+    } else if config.gateway.control_ui_enabled {
+        println!("Web chat: {base}/ (the page asks for the token; `clawline token` prints it)");
+    }
+    if !config.gateway.bind_host.is_loopback() {
+        tracing::warn!(addr = %bound, "the gateway listens beyond this machine; anyone who can reach it needs only the token");
+    }
+    match config.default_agent().model.as_ref() {
+        Some(m) => tracing::info!(agent = %config.default_agent, model = %m, "agent model"),
+        None => tracing::warn!(
+            "no model configured: set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY, then restart"
+        ),
+    }
+    println!("clawline gateway listening on {base}");
+    tracing::info!(addr = %bound, state_dir = %paths.state.root.display(), "gateway ready");
+
+    clawline_gateway::serve(state, listener, shutdown_signal()).await.context("the server failed")?;
+    tracing::info!("gateway stopped");
+    Ok(ExitCode::SUCCESS)
+}

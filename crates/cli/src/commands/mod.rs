@@ -1,0 +1,27 @@
+//! One file per command.
+
+mod agent;
+mod config;
+mod doctor;
+mod gateway;
+mod sessions;
+mod token;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::setup;
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let paths = setup::resolve_paths(&cli)?;
+    match cli.command {
+        Command::Gateway(args) => gateway::run(&paths, args).await,
+        Command::Agent(args) => agent::run(&paths, args).await,
+        Command::Config(cmd) => config::run(&paths, cmd).await,
+        Command::Sessions(cmd) => sessions::run(&paths, cmd).await,
+        Command::Doctor(args) => doctor::run(&paths, args).await,
+        Command::Token(args) => token::run(&paths, args).await,
+    }
+}

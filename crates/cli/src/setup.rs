@@ -1,0 +1,185 @@
+//! Finding the state directory and config, first-start initialization, and the pieces every
+//! command assembles from them (config, store, master key, gateway token).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clawline_core::config::{Config, ConfigErrors, LoadContext, Loaded, load, template};
+use clawline_core::secret::SecretString;
+use clawline_store::{MasterKey, StatePaths, Store, ensure_private_dir, random_hex};
+
+use crate::cli::Cli;
+
+/// Name of the generated gateway token in the secret store.
+pub const TOKEN_SECRET: &str = "gateway.token";
+
+/// Where this invocation keeps its state.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub state: StatePaths,
+    pub config_file: PathBuf,
+}
+
+fn env_path(names: &[&str]) -> Option<PathBuf> {
+    names.iter().find_map(|n| std::env::var_os(n)).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Flag, then `CLAWLINE_*`, then the `OPENCLAW_*` alias, then the default.
+pub fn resolve_paths(cli: &Cli) -> Result<Paths> {
+    let root = match cli.state_dir.clone().or_else(|| env_path(&["CLAWLINE_STATE_DIR", "OPENCLAW_STATE_DIR"])) {
+        Some(p) => p,
+        None => {
+            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
+                anyhow!("HOME is not set, so the default state directory ~/.clawline is unknown; pass --state-dir or set CLAWLINE_STATE_DIR")
+            })?;
+            PathBuf::from(home).join(".clawline")
+        }
+    };
+    let root = if root.is_absolute() { root } else { std::env::current_dir()?.join(root) };
+    let state = StatePaths::new(root);
+    let config_file = cli
+        .config
+        .clone()
+        .or_else(|| env_path(&["CLAWLINE_CONFIG_PATH", "OPENCLAW_CONFIG_PATH"]))
+        .unwrap_or_else(|| state.default_config_file());
+    Ok(Paths { state, config_file })
+}
+
+/// Creates the state directory (0700) and a commented config file (0600) when missing.
+/// Returns true when the config file was created now.
+pub fn init_state(paths: &Paths) -> Result<bool> {
+    ensure_private_dir(&paths.state.root).with_context(|| format!("cannot create {}", paths.state.root.display()))?;
+    if paths.config_file.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = paths.config_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    write_private(&paths.config_file, template::DEFAULT_CONFIG)?;
+    Ok(true)
+}
+
+/// Writes a file readable only by its owner, atomically (temp file + rename).
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// Loads `text` as the config at `paths.config_file`.
+pub fn load_text(paths: &Paths, text: &str) -> std::result::Result<Loaded, ConfigErrors> {
+    let label = paths.config_file.display().to_string();
+    let dir = paths.config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| paths.state.root.clone());
+    let ctx = LoadContext {
+        file_label: &label,
+        config_dir: &dir,
+        state_dir: &paths.state.root,
+        env: &env,
+        read_file: &read_secret_file,
+    };
+    load(text, &ctx)
+}
+
+/// The config file's text; the built-in template when the file does not exist yet.
+pub fn config_text(paths: &Paths) -> Result<(String, bool)> {
+    match std::fs::read_to_string(&paths.config_file) {
+        Ok(t) => Ok((t, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((template::DEFAULT_CONFIG.to_string(), false)),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", paths.config_file.display())),
+    }
+}
+
+/// Loads the config, printing every problem and failing with a short summary.
+pub fn load_config(paths: &Paths) -> Result<Loaded> {
+    let (text, _) = config_text(paths)?;
+    load_text(paths, &text).map_err(|errors| {
+        anyhow!(
+            "{errors}\n\n{} problem(s) in the config; fix them and try again (`clawline config validate` checks without starting)",
+            errors.0.len()
+        )
+    })
+}
+
+pub fn open_store(paths: &Paths) -> Result<Store> {
+    let path = paths.state.database();
+    Store::open(&path).with_context(|| format!("cannot open the state database at {}", path.display()))
+}
+
+/// The master key: `CLAWLINE_MASTER_KEY` (hex), else the key file (created when missing).
+pub fn master_key(paths: &Paths) -> Result<MasterKey> {
+    if let Some(hex) = env("CLAWLINE_MASTER_KEY").filter(|v| !v.is_empty()) {
+        return Ok(MasterKey::from_hex(&hex)?);
+    }
+    let (key, created) = MasterKey::load_or_create(&paths.state.master_key())?;
+    if created {
+        tracing::info!(path = %paths.state.master_key().display(), "created the master key for secrets at rest");
+    }
+    Ok(key)
+}
+
+/// The token clients must present: the configured one, else the stored one. With `create`,
+/// a missing stored token is generated and saved; the bool says whether that happened.
+pub async fn gateway_token(
+    config: &Config,
+    store: &Store,
+    key: &MasterKey,
+    create: bool,
+) -> Result<Option<(SecretString, bool)>> {
+    if let Some(t) = &config.gateway.token {
+        return Ok(Some((t.clone(), false)));
+    }
+    if let Some(t) = store.get_secret(TOKEN_SECRET, key).await? {
+        return Ok(Some((t, false)));
+    }
+    if !create {
+        return Ok(None);
+    }
+    let token = SecretString::new(random_hex(24));
+    store.put_secret(TOKEN_SECRET, &token, key).await?;
+    Ok(Some((token, true)))
+}
+
+/// Every secret value the logs must never show.
+pub fn secrets_of(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> =
+        config.providers.values().filter_map(|p| p.api_key.as_ref()).map(|k| k.expose().to_string()).collect();
+    out.extend(config.gateway.token.iter().map(|t| t.expose().to_string()));
+    out.extend(config.gateway.password.iter().map(|t| t.expose().to_string()));
+    out
+}
+
+/// Shared pieces for commands that run the agent.
+pub struct Assembled {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub key: MasterKey,
+}
+
+pub fn assemble(paths: &Paths) -> Result<(Assembled, Vec<clawline_core::config::ConfigError>)> {
+    let loaded = load_config(paths)?;
+    let store = open_store(paths)?;
+    let key = master_key(paths)?;
+    Ok((Assembled { config: Arc::new(loaded.config), store, key }, loaded.warnings))
+}

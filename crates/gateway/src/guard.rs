@@ -1,0 +1,136 @@
+//! Checks every request passes before a handler sees it, and headers every response gets.
+//!
+//! Order: Host (on loopback binds only loopback names are accepted, which defeats DNS
+//! rebinding), Origin (browsers may call only from the same origin or an allowed one), then
+//! the Bearer token for API paths, with the failed-attempt limiter in front of it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn needs_auth(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/v1" || path.starts_with("/api/") || path == "/api"
+}
+
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host })
+}
+
+fn host_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    if !state.runtime.config().gateway.bind_host.is_loopback() {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return true };
+    matches!(host_name(host), "127.0.0.1" | "localhost" | "::1")
+}
+
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if origin == format!("http://{host}") || origin == format!("https://{host}") {
+        return true;
+    }
+    state.runtime.config().gateway.allowed_origins.iter().any(|o| o == "*" || o == origin)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn secure(mut resp: Response, html: bool) -> Response {
+    let h = resp.headers_mut();
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if html {
+        h.insert(
+            "content-security-policy",
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The middleware.
+pub async fn guard(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let html = req.uri().path() == "/";
+    if !host_allowed(&state, headers) {
+        let e =
+            ApiError::new(StatusCode::MISDIRECTED_REQUEST, "forbidden", "this gateway only answers to localhost names")
+                .code("host_not_allowed");
+        return secure(e.into_response(), false);
+    }
+    if !origin_allowed(&state, headers) {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this browser origin is not allowed; add it to gateway.controlUi.allowedOrigins",
+        )
+        .code("origin_not_allowed");
+        return secure(e.into_response(), false);
+    }
+    if needs_auth(req.uri().path()) {
+        let ip = peer.ip();
+        if let Err(wait) = state.limiter.check(ip) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed authentications; try again later",
+            )
+            .code("auth_rate_limited");
+            e.retry_after = Some(wait.as_secs().max(1));
+            return secure(e.into_response(), false);
+        }
+        match bearer(headers) {
+            Some(t) if state.credentials.accepts(t) => state.limiter.success(ip),
+            _ => {
+                state.limiter.failure(ip);
+                tracing::info!(client = %ip, path = req.uri().path(), "rejected request with a missing or wrong token");
+                return secure(ApiError::unauthorized().into_response(), false);
+            }
+        }
+    }
+    secure(next.run(req).await, html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts_and_bearer() {
+        assert_eq!(host_name("127.0.0.1:18789"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:18789"), "::1");
+        assert_eq!(host_name("localhost"), "localhost");
+        assert_eq!(host_name("evil.example:80"), "evil.example");
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  abc "));
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        assert!(needs_auth("/v1/models") && needs_auth("/api/chat") && !needs_auth("/healthz") && !needs_auth("/"));
+    }
+}

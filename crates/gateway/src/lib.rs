@@ -1,0 +1,32 @@
+//! The gateway: everything clawline serves on its one port.
+//!
+//! | path | auth | what |
+//! |---|---|---|
+//! | `GET /healthz`, `/health` | none | liveness: the process answers |
+//! | `GET /readyz`, `/ready` | none | readiness: the store answers; 503 otherwise |
+//! | `GET /` (+ `/app.js`, `/app.css`, `/favicon.svg`) | none (the page asks for the token) | web chat |
+//! | `GET /v1/models` | Bearer | agents as OpenAI "models" |
+//! | `POST /v1/chat/completions` | Bearer | OpenAI-compatible chat, streaming or not |
+//! | `POST /api/chat` | Bearer | one turn, streamed as run events (SSE) |
+//! | `GET /api/sessions`, `/api/sessions/history` | Bearer | session list and transcripts |
+//!
+//! Every request passes the same checks first (`guard.rs`): Host (DNS-rebinding defence on
+//! loopback binds), Origin (same origin or `gateway.controlUi.allowedOrigins`), then the Bearer
+//! token compared in constant time, with failed attempts rate limited per client address.
+//! Bodies are read with a size limit and a time limit. Errors are OpenAI-style JSON:
+//! `{"error": {"message", "type", "code"}}`.
+//!
+//! This crate is the only one that knows HTTP shapes; it converts agent [`RunEvent`]s
+//! (clawline_agent::RunEvent) into them and never the other way round.
+
+mod auth;
+mod body;
+mod error;
+mod guard;
+mod routes;
+mod server;
+mod state;
+
+pub use auth::Credentials;
+pub use server::{router, serve};
+pub use state::AppState;

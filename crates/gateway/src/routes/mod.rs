@@ -1,0 +1,14 @@
+//! Request handlers, one file per surface.
+
+pub mod api;
+pub mod openai;
+pub mod probes;
+pub mod ui;
+
+use futures_util::Stream;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Turns a receiver into a stream (ends when the sender side is gone).
+pub(crate) fn receiver_stream<T: Send + 'static>(rx: UnboundedReceiver<T>) -> impl Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}

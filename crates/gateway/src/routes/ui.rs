@@ -1,0 +1,38 @@
+//! The web chat page: plain HTML, CSS and JavaScript compiled into the binary.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const INDEX: &str = include_str!("../../assets/index.html");
+const APP_JS: &str = include_str!("../../assets/app.js");
+const APP_CSS: &str = include_str!("../../assets/app.css");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
+
+fn asset(state: &AppState, content_type: &'static str, body: &'static str) -> Response {
+    if !state.runtime.config().gateway.control_ui_enabled {
+        return ApiError::not_found("the web chat is disabled (gateway.controlUi.enabled)").into_response();
+    }
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+pub async fn index(State(s): State<Arc<AppState>>) -> Response {
+    asset(&s, "text/html; charset=utf-8", INDEX)
+}
+
+pub async fn app_js(State(s): State<Arc<AppState>>) -> Response {
+    asset(&s, "text/javascript; charset=utf-8", APP_JS)
+}
+
+pub async fn app_css(State(s): State<Arc<AppState>>) -> Response {
+    asset(&s, "text/css; charset=utf-8", APP_CSS)
+}
+
+pub async fn favicon(State(s): State<Arc<AppState>>) -> Response {
+    asset(&s, "image/svg+xml", FAVICON)
+}

@@ -1,0 +1,74 @@
+//! The router and the server loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::guard::guard;
+use crate::routes::{api, openai, probes, ui};
+use crate::state::AppState;
+
+/// All routes behind the guard.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(probes::healthz))
+        .route("/health", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/ready", get(probes::readyz))
+        .route("/", get(ui::index))
+        .route("/app.js", get(ui::app_js))
+        .route("/app.css", get(ui::app_css))
+        .route("/favicon.svg", get(ui::favicon))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/api/chat", post(api::chat))
+        .route("/api/sessions", get(api::sessions))
+        .route("/api/sessions/history", get(api::history))
+        .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method not allowed for this endpoint",
+            )
+            .into_response()
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then gives open requests up to 5 s to finish.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let drain = async move {
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = server => r,
+        () = drain => {
+            tracing::warn!("open requests did not finish within 5 s of shutdown; closing them");
+            Ok(())
+        }
+    }
+}
