@@ -236,6 +236,15 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    // If the gateway dies, even by SIGKILL, the program dies with it instead of running on.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return ToolOutput::err(format!("cannot start `{program}`: {e}")),
