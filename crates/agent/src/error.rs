@@ -17,6 +17,8 @@ pub enum TurnError {
     MissingKey { provider: String, var: String },
     #[error("state store error: {0}")]
     Store(#[from] clawline_store::StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl TurnError {
@@ -29,6 +31,7 @@ impl TurnError {
             TurnError::NoModel(_) => "no_model",
             TurnError::MissingKey { .. } => "missing_api_key",
             TurnError::Store(_) => "store_error",
+            TurnError::Internal(_) => "internal_error",
         }
     }
 

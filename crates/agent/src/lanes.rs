@@ -5,7 +5,10 @@
 //! another. There are no lock files: a crash releases everything.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use tokio::sync::OwnedMutexGuard;
 
@@ -24,12 +27,48 @@ pub struct LaneGuard {
     guard: Option<OwnedMutexGuard<()>>,
 }
 
+/// Removes the lane of `key` when nobody holds or waits for it any more.
+fn release(map: &Mutex<LaneMap>, key: &str) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.get(key).is_some_and(|lane| Arc::strong_count(lane) == 1) {
+        map.remove(key);
+    }
+}
+
 impl Drop for LaneGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|lane| Arc::strong_count(lane) == 1) {
-            map.remove(&self.key);
+        release(&self.map, &self.key);
+    }
+}
+
+type LockFuture = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
+
+/// A wait for a lane. If it is dropped before the lane is granted (the caller gave up), it
+/// drops its claim first and then removes the lane if nobody else wants it.
+struct Wait {
+    lock: Option<LockFuture>,
+    map: Arc<Mutex<LaneMap>>,
+    key: String,
+}
+
+impl Future for Wait {
+    type Output = OwnedMutexGuard<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(lock) = self.lock.as_mut() else { return Poll::Pending };
+        let ready = lock.as_mut().poll(cx);
+        if ready.is_ready() {
+            self.lock = None;
+        }
+        ready
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if self.lock.take().is_some() {
+            release(&self.map, &self.key);
         }
     }
 }
@@ -41,7 +80,7 @@ impl Lanes {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(key.to_string()).or_default().clone()
         };
-        let guard = lane.lock_owned().await;
+        let guard = Wait { lock: Some(Box::pin(lane.lock_owned())), map: self.map.clone(), key: key.to_string() }.await;
         LaneGuard { key: key.to_string(), map: self.map.clone(), guard: Some(guard) }
     }
 
@@ -81,5 +120,32 @@ mod tests {
         drop(a2);
         drop(b);
         assert_eq!(lanes.active(), 0, "idle lanes are removed");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_nothing_behind() {
+        let lanes = Lanes::default();
+        let held = lanes.acquire("k").await;
+        let waiting = tokio::spawn({
+            let lanes = lanes.clone();
+            async move { lanes.acquire("k").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        waiting.abort();
+        let _ = waiting.await;
+        // Whether the waiter was cancelled before or after it got the lane, nothing is left.
+        assert_eq!(lanes.active(), 0);
+
+        let held = lanes.acquire("k").await;
+        let waiting = tokio::spawn({
+            let lanes = lanes.clone();
+            async move { lanes.acquire("k").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        drop(held);
+        assert_eq!(lanes.active(), 0);
     }
 }

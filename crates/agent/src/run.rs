@@ -99,7 +99,11 @@ impl RunParams {
         state.model_calls += 1;
         let result = self.client.stream(&self.request, &mut on_event).await;
         match result {
-            Ok(msg) => Ok(msg),
+            Ok(msg) => {
+                // Saved with the message: a later timeout must not save this text again.
+                state.partial.clear();
+                Ok(msg)
+            }
             Err(err) => {
                 if !state.partial.is_empty() {
                     let partial = self.partial_message(&state.partial, StopReason::Error, Some(err.to_string()));
@@ -187,6 +191,31 @@ impl RunParams {
         self.request.messages.push(result);
         Ok(())
     }
+}
+
+/// Records a run that failed before its first model call (the user message is already stored).
+pub(crate) async fn fail_before_start(
+    store: &Store,
+    run_id: &str,
+    session_key: &str,
+    events: &UnboundedSender<RunEvent>,
+    message: String,
+) {
+    let note = NewRecord::CustomMessage {
+        custom_type: "run-failed".into(),
+        content: message.clone(),
+        details: Some(json!({"runId": run_id, "kind": "store"})),
+    };
+    let _ = store.append(session_key, vec![note], None).await;
+    let _ = store.finish_run(run_id, RunStatus::Error, json!({"error": message, "kind": "store"})).await;
+    tracing::error!(run_id, session = session_key, error = %message, "run failed before it started");
+    let _ = events.send(RunEvent::Error {
+        run_id: run_id.to_string(),
+        kind: "store".into(),
+        message,
+        hint: Some("run `clawline doctor`".into()),
+        text: String::new(),
+    });
 }
 
 /// Runs to the end, records the outcome, and sends the final event.

@@ -18,7 +18,7 @@ use clawline_core::session_key::SessionKey;
 use clawline_core::transcript::NewRecord;
 use clawline_providers::{ModelClient, ModelRequest};
 use clawline_store::{BeginTurn, RunRow, Store, TurnStart as StoreTurnStart};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::context;
 use crate::error::TurnError;
@@ -185,6 +185,10 @@ impl Runtime {
     }
 
     /// Starts a turn (see the module docs).
+    ///
+    /// The work from the lane onward happens in a task of its own, so a caller that goes away
+    /// at any point cannot leave a stored message without a run: before the message is stored,
+    /// a departed caller means nothing is stored; after, the run goes on without it.
     pub async fn start_turn(&self, req: TurnRequest) -> Result<TurnStart, TurnError> {
         let agent = self.agent(req.agent_id.as_deref())?.clone();
         let provider = self.check_model(Some(&agent.id))?;
@@ -196,9 +200,20 @@ impl Runtime {
         if req.message.trim().is_empty() {
             return Err(TurnError::EmptyMessage);
         }
-        let workspace = self.inner.workspaces.get(&agent.id).cloned().unwrap_or_else(|| agent.workspace.clone());
+        let (reply, answer) = oneshot::channel();
+        let turn = Turn { agent, provider, model, key, req };
+        tokio::spawn(self.clone().drive(turn, reply));
+        answer.await.unwrap_or_else(|_| Err(TurnError::Internal("the turn stopped before it started".into())))
+    }
 
+    async fn drive(self, turn: Turn, reply: oneshot::Sender<Result<TurnStart, TurnError>>) {
+        let Turn { agent, provider, model, key, req } = turn;
+        let workspace = self.inner.workspaces.get(&agent.id).cloned().unwrap_or_else(|| agent.workspace.clone());
         let lane = self.inner.lanes.acquire(key.as_str()).await;
+        if reply.is_closed() {
+            // The caller left while waiting for the lane: nothing was acknowledged, nothing is stored.
+            return;
+        }
         let run_id = uuid::Uuid::new_v4().to_string();
         let begin = self
             .inner
@@ -216,16 +231,49 @@ impl Runtime {
                     idempotency_key: req.idempotency_key.clone(),
                 }),
             })
-            .await?;
-        if let BeginTurn::Duplicate(run) = begin {
-            return Ok(TurnStart::Duplicate(run));
+            .await;
+        match begin {
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+            Ok(BeginTurn::Duplicate(run)) => {
+                let _ = reply.send(Ok(TurnStart::Duplicate(run)));
+                return;
+            }
+            Ok(BeginTurn::Started { .. }) => {}
         }
-        let records = match self.inner.store.session_with_transcript(key.as_str()).await? {
-            Some((_, records)) => records,
-            None => Vec::new(),
-        };
-        let history = context::history(&records);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let model_label = model.to_string();
+        let _ = tx.send(RunEvent::Started {
+            run_id: run_id.clone(),
+            session_key: key.to_string(),
+            agent_id: agent.id.clone(),
+            model: model_label.clone(),
+        });
+        // From here on the turn is stored: it runs whether or not anyone is listening.
+        let _ = reply.send(Ok(TurnStart::Started(RunHandle {
+            run_id: run_id.clone(),
+            session_key: key.to_string(),
+            agent_id: agent.id.clone(),
+            model: model_label.clone(),
+            events: rx,
+        })));
 
+        let records = match self.inner.store.session_with_transcript(key.as_str()).await {
+            Ok(found) => found.map(|(_, records)| records).unwrap_or_default(),
+            Err(e) => {
+                run::fail_before_start(
+                    &self.inner.store,
+                    &run_id,
+                    key.as_str(),
+                    &tx,
+                    format!("could not load the session: {e}"),
+                )
+                .await;
+                return;
+            }
+        };
         let config = &self.inner.config;
         let tool_specs = tools::specs(&config.tools);
         let files = workspace::load_bootstrap(&workspace, agent.bootstrap_max_chars, agent.bootstrap_total_max_chars);
@@ -241,24 +289,16 @@ impl Runtime {
         let request = ModelRequest {
             model: model.model.clone(),
             system,
-            messages: history,
+            messages: context::history(&records),
             tools: tool_specs,
             max_tokens,
             cost: entry.map(|m| m.cost).unwrap_or_default(),
             compat: entry.map(|m| m.compat.clone()).unwrap_or_default(),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let model_label = model.to_string();
-        let _ = tx.send(RunEvent::Started {
-            run_id: run_id.clone(),
+        run::execute(RunParams {
+            run_id,
             session_key: key.to_string(),
-            agent_id: agent.id.clone(),
-            model: model_label.clone(),
-        });
-        let params = RunParams {
-            run_id: run_id.clone(),
-            session_key: key.to_string(),
-            model_label: model_label.clone(),
+            model_label,
             client: ModelClient::new(provider, self.http()),
             request,
             tool_ctx: ToolContext { workspace, settings: config.tools.clone() },
@@ -267,16 +307,18 @@ impl Runtime {
             store: self.inner.store.clone(),
             events: tx,
             lane,
-        };
-        tokio::spawn(run::execute(params));
-        Ok(TurnStart::Started(RunHandle {
-            run_id,
-            session_key: key.to_string(),
-            agent_id: agent.id,
-            model: model_label,
-            events: rx,
-        }))
+        })
+        .await;
     }
+}
+
+/// A turn that passed the up-front checks.
+struct Turn {
+    agent: AgentSettings,
+    provider: Arc<ProviderSettings>,
+    model: clawline_core::config::ModelRef,
+    key: SessionKey,
+    req: TurnRequest,
 }
 
 #[cfg(test)]

@@ -284,3 +284,66 @@ async fn refuses_up_front_what_cannot_run() {
     assert!(rt.store().list_sessions(None, 10).await.unwrap().is_empty(), "nothing stored for refused turns");
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_one_line_turn_stays_under_the_request_budget() {
+    // DESIGN.md budget: the request body for a one-line turn with the default tools ≤ 8 KB.
+    for api in [Api::OpenAi, Api::Anthropic] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ModelServer::start(api, Some(KEY)).await;
+        server.push(Reply::text("hi"));
+        let rt = runtime(dir.path(), &server, api, "").await;
+        turn(&rt, None, "What's the weather like?").await;
+        let size = server.requests()[0].size;
+        println!("{api:?}: one-line turn request body = {size} bytes");
+        assert!(size <= 8 * 1024, "{api:?}: {size} bytes");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_never_leaves_a_turn_half_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.set_fallback(Reply::Echo);
+    let rt = runtime(dir.path(), &server, Api::OpenAi, "").await;
+    for i in 0..20 {
+        let req = TurnRequest { session_key: Some(format!("gone-{i}")), message: "hello".into(), ..Default::default() };
+        // Give up at a different moment each time.
+        let _ = tokio::time::timeout(Duration::from_micros(i * 150), rt.start_turn(req)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..20 {
+        let key = format!("agent:main:gone-{i}");
+        if let Some((_, records)) = rt.store().session_with_transcript(&key).await.unwrap() {
+            // Stored means answered: the run went on without its caller.
+            assert_eq!(kinds(&records), ["session", "user", "assistant"], "{key}");
+        }
+    }
+    let running: i64 = rt
+        .store()
+        .call(|c| Ok(c.query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(running, 0);
+    assert_eq!(rt.lanes().active(), 0);
+}
+
+#[tokio::test]
+async fn a_timeout_during_a_tool_does_not_save_text_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.push(Reply::Tools {
+        text: Some("Working on it.".into()),
+        calls: vec![ToolCall::new("c1", "exec", json!({"command": "sleep 5"}))],
+    });
+    let rt = runtime(dir.path(), &server, Api::OpenAi, "timeoutSeconds: 1").await;
+    // `sleep` is not allowed by default: allow it for this runtime.
+    let mut config = rt.config().clone();
+    config.tools.exec.safe_bins.push("sleep".into());
+    let store = rt.store().clone();
+    let rt = clawline_agent::Runtime::new(std::sync::Arc::new(config), store).unwrap();
+    let (handle, events) = turn(&rt, None, "do the slow thing").await;
+    assert!(matches!(final_event(&events), RunEvent::Error { kind, .. } if kind == "timeout"), "{events:?}");
+    let (_, records) = rt.store().session_with_transcript(&handle.session_key).await.unwrap().unwrap();
+    assert_eq!(kinds(&records), ["session", "user", "assistant(toolCall)", "custom:run-failed"]);
+}

@@ -22,7 +22,7 @@ pub struct Paths {
 }
 
 fn env_path(names: &[&str]) -> Option<PathBuf> {
-    names.iter().find_map(|n| std::env::var_os(n)).filter(|v| !v.is_empty()).map(PathBuf::from)
+    names.iter().filter_map(std::env::var_os).find(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Flag, then `CLAWLINE_*`, then the `OPENCLAW_*` alias, then the default.
@@ -165,6 +165,8 @@ pub async fn gateway_token(
 pub fn secrets_of(config: &Config) -> Vec<String> {
     let mut out: Vec<String> =
         config.providers.values().filter_map(|p| p.api_key.as_ref()).map(|k| k.expose().to_string()).collect();
+    // Header values often carry credentials too (`Authorization: Bearer …`).
+    out.extend(config.providers.values().flat_map(|p| p.headers.values().cloned()));
     out.extend(config.gateway.token.iter().map(|t| t.expose().to_string()));
     out.extend(config.gateway.password.iter().map(|t| t.expose().to_string()));
     out

@@ -130,6 +130,27 @@ async fn stateless_requests_models_and_the_agent_cli() {
     assert!(sent["system"].as_str().unwrap().contains("Answer in one word."));
     assert_eq!(sent["messages"].as_array().unwrap().len(), 3);
 
+    // A stateless retry with the same Idempotency-Key gets the first answer; the model is called once.
+    server.push(Reply::text("Computed once."));
+    let calls_before = server.requests().len();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let v: serde_json::Value = http()
+            .post(format!("{}/v1/chat/completions", gw.base_url))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "retry-me-42")
+            .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "expensive question"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answers.push(v["choices"][0]["message"]["content"].clone());
+    }
+    assert_eq!(answers, [json!("Computed once."), json!("Computed once.")]);
+    assert_eq!(server.requests().len(), calls_before + 1);
+
     // `clawline agent` through the running gateway, JSON output.
     server.push(Reply::text("Hello from the agent."));
     let port = gw.base_url.rsplit(':').next().unwrap().to_string();
@@ -141,6 +162,11 @@ async fn stateless_requests_models_and_the_agent_cli() {
     assert_eq!(v["sessionKey"], "agent:main:main");
     assert_eq!(v["model"], "twin/twin-model");
     assert!(v["usage"]["totalTokens"].as_u64().unwrap() > 0);
+
+    // While the gateway runs, an in-process run on the same state is refused (one runner at a time).
+    let out = cli(dir.path(), &["agent", "--local", "-m", "sneaky"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("a clawline gateway is running with this state directory"), "{}", stderr(&out));
 
     // Plain output streams the text; the same session continues.
     server.push(Reply::text("Still here."));

@@ -80,6 +80,10 @@ impl FailureLimiter {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_TRACKED {
             entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now) || now - e.window_start < window);
+            if entries.len() >= MAX_TRACKED {
+                // Under a flood of distinct addresses keep only the lockouts, so memory stays bounded.
+                entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
+            }
         }
         let e = entries.entry(ip).or_insert(Entry { window_start: now, failures: 0, locked_until: None });
         if now - e.window_start > window {

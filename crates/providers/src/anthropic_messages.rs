@@ -33,11 +33,13 @@ pub fn endpoint(base_url: &str) -> String {
 
 fn blocks_for_user(content: &UserContent) -> Vec<Value> {
     match content {
+        // The API refuses empty text blocks, so they are left out (an empty message vanishes).
+        UserContent::Text(t) if t.is_empty() => vec![],
         UserContent::Text(t) => vec![json!({"type": "text", "text": t})],
         UserContent::Blocks(blocks) => blocks
             .iter()
             .filter_map(|b| match b {
-                ContentBlock::Text { text } => Some(json!({"type": "text", "text": text})),
+                ContentBlock::Text { text } if !text.is_empty() => Some(json!({"type": "text", "text": text})),
                 ContentBlock::Image { data, mime_type } => {
                     Some(json!({"type": "image", "source": {"type": "base64", "media_type": mime_type, "data": data}}))
                 }
@@ -384,25 +386,35 @@ pub(crate) async fn call(
         .post(endpoint(&settings.base_url))
         .header("anthropic-version", VERSION)
         .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&request_body(req))
-        .timeout(Duration::from_secs(settings.timeout_secs));
+        .json(&request_body(req));
     if let Some(k) = key {
         builder = builder.header("x-api-key", k);
     }
     for (name, value) in &settings.headers {
         builder = builder.header(name, value);
     }
-    let resp = builder.send().await.map_err(|e| transport_error(provider, &e, key))?;
+    // `timeoutSeconds` bounds the wait for the response to start and each silence in the
+    // stream, not the whole answer: a long answer that keeps streaming is never cut off.
+    let idle = Duration::from_secs(settings.timeout_secs);
+    let resp = tokio::time::timeout(idle, builder.send())
+        .await
+        .map_err(|_| {
+            ProviderError::new(
+                ErrorKind::Timeout,
+                provider,
+                format!("no response from the model server in {} s", idle.as_secs()),
+            )
+        })?
+        .map_err(|e| transport_error(provider, &e, key))?;
     let status = resp.status();
     if !status.is_success() {
         let after = retry_after(resp.headers());
-        let body = read_error_body(resp).await;
+        let body = tokio::time::timeout(idle, read_error_body(resp)).await.unwrap_or_default();
         let mut err = error_from(provider, Some(status.as_u16()), &body, key);
         err.retry_after = after;
         return Err(err);
     }
     let mut acc = Accumulator::default();
-    let idle = Duration::from_secs(settings.timeout_secs);
     read_sse(provider, resp, idle, key, |ev| acc.apply(provider, &ev.data, key, on_event)).await?;
     let mut msg = acc.finish(provider, &req.model, crate::client::now_ms())?;
     crate::client::price(&mut msg.usage, &req.cost);
@@ -515,7 +527,7 @@ mod tests {
         let user = |t: &str| {
             Message::User(UserMessage { content: UserContent::Text(t.into()), timestamp: 0, idempotency_key: None })
         };
-        let msgs = wire_messages(&[user("one"), user("two"), tool_result("a"), tool_result("b")]);
+        let msgs = wire_messages(&[user("one"), user(""), user("two"), tool_result("a"), tool_result("b")]);
         assert_eq!(msgs.len(), 1);
         let content = msgs[0]["content"].as_array().unwrap();
         assert_eq!(content[0]["type"], "tool_result");
@@ -523,5 +535,72 @@ mod tests {
         assert_eq!(content[2]["text"], "one");
         assert_eq!(endpoint("https://api.anthropic.com/"), "https://api.anthropic.com/v1/messages");
         assert_eq!(endpoint("http://h/v1"), "http://h/v1/messages");
+    }
+
+    mod properties {
+        use super::super::Accumulator;
+        use proptest::prelude::*;
+
+        fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(serde_json::Value::from),
+                prop_oneof![
+                    Just("message_start".to_string()),
+                    Just("content_block_start".to_string()),
+                    Just("content_block_delta".to_string()),
+                    Just("message_delta".to_string()),
+                    Just("text_delta".to_string()),
+                    Just("input_json_delta".to_string()),
+                    Just("tool_use".to_string()),
+                    Just("message_stop".to_string()),
+                    Just("error".to_string()),
+                    Just("text".to_string()),
+                    "[a-z_]{0,10}",
+                ]
+                .prop_map(serde_json::Value::String),
+            ];
+            leaf.prop_recursive(4, 40, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("type".to_string()),
+                            Just("index".to_string()),
+                            Just("delta".to_string()),
+                            Just("choices".to_string()),
+                            Just("content_block".to_string()),
+                            Just("usage".to_string()),
+                            Just("tool_calls".to_string()),
+                            Just("function".to_string()),
+                            Just("arguments".to_string()),
+                            Just("finish_reason".to_string()),
+                            Just("content".to_string()),
+                            Just("error".to_string()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_events_never_panic(events in prop::collection::vec(arb_json(), 0..12), raw in "\\PC{0,60}") {
+                let mut acc = Accumulator::default();
+                let mut sink = |_e: crate::StreamEvent| {};
+                let _ = acc.apply("p", &raw, None, &mut sink);
+                for e in &events {
+                    if acc.apply("p", &e.to_string(), None, &mut sink).is_err() {
+                        break;
+                    }
+                }
+                let _ = acc.finish("p", "m", 0);
+            }
+        }
     }
 }

@@ -19,6 +19,10 @@ pub enum StoreError {
     NoSession(String),
     #[error("secret `{0}` could not be decrypted: the master key does not match the one it was stored with")]
     Decrypt(String),
+    #[error(
+        "another clawline process is running agents on {0} (a gateway, or `clawline agent --local`); stop it, or use another --state-dir"
+    )]
+    Busy(String),
     #[error("master key problem: {0}")]
     Key(String),
 }

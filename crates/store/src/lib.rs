@@ -23,7 +23,7 @@ pub use crypto::{MasterKey, random_hex};
 pub use db::Store;
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
-pub use paths::{StatePaths, ensure_private_dir};
+pub use paths::{RunLock, StatePaths, ensure_private_dir};
 pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
 pub use sessions::{SessionRow, UsageDelta};
 

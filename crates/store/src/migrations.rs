@@ -76,7 +76,7 @@ pub(crate) fn migrate_to(conn: &mut Connection, path: &str, target: i64) -> Resu
         return Err(StoreError::TooNew { path: path.to_string(), found, supported: SCHEMA_VERSION });
     }
     for version in found..target {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(MIGRATIONS[version as usize])?;
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;

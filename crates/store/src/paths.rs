@@ -38,6 +38,41 @@ impl StatePaths {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+
+    /// Held (with an OS file lock) by the process that runs agents on this state directory.
+    pub fn run_lock(&self) -> PathBuf {
+        self.root.join("state").join("run.lock")
+    }
+}
+
+/// The right to run agents on a state directory: one gateway, or one `agent --local`, at a time.
+///
+/// It is an OS advisory lock (`flock`) on `state/run.lock`, released by the kernel when the
+/// process ends however it ends, so it can never be left behind by a crash.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock, or fails at once with [`StoreError::Busy`] if another process holds it.
+    pub fn acquire(paths: &StatePaths) -> Result<RunLock, StoreError> {
+        let path = paths.run_lock();
+        if let Some(dir) = path.parent() {
+            ensure_private_dir(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Busy(paths.root.display().to_string())),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+        }
+    }
 }
 
 /// Creates `dir` (and parents) and restricts it to the owner (0700 on Unix).
@@ -49,4 +84,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| StoreError::io(dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_run_lock_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path());
+        let first = RunLock::acquire(&paths).unwrap();
+        assert!(matches!(RunLock::acquire(&paths), Err(StoreError::Busy(_))));
+        drop(first);
+        assert!(RunLock::acquire(&paths).is_ok(), "released when the holder goes away");
+    }
 }

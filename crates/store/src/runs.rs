@@ -8,7 +8,7 @@
 
 use clawline_core::message::Message;
 use clawline_core::transcript::NewRecord;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::db::Store;
@@ -111,7 +111,7 @@ impl Store {
     /// Stores the user message and the new run together (see the module docs).
     pub async fn begin_turn(&self, start: TurnStart) -> Result<BeginTurn, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(key) = &start.idempotency_key {
                 let existing = tx
                     .query_row(
@@ -178,7 +178,7 @@ impl Store {
     /// Marks runs left `running` by a crash as `interrupted` and notes it in their sessions.
     pub async fn recover_interrupted_runs(&self) -> Result<Vec<RunRow>, StoreError> {
         self.call(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let runs: Vec<RunRow> = {
                 let mut stmt = tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"))?;
                 stmt.query_map([], run_from_row)?.collect::<Result<_, _>>()?

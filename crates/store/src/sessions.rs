@@ -7,7 +7,7 @@
 use clawline_core::message::Message;
 use clawline_core::time::iso8601_from_ms;
 use clawline_core::transcript::{NewRecord, Record, SessionHeader, TRANSCRIPT_VERSION};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::crypto::random_hex;
 use crate::db::Store;
@@ -188,7 +188,7 @@ impl Store {
     pub async fn ensure_session(&self, key: &str, agent_id: &str, cwd: &str) -> Result<SessionRow, StoreError> {
         let (key, agent_id, cwd) = (key.to_string(), agent_id.to_string(), cwd.to_string());
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row = ensure_session_tx(&tx, &key, &agent_id, &cwd, now_ms())?;
             tx.commit()?;
             Ok(row)
@@ -205,7 +205,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let key = key.to_string();
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let ids = append_tx(&tx, &key, records, usage.as_ref(), now_ms())?;
             tx.commit()?;
             Ok(ids)

@@ -227,6 +227,8 @@ fn error_response(api: Api, status: u16, kind: &str, message: &str, retry_after:
 }
 
 /// Checks a request the way the real API does. `Err` is the refusal to send.
+// The refusal is the HTTP response itself; it is built once per refused request.
+#[allow(clippy::result_large_err)]
 fn validate(api: Api, key: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     match api {
@@ -360,7 +362,7 @@ fn validate_openai(v: &Value, messages: &[Value]) -> Result<(), String> {
 }
 
 fn validate_anthropic(v: &Value, messages: &[Value]) -> Result<(), String> {
-    if !v["max_tokens"].as_u64().is_some_and(|n| n >= 1) {
+    if v["max_tokens"].as_u64().is_none_or(|n| n < 1) {
         return Err("max_tokens: Field required".into());
     }
     if let Some(s) = v.get("system")

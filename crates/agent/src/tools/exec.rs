@@ -117,24 +117,82 @@ fn locate(program: &str) -> Option<PathBuf> {
     SEARCH_PATH.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
 }
 
-/// Checks that path-like arguments stay in the workspace (allowlist mode).
-fn check_args(workspace: &Path, workdir: &Path, args: &[String]) -> Result<(), String> {
-    for arg in args {
-        let value = if arg.starts_with('-') { arg.split_once('=').map_or("", |(_, v)| v) } else { arg.as_str() };
-        let pathlike = value.starts_with('/') || value.starts_with('~') || value.split('/').any(|part| part == "..");
-        if !pathlike {
-            continue;
+/// Options of allow-listed programs that run other programs or change the system, refused in
+/// allowlist mode whatever their value (`sort --compress-program=sh`, `date --set=…`).
+const DANGEROUS_OPTIONS: &[(&str, &[&str])] = &[
+    ("sort", &["--compress-program"]),
+    ("date", &["-s", "--set"]),
+    ("find", &["-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprintf", "-fls"]),
+    ("xargs", &[""]),
+    ("env", &[""]),
+    (
+        "tar",
+        &[
+            "--to-command",
+            "--use-compress-program",
+            "-I",
+            "--checkpoint-action",
+            "--info-script",
+            "--new-volume-script",
+        ],
+    ),
+    ("git", &["-c", "--exec-path", "--upload-pack", "--receive-pack", "--config-env"]),
+];
+
+fn dangerous_option(program: &str, arg: &str) -> bool {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    DANGEROUS_OPTIONS.iter().filter(|(p, _)| *p == name).any(|(_, opts)| {
+        opts.iter().any(|o| {
+            o.is_empty()
+                || arg == *o
+                || arg.starts_with(&format!("{o}="))
+                || (o.len() == 2 && !o.starts_with("--") && arg.starts_with(o))
+        })
+    })
+}
+
+/// The parts of an argument that could name a file: the whole argument, the value after `=`,
+/// and for short options the text after the option letters (`-o/etc/x` → `/etc/x`).
+fn path_candidates(arg: &str) -> Vec<&str> {
+    let mut out = vec![arg];
+    if let Some(rest) = arg.strip_prefix('-') {
+        if let Some((_, v)) = arg.split_once('=') {
+            out.push(v);
         }
-        let rel = match Path::new(value).strip_prefix(workspace) {
-            Ok(r) => r.to_path_buf(),
-            Err(_) if value.starts_with('/') || value.starts_with('~') => {
-                return Err(format!(
-                    "argument `{arg}` points outside the workspace; exec may only touch files in the workspace (tools.exec.security \"full\" lifts this)"
-                ));
+        let letters = rest.trim_start_matches('-');
+        let tail = letters.trim_start_matches(|c: char| c.is_ascii_alphanumeric() && c != '.');
+        if !tail.is_empty() && tail.len() < letters.len() {
+            out.push(tail);
+        }
+    }
+    out
+}
+
+/// Checks that path-like arguments stay in the workspace (allowlist mode).
+fn check_args(workspace: &Path, workdir: &Path, program: &str, args: &[String]) -> Result<(), String> {
+    for arg in args {
+        if dangerous_option(program, arg) {
+            return Err(format!(
+                "`{arg}` is not allowed with `{program}`: it can run other programs or change the system (tools.exec.security \"full\" lifts this)"
+            ));
+        }
+        for value in path_candidates(arg) {
+            let pathlike =
+                value.starts_with('/') || value.starts_with('~') || value.split(['/', '=']).any(|part| part == "..");
+            if !pathlike {
+                continue;
             }
-            Err(_) => workdir.strip_prefix(workspace).unwrap_or(Path::new("")).join(value),
-        };
-        path::resolve(workspace, &rel.to_string_lossy()).map_err(|e| format!("argument `{arg}`: {e}"))?;
+            let rel = match Path::new(value).strip_prefix(workspace) {
+                Ok(r) => r.to_path_buf(),
+                Err(_) if value.starts_with('/') || value.starts_with('~') => {
+                    return Err(format!(
+                        "argument `{arg}` points outside the workspace; exec may only touch files in the workspace (tools.exec.security \"full\" lifts this)"
+                    ));
+                }
+                Err(_) => workdir.strip_prefix(workspace).unwrap_or(Path::new("")).join(value),
+            };
+            path::resolve(workspace, &rel.to_string_lossy()).map_err(|e| format!("argument `{arg}`: {e}"))?;
+        }
     }
     Ok(())
 }
@@ -216,7 +274,7 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
                 settings.safe_bins.join(", ")
             ));
         }
-        if let Err(e) = check_args(&ctx.workspace, &workdir, &words[1..]) {
+        if let Err(e) = check_args(&ctx.workspace, &workdir, program, &words[1..]) {
             return ToolOutput::err(e);
         }
     }
@@ -266,13 +324,15 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
         }
     });
     let status = tokio::time::timeout(Duration::from_secs(timeout), child.wait()).await;
-    let timed_out = status.is_err();
-    if timed_out {
-        drop(_killer);
+    // The program has ended (or timed out): whatever it left running in its group goes too, so a
+    // background child holding the output pipes cannot keep this call waiting.
+    drop(_killer);
+    if status.is_err() {
         let _ = child.wait().await;
     }
-    let (out, out_dropped) = out_task.await.unwrap_or_default();
-    let (err, err_dropped) = err_task.await.unwrap_or_default();
+    let drain = Duration::from_secs(2);
+    let (out, out_dropped) = tokio::time::timeout(drain, out_task).await.ok().and_then(Result::ok).unwrap_or_default();
+    let (err, err_dropped) = tokio::time::timeout(drain, err_task).await.ok().and_then(Result::ok).unwrap_or_default();
     let mut text = match &status {
         Ok(Ok(s)) => match s.code() {
             Some(code) => format!("exit code {code}\n"),
@@ -307,17 +367,52 @@ mod tests {
         assert!(split("   ").is_err());
     }
 
+    #[tokio::test]
+    async fn a_background_child_does_not_keep_the_call_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        let mut settings = clawline_core::config::ToolSettings {
+            deny: vec![],
+            allow: None,
+            exec: clawline_core::config::ExecSettings {
+                security: ExecSecurity::Full,
+                safe_bins: vec![],
+                timeout_secs: 30,
+                max_output_chars: 1000,
+            },
+        };
+        settings.exec.security = ExecSecurity::Full;
+        let ctx = ToolContext { workspace: ws, settings };
+        let args = json!({"command": "sh -c 'sleep 60 & echo started'"});
+        let started = std::time::Instant::now();
+        let out = super::super::call("exec", &args, &ctx).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert!(out.text.contains("exit code 0") && out.text.contains("started"), "{}", out.text);
+    }
+
     #[test]
     fn path_arguments_stay_inside() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().canonicalize().unwrap();
-        assert!(check_args(&ws, &ws, &["-n".into(), "notes.md".into()]).is_ok());
-        assert!(check_args(&ws, &ws, &[ws.join("a").to_string_lossy().into_owned()]).is_ok());
-        assert!(check_args(&ws, &ws, &["/etc/passwd".into()]).is_err());
-        assert!(check_args(&ws, &ws, &["../x".into()]).is_err());
-        assert!(check_args(&ws, &ws, &["--file=/etc/shadow".into()]).is_err());
-        assert!(check_args(&ws, &ws, &["~/.ssh/id_rsa".into()]).is_err());
+        let check = |program: &str, args: &[&str]| {
+            check_args(&ws, &ws, program, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert!(check("grep", &["-n", "notes.md"]).is_ok());
+        assert!(check("head", &["-n5", "notes.md"]).is_ok());
+        assert!(check("cat", &[&ws.join("a").to_string_lossy()]).is_ok());
+        assert!(check("cat", &["/etc/passwd"]).is_err());
+        assert!(check("cat", &["../x"]).is_err());
+        assert!(check("grep", &["--file=/etc/shadow"]).is_err());
+        assert!(check("cat", &["~/.ssh/id_rsa"]).is_err());
+        // Paths glued to short options, and options that run programs or change the system.
+        assert!(check("sort", &["-o/home/u/.bashrc", "payload.txt"]).is_err());
+        assert!(check("date", &["-f/home/u/.clawline/clawline.json"]).is_err());
+        assert!(check("date", &["-f../../x"]).is_err());
+        assert!(check("sort", &["--compress-program=sh", "big.txt"]).is_err());
+        assert!(check("date", &["-s", "2020-01-01"]).is_err());
+        assert!(check("date", &["--set=2020-01-01"]).is_err());
+        assert!(check("sort", &["-o", "sorted.txt", "in.txt"]).is_ok());
         std::fs::create_dir(ws.join("sub")).unwrap();
-        assert!(check_args(&ws, &ws.join("sub"), &["../ok.txt".into()]).is_ok());
+        assert!(check_args(&ws, &ws.join("sub"), "cat", &["../ok.txt".to_string()]).is_ok());
     }
 }

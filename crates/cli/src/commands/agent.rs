@@ -146,6 +146,13 @@ async fn via_gateway(paths: &Paths, args: &AgentArgs, base: &str) -> Result<Exit
 
 async fn local(paths: &Paths, args: &AgentArgs) -> Result<ExitCode> {
     setup::init_state(paths)?;
+    let _run_lock = clawline_store::RunLock::acquire(&paths.state).map_err(|e| match e {
+        clawline_store::StoreError::Busy(_) => anyhow!(
+            "a clawline gateway is running with this state directory ({}); send the message through it (leave out --local, and pass --url if it is not on the configured port)",
+            paths.state.root.display()
+        ),
+        other => other.into(),
+    })?;
     let (assembled, warnings) = setup::assemble(paths)?;
     let redactor = Redactor::default();
     redactor.add(setup::secrets_of(&assembled.config));

@@ -68,9 +68,10 @@ fn redact(tree: &json5::Node, path: &str, value: &mut serde_json::Value) {
         if !literal {
             continue;
         }
+        let below = if prefix.is_empty() { Some(secret.as_str()) } else { secret.strip_prefix(&format!("{prefix}.")) };
         if secret == prefix {
             *value = serde_json::Value::String(REDACTED.into());
-        } else if let Some(rest) = secret.strip_prefix(&format!("{prefix}.")) {
+        } else if let Some(rest) = below {
             let pointer = format!("/{}", rest.replace('.', "/"));
             if let Some(v) = value.pointer_mut(&pointer) {
                 *v = serde_json::Value::String(REDACTED.into());

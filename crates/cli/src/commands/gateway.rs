@@ -37,6 +37,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     if created {
         println!("Created {} (commented; edit it or use `clawline config set`).", paths.config_file.display());
     }
+    let _run_lock = clawline_store::RunLock::acquire(&paths.state)?;
     let (assembled, warnings) = setup::assemble(paths)?;
     let config = assembled.config.clone();
     let redactor = Redactor::default();

@@ -17,6 +17,7 @@ pub const DEFAULT_PORT: u16 = 18789;
 pub const DEFAULT_AGENT_ID: &str = "main";
 const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 const MIN_TOKEN_CHARS: usize = 16;
+const MIN_PASSWORD_CHARS: usize = 12;
 
 /// A problem found while resolving, before it has a position.
 #[derive(Debug, Clone)]
@@ -382,6 +383,15 @@ impl Resolver<'_> {
             ));
         }
         let password = g.auth.password.as_ref().and_then(|p| self.secret(p, "gateway.auth.password", issues));
+        if let Some(p) = &password
+            && p.expose().chars().count() < MIN_PASSWORD_CHARS
+        {
+            issues.push(issue(
+                "gateway.auth.password",
+                format!("the password is shorter than {MIN_PASSWORD_CHARS} characters"),
+                Some("use a longer passphrase: failed attempts are rate limited, but short passwords are still guessable".into()),
+            ));
+        }
         if auth_mode == AuthMode::Password && password.is_none() && g.auth.password.is_none() {
             issues.push(issue(
                 "gateway.auth.mode",

@@ -22,14 +22,10 @@ pub(crate) fn substitute(
 ) {
     let span_start = node.span.start;
     match &mut node.value {
-        Value::String(s) => {
-            if s.contains('$') {
-                match expand(s, env) {
-                    Ok(expanded) => *s = expanded,
-                    Err(var) => missing.push(Missing { var, path: path.to_string(), offset: span_start }),
-                }
-            }
-        }
+        Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(var) => missing.push(Missing { var, path: path.to_string(), offset: span_start }),
+        },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 substitute(item, &format!("{path}[{i}]"), env, missing);
@@ -52,9 +48,9 @@ pub(crate) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(literal) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = literal;
         } else if let Some(body) = after.strip_prefix("${") {
             match body.find('}') {
                 Some(end) if is_var_name(&body[..end]) => {

@@ -143,6 +143,7 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         let text = text_of(i, &m.content)?;
         match m.role.as_str() {
             "system" | "developer" => system.push(text),
+            "user" if text.trim().is_empty() => {}
             "user" => preamble.push(Message::User(UserMessage {
                 content: UserContent::Text(text),
                 timestamp: clawline_store::now_ms(),
@@ -164,16 +165,20 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         }
     }
     let explicit = header(headers, &["x-clawline-session-key", "x-openclaw-session-key"]).map(String::from);
-    let (session_key, preamble) = match (explicit, &req.user) {
-        (Some(key), _) => (key, Vec::new()),
-        (None, Some(user)) => (format!("openai-user:{}", sanitize(user)), Vec::new()),
-        (None, None) => (format!("openai:{}", uuid::Uuid::new_v4()), preamble),
+    let idempotency_key = header(headers, &["idempotency-key"]).map(String::from);
+    let (session_key, preamble) = match (explicit, &req.user, &idempotency_key) {
+        (Some(key), _, _) => (key, Vec::new()),
+        (None, Some(user), _) => (format!("openai-user:{}", sanitize(user)), Vec::new()),
+        // A stateless request with an Idempotency-Key gets a session named after the key, so a
+        // retry finds the first attempt instead of running again.
+        (None, None, Some(idem)) => (format!("openai:idem-{}", sanitize(idem)), preamble),
+        (None, None, None) => (format!("openai:{}", uuid::Uuid::new_v4()), preamble),
     };
     Ok(TurnRequest {
         agent_id,
         session_key: Some(session_key),
         message,
-        idempotency_key: header(headers, &["idempotency-key"]).map(String::from),
+        idempotency_key,
         preamble,
         extra_system: (!system.is_empty()).then(|| system.join("\n\n")),
     })
