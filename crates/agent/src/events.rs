@@ -26,3 +26,41 @@ pub enum RunEvent {
     #[serde(rename_all = "camelCase")]
     Error { run_id: String, kind: String, message: String, hint: Option<String>, text: String },
 }
+
+impl RunEvent {
+    /// The event's name on the wire (`started`, `text`, …, `done`, `error`), same as its `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunEvent::Started { .. } => "started",
+            RunEvent::Text { .. } => "text",
+            RunEvent::Thinking { .. } => "thinking",
+            RunEvent::ToolStart { .. } => "tool_start",
+            RunEvent::ToolEnd { .. } => "tool_end",
+            RunEvent::Done { .. } => "done",
+            RunEvent::Error { .. } => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_matches_the_serialized_type() {
+        let events = [
+            RunEvent::Text { delta: "x".into() },
+            RunEvent::ToolEnd { id: "1".into(), name: "ls".into(), is_error: false, output: String::new() },
+            RunEvent::Error {
+                run_id: "r".into(),
+                kind: "k".into(),
+                message: "m".into(),
+                hint: None,
+                text: String::new(),
+            },
+        ];
+        for e in events {
+            assert_eq!(serde_json::to_value(&e).unwrap()["type"], e.name());
+        }
+    }
+}

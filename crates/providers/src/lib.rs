@@ -21,6 +21,9 @@ pub mod openai_completions;
 pub mod sse;
 mod types;
 
+#[cfg(test)]
+mod test_support;
+
 pub use client::{ModelClient, RetryPolicy};
 pub use error::{ErrorKind, ProviderError};
 pub use http_util::build_http_client;

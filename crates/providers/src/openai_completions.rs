@@ -578,56 +578,9 @@ mod tests {
         use super::super::Accumulator;
         use proptest::prelude::*;
 
-        fn arb_json() -> impl Strategy<Value = serde_json::Value> {
-            let leaf = prop_oneof![
-                Just(serde_json::Value::Null),
-                any::<bool>().prop_map(serde_json::Value::Bool),
-                any::<i64>().prop_map(serde_json::Value::from),
-                prop_oneof![
-                    Just("message_start".to_string()),
-                    Just("content_block_start".to_string()),
-                    Just("content_block_delta".to_string()),
-                    Just("message_delta".to_string()),
-                    Just("text_delta".to_string()),
-                    Just("input_json_delta".to_string()),
-                    Just("tool_use".to_string()),
-                    Just("message_stop".to_string()),
-                    Just("error".to_string()),
-                    Just("text".to_string()),
-                    "[a-z_]{0,10}",
-                ]
-                .prop_map(serde_json::Value::String),
-            ];
-            leaf.prop_recursive(4, 40, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                    prop::collection::btree_map(
-                        prop_oneof![
-                            Just("type".to_string()),
-                            Just("index".to_string()),
-                            Just("delta".to_string()),
-                            Just("choices".to_string()),
-                            Just("content_block".to_string()),
-                            Just("usage".to_string()),
-                            Just("tool_calls".to_string()),
-                            Just("function".to_string()),
-                            Just("arguments".to_string()),
-                            Just("finish_reason".to_string()),
-                            Just("content".to_string()),
-                            Just("error".to_string()),
-                            "[a-z_]{1,8}",
-                        ],
-                        inner,
-                        0..6,
-                    )
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-                ]
-            })
-        }
-
         proptest! {
             #[test]
-            fn arbitrary_events_never_panic(events in prop::collection::vec(arb_json(), 0..12), raw in "\\PC{0,60}") {
+            fn arbitrary_events_never_panic(events in prop::collection::vec(crate::test_support::event_json(), 0..12), raw in "\\PC{0,60}") {
                 let mut acc = Accumulator::default();
                 let mut sink = |_e: crate::StreamEvent| {};
                 let _ = acc.apply("p", &raw, None, &mut sink);

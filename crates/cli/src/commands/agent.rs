@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
-use clawline_agent::{RunEvent, Runtime, TurnRequest, TurnStart};
+use clawline_agent::{Runtime, TurnRequest, TurnStart};
 use clawline_core::config::schema::LogLevel;
 use serde_json::{Value, json};
 
@@ -177,15 +177,7 @@ async fn local(paths: &Paths, args: &AgentArgs) -> Result<ExitCode> {
         TurnStart::Started(mut handle) => {
             while let Some(event) = handle.events.recv().await {
                 let value = serde_json::to_value(&event).unwrap_or_default();
-                let name = match &event {
-                    RunEvent::Started { .. } => "started",
-                    RunEvent::Text { .. } => "text",
-                    RunEvent::Thinking { .. } => "thinking",
-                    RunEvent::ToolStart { .. } => "tool_start",
-                    RunEvent::ToolEnd { .. } => "tool_end",
-                    RunEvent::Done { .. } => "done",
-                    RunEvent::Error { .. } => "error",
-                };
+                let name = event.name();
                 printer.event(name, value);
             }
         }

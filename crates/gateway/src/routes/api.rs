@@ -39,20 +39,8 @@ pub struct ChatTurn {
     idempotency_key: Option<String>,
 }
 
-fn event_name(e: &RunEvent) -> &'static str {
-    match e {
-        RunEvent::Started { .. } => "started",
-        RunEvent::Text { .. } => "text",
-        RunEvent::Thinking { .. } => "thinking",
-        RunEvent::ToolStart { .. } => "tool_start",
-        RunEvent::ToolEnd { .. } => "tool_end",
-        RunEvent::Done { .. } => "done",
-        RunEvent::Error { .. } => "error",
-    }
-}
-
 fn to_sse(e: RunEvent) -> Result<Event, Infallible> {
-    let name = event_name(&e);
+    let name = e.name();
     Ok(Event::default().event(name).data(serde_json::to_string(&e).unwrap_or_else(|_| "{}".into())))
 }
 
