@@ -10,6 +10,11 @@ use clawline_testkit::browser::Browser;
 use clawline_testkit::model_server::{Api, ModelServer, Reply};
 use common::*;
 
+/// JavaScript that is true when the element is actually displayed (not just lacking `hidden`).
+fn shown(id: &str) -> String {
+    format!("(getComputedStyle(document.getElementById('{id}')).display !== 'none')")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_in_the_browser() {
     if std::env::var_os("CLAWLINE_SKIP_BROWSER").is_some() {
@@ -27,7 +32,10 @@ async fn chat_in_the_browser() {
     let browser = Browser::launch().await.unwrap_or_else(|e| panic!("{e}"));
 
     browser.goto(&format!("{}/#token={TOKEN}", gw.base_url)).await.unwrap();
-    browser.wait_for("!document.getElementById('composer').hidden", Duration::from_secs(10)).await.unwrap();
+    browser
+        .wait_for(&format!("{} && !{}", shown("composer"), shown("token-form")), Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(browser.eval("location.hash").await.unwrap(), "", "the token is removed from the address bar");
 
     // Record every state of the answer bubble, to see it stream.
@@ -69,7 +77,11 @@ async fn chat_in_the_browser() {
     browser.goto(&format!("{}/", gw.base_url)).await.unwrap();
     let reason = browser
         .wait_for(
-            "!document.getElementById('token-form').hidden && document.getElementById('token-error').textContent",
+            &format!(
+                "{} && !{} && document.getElementById('token-error').textContent",
+                shown("token-form"),
+                shown("composer")
+            ),
             Duration::from_secs(10),
         )
         .await
