@@ -15,6 +15,7 @@ use clawline_providers::{ModelClient, ModelRequest, StreamEvent};
 use clawline_store::{RunStatus, Store, UsageDelta};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 use crate::events::RunEvent;
 use crate::lanes::LaneGuard;
@@ -35,6 +36,8 @@ pub(crate) struct RunParams {
     pub store: Store,
     pub events: UnboundedSender<RunEvent>,
     pub lane: LaneGuard,
+    /// Cancelled when someone aborts the run.
+    pub cancel: CancellationToken,
 }
 
 /// What the loop accumulates; it outlives the loop future so a timeout keeps it.
@@ -222,18 +225,27 @@ pub(crate) async fn fail_before_start(
 pub(crate) async fn execute(mut p: RunParams) {
     let mut state = State::default();
     let timeout = p.timeout;
-    let outcome = tokio::time::timeout(timeout, p.run_loop(&mut state)).await;
+    let cancel = p.cancel.clone();
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(timeout, p.run_loop(&mut state)) => r.map_err(|_| "timeout"),
+        () = cancel.cancelled() => Err("aborted"),
+    };
     let ending = match outcome {
         Ok(Ok(e)) | Ok(Err(e)) => e,
-        Err(_) => {
+        Err(why) => {
+            let note = if why == "aborted" { "run aborted" } else { "run timed out" };
             if !state.partial.is_empty() {
-                let partial = p.partial_message(&state.partial, StopReason::Aborted, Some("run timed out".into()));
+                let partial = p.partial_message(&state.partial, StopReason::Aborted, Some(note.into()));
                 let _ = p.persist(vec![NewRecord::Message(Message::Assistant(partial))], None).await;
             }
-            Ending::Failed {
-                kind: "timeout".into(),
-                message: format!("the run took longer than {} s and was stopped", timeout.as_secs()),
-                hint: Some("raise agents.defaults.timeoutSeconds, or ask for smaller steps".into()),
+            if why == "aborted" {
+                Ending::Failed { kind: "aborted".into(), message: "the run was aborted".into(), hint: None }
+            } else {
+                Ending::Failed {
+                    kind: "timeout".into(),
+                    message: format!("the run took longer than {} s and was stopped", timeout.as_secs()),
+                    hint: Some("raise agents.defaults.timeoutSeconds, or ask for smaller steps".into()),
+                }
             }
         }
     };
@@ -266,7 +278,7 @@ pub(crate) async fn execute(mut p: RunParams) {
             (RunStatus::Error, (event, result), Some(note))
         }
         Ending::Failed { kind, message, hint } => {
-            let status = if kind == "timeout" { RunStatus::Aborted } else { RunStatus::Error };
+            let status = if kind == "timeout" || kind == "aborted" { RunStatus::Aborted } else { RunStatus::Error };
             let note = NewRecord::CustomMessage {
                 custom_type: "run-failed".into(),
                 content: message.clone(),

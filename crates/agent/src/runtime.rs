@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use clawline_core::config::{AgentSettings, Config, ProviderSettings, provider_key_var};
@@ -19,6 +19,7 @@ use clawline_core::transcript::NewRecord;
 use clawline_providers::{ModelClient, ModelRequest};
 use clawline_store::{BeginTurn, RunRow, Store, TurnStart as StoreTurnStart};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::context;
 use crate::error::TurnError;
@@ -42,6 +43,9 @@ pub struct TurnRequest {
     pub preamble: Vec<Message>,
     /// Extra instructions from the client (e.g. OpenAI `system` messages), added to the prompt.
     pub extra_system: Option<String>,
+    /// The run's id; a new UUID when `None`. Protocol clients pick their own (OpenClaw uses the
+    /// idempotency key), so they can wait on or abort the run by that name.
+    pub run_id: Option<String>,
 }
 
 /// A run that started.
@@ -67,6 +71,8 @@ struct Inner {
     config: Arc<Config>,
     store: Store,
     lanes: Lanes,
+    /// Runs in progress: run id → (session key, how to stop it).
+    active: Mutex<HashMap<String, (String, CancellationToken)>>,
     providers: HashMap<String, Arc<ProviderSettings>>,
     workspaces: HashMap<String, PathBuf>,
     http: OnceLock<reqwest::Client>,
@@ -103,6 +109,7 @@ impl Runtime {
                 config,
                 store,
                 lanes: Lanes::default(),
+                active: Mutex::new(HashMap::new()),
                 providers,
                 workspaces,
                 http: OnceLock::new(),
@@ -172,6 +179,23 @@ impl Runtime {
         })
     }
 
+    /// What the built-in tools may touch for `agent_id` (its workspace and the tool settings).
+    pub fn tool_context(&self, agent_id: &str) -> Option<ToolContext> {
+        let agent = self.inner.config.agent(agent_id)?;
+        let workspace = self.inner.workspaces.get(agent_id).cloned().unwrap_or_else(|| agent.workspace.clone());
+        Some(ToolContext { workspace, settings: self.inner.config.tools.clone() })
+    }
+
+    /// Whether the provider `id` can be called: it exists and has a key (or is a local server
+    /// that needs none). The error says what is missing.
+    pub fn check_provider(&self, id: &str) -> Result<(), String> {
+        let provider = self.inner.providers.get(id).ok_or_else(|| format!("provider `{id}` is not configured"))?;
+        if provider.api_key.is_none() && !is_loopback_url(&provider.base_url) {
+            return Err(format!("no API key: set {} or models.providers.{id}.apiKey", provider_key_var(id)));
+        }
+        Ok(())
+    }
+
     /// Checks that `agent` can call its model; returns the provider.
     pub fn check_model(&self, agent_id: Option<&str>) -> Result<Arc<ProviderSettings>, TurnError> {
         let agent = self.agent(agent_id)?;
@@ -214,7 +238,7 @@ impl Runtime {
             // The caller left while waiting for the lane: nothing was acknowledged, nothing is stored.
             return;
         }
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = req.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let begin = self
             .inner
             .store
@@ -243,6 +267,8 @@ impl Runtime {
             }
             Ok(BeginTurn::Started { .. }) => {}
         }
+        let cancel = CancellationToken::new();
+        self.active().insert(run_id.clone(), (key.to_string(), cancel.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let model_label = model.to_string();
         let _ = tx.send(RunEvent::Started {
@@ -271,6 +297,7 @@ impl Runtime {
                     format!("could not load the session: {e}"),
                 )
                 .await;
+                self.active().remove(&run_id);
                 return;
             }
         };
@@ -296,7 +323,7 @@ impl Runtime {
             compat: entry.map(|m| m.compat.clone()).unwrap_or_default(),
         };
         run::execute(RunParams {
-            run_id,
+            run_id: run_id.clone(),
             session_key: key.to_string(),
             model_label,
             client: ModelClient::new(provider, self.http()),
@@ -307,8 +334,49 @@ impl Runtime {
             store: self.inner.store.clone(),
             events: tx,
             lane,
+            cancel,
         })
         .await;
+        self.active().remove(&run_id);
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, CancellationToken)>> {
+        self.inner.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops a run in progress: what it said so far is kept, the run ends `aborted`. Returns
+    /// whether such a run was running.
+    pub fn abort(&self, run_id: &str) -> bool {
+        match self.active().get(run_id) {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every run of a session; returns their ids.
+    pub fn abort_session(&self, session_key: &str) -> Vec<String> {
+        let active = self.active();
+        let mut ids: Vec<String> = active
+            .iter()
+            .filter(|(_, (key, _))| key == session_key)
+            .map(|(id, (_, token))| {
+                token.cancel();
+                id.clone()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Ids of the runs in progress for a session.
+    pub fn active_runs(&self, session_key: &str) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.active().iter().filter(|(_, (key, _))| key == session_key).map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids
     }
 }
 

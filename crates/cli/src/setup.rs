@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use clawline_core::config::{Config, ConfigErrors, LoadContext, Loaded, load, template};
 use clawline_core::secret::SecretString;
-use clawline_store::{MasterKey, StatePaths, Store, ensure_private_dir, random_hex};
+use clawline_store::{MasterKey, StatePaths, Store, ensure_private_dir, random_hex, write_private_file};
 
 use crate::cli::Cli;
 
@@ -62,22 +62,7 @@ pub fn init_state(paths: &Paths) -> Result<bool> {
 
 /// Writes a file readable only by its owner, atomically (temp file + rename).
 pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    write_private_file(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn env(name: &str) -> Option<String> {

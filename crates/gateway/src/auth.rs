@@ -39,12 +39,29 @@ struct Entry {
     locked_until: Option<Instant>,
 }
 
-/// Counts failed authentications per client address; too many in a window locks the address
-/// out for a while. Loopback may be exempt (the default), so a local typo never locks you out
-/// of your own machine.
+/// Who is counted: an address, and what it tried to authenticate as (so failures with one kind
+/// of credential do not lock out another) or, for browsers, the page's origin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitKey {
+    pub ip: IpAddr,
+    pub scope: String,
+    /// Browser-origin attempts are never exempt, even from loopback: a web page on this
+    /// machine can be anyone's.
+    pub browser: bool,
+}
+
+impl LimitKey {
+    pub fn http(ip: IpAddr) -> Self {
+        LimitKey { ip, scope: "shared-secret".into(), browser: false }
+    }
+}
+
+/// Counts failed authentications per client; too many in a window locks the client out for a
+/// while. Loopback may be exempt (the default), so a local typo never locks you out of your
+/// own machine.
 pub struct FailureLimiter {
     settings: RateLimitSettings,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: Mutex<HashMap<LimitKey, Entry>>,
 }
 
 const MAX_TRACKED: usize = 10_000;
@@ -54,25 +71,25 @@ impl FailureLimiter {
         FailureLimiter { settings, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn exempt(&self, ip: IpAddr) -> bool {
-        self.settings.exempt_loopback && ip.is_loopback()
+    fn exempt(&self, key: &LimitKey) -> bool {
+        self.settings.exempt_loopback && key.ip.is_loopback() && !key.browser
     }
 
-    /// `Err(wait)` while `ip` is locked out.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        if self.exempt(ip) {
+    /// `Err(wait)` while `key` is locked out.
+    pub fn check(&self, key: &LimitKey) -> Result<(), Duration> {
+        if self.exempt(key) {
             return Ok(());
         }
         let now = Instant::now();
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(&ip).and_then(|e| e.locked_until) {
+        match entries.get(key).and_then(|e| e.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
     }
 
-    pub fn failure(&self, ip: IpAddr) {
-        if self.exempt(ip) {
+    pub fn failure(&self, key: &LimitKey) {
+        if self.exempt(key) {
             return;
         }
         let now = Instant::now();
@@ -85,7 +102,7 @@ impl FailureLimiter {
                 entries.retain(|_, e| e.locked_until.is_some_and(|u| u > now));
             }
         }
-        let e = entries.entry(ip).or_insert(Entry { window_start: now, failures: 0, locked_until: None });
+        let e = entries.entry(key.clone()).or_insert(Entry { window_start: now, failures: 0, locked_until: None });
         if now - e.window_start > window {
             e.window_start = now;
             e.failures = 0;
@@ -95,13 +112,13 @@ impl FailureLimiter {
             e.locked_until = Some(now + Duration::from_millis(self.settings.lockout_ms));
             e.failures = 0;
             e.window_start = now;
-            tracing::warn!(client = %ip, lockout_ms = self.settings.lockout_ms, "too many failed authentications; client locked out");
+            tracing::warn!(client = %key.ip, scope = %key.scope, lockout_ms = self.settings.lockout_ms, "too many failed authentications; client locked out");
         }
     }
 
-    pub fn success(&self, ip: IpAddr) {
-        if !self.exempt(ip) {
-            self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&ip);
+    pub fn success(&self, key: &LimitKey) {
+        if !self.exempt(key) {
+            self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         }
     }
 }
@@ -122,23 +139,30 @@ mod tests {
     #[test]
     fn locks_out_after_repeated_failures() {
         let l = limiter(true);
-        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        let remote = LimitKey::http("192.0.2.7".parse().unwrap());
         for _ in 0..2 {
-            l.failure(remote);
-            assert!(l.check(remote).is_ok());
+            l.failure(&remote);
+            assert!(l.check(&remote).is_ok());
         }
-        l.failure(remote);
-        assert!(l.check(remote).is_err());
-        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        l.failure(&remote);
+        assert!(l.check(&remote).is_err());
+        let other_scope = LimitKey { scope: "device-token".into(), ..remote.clone() };
+        assert!(l.check(&other_scope).is_ok(), "another credential kind has its own count");
+        let local = LimitKey::http("127.0.0.1".parse().unwrap());
         for _ in 0..10 {
-            l.failure(local);
+            l.failure(&local);
         }
-        assert!(l.check(local).is_ok(), "loopback is exempt by default");
+        assert!(l.check(&local).is_ok(), "loopback is exempt by default");
+        let page = LimitKey { browser: true, scope: "origin:http://127.0.0.1:1".into(), ..local.clone() };
+        for _ in 0..3 {
+            l.failure(&page);
+        }
+        assert!(l.check(&page).is_err(), "browser pages are never exempt");
         let strict = limiter(false);
         for _ in 0..3 {
-            strict.failure(local);
+            strict.failure(&local);
         }
-        assert!(strict.check(local).is_err());
+        assert!(strict.check(&local).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::client_addr::{self, ClientAddr};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -68,13 +69,27 @@ fn secure(mut resp: Response, html: bool) -> Response {
     resp
 }
 
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/health" | "/readyz" | "/ready")
+}
+
 /// The middleware.
 pub async fn guard(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let client = match client_addr::resolve(peer.ip(), req.headers(), &state.runtime.config().gateway.trusted_proxies) {
+        Some(c) => c,
+        None if is_probe(req.uri().path()) => ClientAddr { ip: peer.ip(), local: false },
+        None => {
+            tracing::warn!(peer = %peer.ip(), path = req.uri().path(), "refused a request with proxy headers from an untrusted peer");
+            let e = ApiError::new(StatusCode::FORBIDDEN, "proxy_attribution_required", client_addr::PROXY_REFUSAL);
+            return secure(e.into_response(), false);
+        }
+    };
+    req.extensions_mut().insert(client);
     let headers = req.headers();
     let html = req.uri().path() == "/";
     if !host_allowed(&state, headers) {
@@ -83,7 +98,9 @@ pub async fn guard(
                 .code("host_not_allowed");
         return secure(e.into_response(), false);
     }
-    if !origin_allowed(&state, headers) {
+    // WebSocket upgrades check the origin in the handshake, where the refusal can be a protocol
+    // error the client understands.
+    if !crate::ws::is_upgrade(headers) && !origin_allowed(&state, headers) {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -93,8 +110,9 @@ pub async fn guard(
         return secure(e.into_response(), false);
     }
     if needs_auth(req.uri().path()) {
-        let ip = peer.ip();
-        if let Err(wait) = state.limiter.check(ip) {
+        let ip = client.ip;
+        let key = crate::auth::LimitKey::http(ip);
+        if let Err(wait) = state.limiter.check(&key) {
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -105,9 +123,9 @@ pub async fn guard(
             return secure(e.into_response(), false);
         }
         match bearer(headers) {
-            Some(t) if state.credentials.accepts(t) => state.limiter.success(ip),
+            Some(t) if state.credentials.accepts(t) => state.limiter.success(&key),
             _ => {
-                state.limiter.failure(ip);
+                state.limiter.failure(&key);
                 tracing::info!(client = %ip, path = req.uri().path(), "rejected request with a missing or wrong token");
                 return secure(ApiError::unauthorized().into_response(), false);
             }

@@ -2,6 +2,7 @@
 //!
 //! | path | auth | what |
 //! |---|---|---|
+//! | `GET /` with `Upgrade: websocket` | `connect` (token, password, device) | OpenClaw's gateway protocol v4 (`ws/`, `methods/`) |
 //! | `GET /healthz`, `/health` | none | liveness: the process answers |
 //! | `GET /readyz`, `/ready` | none | readiness: the store answers; 503 otherwise |
 //! | `GET /` (+ `/app.js`, `/app.css`, `/favicon.svg`) | none (the page asks for the token) | web chat |
@@ -21,12 +22,21 @@
 
 mod auth;
 mod body;
+mod client_addr;
 mod error;
+mod feed;
 mod guard;
+mod limits;
+mod methods;
+pub mod protocol;
 mod routes;
+mod run_events;
+mod runs;
 mod server;
 mod state;
+mod views;
+mod ws;
 
 pub use auth::Credentials;
 pub use server::{router, serve};
-pub use state::AppState;
+pub use state::{AppState, ConfigCheck, ConfigFile, WsLimits};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
@@ -23,7 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/ready", get(probes::readyz))
-        .route("/", get(ui::index))
+        .route("/", get(root))
         .route("/app.js", get(ui::app_js))
         .route("/app.css", get(ui::app_css))
         .route("/favicon.svg", get(ui::favicon))
@@ -32,7 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/chat", post(api::chat))
         .route("/api/sessions", get(api::sessions))
         .route("/api/sessions/history", get(api::history))
-        .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
+        .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -45,16 +46,37 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// `GET /`: the WebSocket control plane when the request is an upgrade, else the web chat.
+async fn root(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, req: Request) -> Response {
+    if crate::ws::is_upgrade(req.headers()) {
+        return crate::ws::upgrade(state, peer, req).await;
+    }
+    ui::index(state).await
+}
+
+/// Upgrades on any path are the control plane too (OpenClaw clients may add a path); anything
+/// else is unknown.
+async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, req: Request) -> Response {
+    if crate::ws::is_upgrade(req.headers()) {
+        return crate::ws::upgrade(state, peer, req).await;
+    }
+    ApiError::not_found("no such endpoint").into_response()
+}
+
 /// Serves until `shutdown` resolves, then gives open requests up to 5 s to finish.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    tokio::spawn(crate::feed::run(state.clone()));
+    let stopping = state.shutdown.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        // WebSocket clients get a `shutdown` event and a close frame.
+        stopping.cancel();
         let _ = stop_tx.send(());
     });
     let drain = async move {

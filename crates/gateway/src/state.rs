@@ -1,24 +1,121 @@
-//! What every request handler shares.
+//! What every request handler and every WebSocket connection shares.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clawline_agent::Runtime;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Credentials, FailureLimiter};
+use crate::limits::MethodLimiter;
+use crate::runs::RunTracker;
+use crate::ws::hub::Hub;
 
-/// Shared state of the HTTP server.
+/// Checks a config text; `Ok(warnings)` when it is valid, `Err(problems)` (each with file, line,
+/// column and key) when not. Supplied by the binary, which knows where secrets and the
+/// environment come from.
+pub type ConfigCheck = Arc<dyn Fn(&str) -> Result<Vec<String>, Vec<String>> + Send + Sync>;
+
+/// The config file, for the `config.*` methods.
+#[derive(Clone)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub check: ConfigCheck,
+}
+
+/// Limits on WebSocket connections.
+#[derive(Debug, Clone)]
+pub struct WsLimits {
+    /// Sockets that may wait for their handshake at once; more are refused with 503.
+    pub max_pending: usize,
+    /// The same, per client address.
+    pub max_pending_per_ip: usize,
+    /// Authenticated connections at once.
+    pub max_connections: usize,
+    /// Requests one connection may have in flight.
+    pub max_in_flight: usize,
+    pub handshake_timeout_ms: u64,
+    pub tick_interval_ms: u64,
+    pub max_buffered_bytes: usize,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        use crate::protocol::*;
+        WsLimits {
+            max_pending: 256,
+            max_pending_per_ip: 32,
+            max_connections: 1024,
+            max_in_flight: 32,
+            handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+            tick_interval_ms: TICK_INTERVAL_MS,
+            max_buffered_bytes: MAX_BUFFERED_BYTES,
+            max_payload_bytes: MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// Shared state of the server.
 pub struct AppState {
     pub runtime: Runtime,
     pub credentials: Credentials,
+    /// Failed-auth lockout for HTTP Bearer and WebSocket connects.
     pub limiter: FailureLimiter,
+    /// Control-plane write limits per method and client.
+    pub method_limiter: MethodLimiter,
     pub started: Instant,
+    pub started_ms: i64,
+    /// A fresh id per process start (`hello-ok.server.bootId`).
+    pub boot_id: String,
     /// The port actually bound (differs from the config when it asked for 0).
     pub port: u16,
+    pub hub: Hub,
+    pub runs: RunTracker,
+    pub ws: WsLimits,
+    pub config_file: Option<ConfigFile>,
+    /// Cancelled when the gateway stops: connections say goodbye and close.
+    pub shutdown: CancellationToken,
+    /// Key for `config.get` hashes (per process; clients refetch after a restart).
+    pub hash_key: [u8; 32],
 }
 
 impl AppState {
     pub fn new(runtime: Runtime, credentials: Credentials, port: u16) -> Self {
         let rl = runtime.config().gateway.rate_limit.clone();
-        AppState { runtime, credentials, limiter: FailureLimiter::new(rl), started: Instant::now(), port }
+        let mut hash_key = [0u8; 32];
+        // A failed RNG leaves a zero key: hashes still detect concurrent edits, they are just guessable.
+        let _ = aws_lc_rs::rand::fill(&mut hash_key);
+        AppState {
+            runtime,
+            credentials,
+            limiter: FailureLimiter::new(rl),
+            method_limiter: MethodLimiter::default(),
+            started: Instant::now(),
+            started_ms: clawline_store::now_ms(),
+            boot_id: uuid::Uuid::new_v4().to_string(),
+            port,
+            hub: Hub::default(),
+            runs: RunTracker::default(),
+            ws: WsLimits::default(),
+            config_file: None,
+            shutdown: CancellationToken::new(),
+            hash_key,
+        }
+    }
+
+    pub fn with_config_file(mut self, file: ConfigFile) -> Self {
+        self.config_file = Some(file);
+        self
+    }
+
+    pub fn with_ws_limits(mut self, limits: WsLimits) -> Self {
+        self.ws = limits;
+        self
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::changes::{Change, FEED_CAPACITY};
 use crate::error::StoreError;
 use crate::migrations;
 
@@ -25,6 +26,7 @@ pub struct Store {
 struct Inner {
     jobs: mpsc::Sender<Job>,
     path: PathBuf,
+    changes: tokio::sync::broadcast::Sender<Arc<Change>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -73,7 +75,19 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::io(path, e))?;
-        Ok(Store { inner: Arc::new(Inner { jobs, path: path.to_path_buf() }) })
+        let (changes, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
+        Ok(Store { inner: Arc::new(Inner { jobs, path: path.to_path_buf(), changes }) })
+    }
+
+    /// Committed changes from now on (see [`crate::changes`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Announces a committed change. Call only after the commit.
+    pub(crate) fn publish(&self, change: Change) {
+        // No subscribers is fine: nobody is listening.
+        let _ = self.inner.changes.send(Arc::new(change));
     }
 
     pub fn path(&self) -> &Path {

@@ -23,6 +23,8 @@ pub enum StoreError {
         "another clawline process is running agents on {0} (a gateway, or `clawline agent --local`); stop it, or use another --state-dir"
     )]
     Busy(String),
+    #[error("run id `{0}` is already used by another session; pick a new idempotency key")]
+    RunIdTaken(String),
     #[error("master key problem: {0}")]
     Key(String),
 }

@@ -10,8 +10,10 @@
 //! it); a user message and the run it starts are written together; secrets are stored only as
 //! AES-256-GCM ciphertext bound to their name.
 
+mod changes;
 mod crypto;
 mod db;
+mod devices;
 mod error;
 mod migrations;
 mod paths;
@@ -19,13 +21,15 @@ mod runs;
 mod secrets;
 mod sessions;
 
+pub use changes::{Appended, Change, SessionChange, StoredRecord};
 pub use crypto::{MasterKey, random_hex};
 pub use db::Store;
+pub use devices::{DeviceRow, DeviceTokenRow, PairingRequest};
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
-pub use paths::{RunLock, StatePaths, ensure_private_dir};
+pub use paths::{RunLock, StatePaths, ensure_private_dir, write_private_file};
 pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
-pub use sessions::{SessionRow, UsageDelta};
+pub use sessions::{SessionPage, SessionPatch, SessionRow, UsageDelta};
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {

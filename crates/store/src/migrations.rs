@@ -60,6 +60,47 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // v2: paired devices, their tokens (hashes only), pending pairing requests; session labels and flags.
+    r#"
+    CREATE TABLE devices (
+        device_id    TEXT PRIMARY KEY,
+        public_key   TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        scopes_json  TEXT NOT NULL,
+        label        TEXT,
+        client_id    TEXT,
+        client_mode  TEXT,
+        platform     TEXT,
+        remote_ip    TEXT,
+        paired_at    INTEGER NOT NULL,
+        last_seen_at INTEGER
+    ) STRICT;
+
+    CREATE TABLE device_tokens (
+        token_hash  TEXT PRIMARY KEY,
+        device_id   TEXT NOT NULL REFERENCES devices(device_id) ON DELETE CASCADE,
+        role        TEXT NOT NULL,
+        scopes_json TEXT NOT NULL,
+        issued_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX device_tokens_device ON device_tokens(device_id, role);
+
+    CREATE TABLE pairing_requests (
+        request_id  TEXT PRIMARY KEY,
+        device_id   TEXT NOT NULL,
+        public_key  TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        scopes_json TEXT NOT NULL,
+        client_json TEXT NOT NULL,
+        remote_ip   TEXT,
+        reason      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (device_id, role)
+    ) STRICT;
+
+    ALTER TABLE sessions ADD COLUMN label TEXT;
+    ALTER TABLE sessions ADD COLUMN flags_json TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -100,7 +141,10 @@ mod tests {
         assert_eq!(migrate(&mut conn, ":memory:").unwrap(), 0);
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        assert_eq!(tables(&conn), ["runs", "secrets", "sessions", "transcript_events"]);
+        assert_eq!(
+            tables(&conn),
+            ["device_tokens", "devices", "pairing_requests", "runs", "secrets", "sessions", "transcript_events"]
+        );
         // Running again is a no-op.
         assert_eq!(migrate(&mut conn, ":memory:").unwrap(), SCHEMA_VERSION);
     }

@@ -86,6 +86,28 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes a file readable only by its owner, atomically: a temp file beside it, synced, then
+/// renamed over the target, so readers see the old or the new text, never half of it.
+pub fn write_private_file(path: &Path, text: &str) -> Result<(), StoreError> {
+    use std::io::Write;
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(text.as_bytes()).map_err(|e| StoreError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

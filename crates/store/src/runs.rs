@@ -11,6 +11,7 @@ use clawline_core::transcript::NewRecord;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+use crate::changes::Change;
 use crate::db::Store;
 use crate::error::StoreError;
 use crate::now_ms;
@@ -110,42 +111,55 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 impl Store {
     /// Stores the user message and the new run together (see the module docs).
     pub async fn begin_turn(&self, start: TurnStart) -> Result<BeginTurn, StoreError> {
-        self.call(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(key) = &start.idempotency_key {
-                let existing = tx
-                    .query_row(
-                        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE session_key = ?1 AND idempotency_key = ?2"),
-                        params![start.session_key, key],
-                        run_from_row,
-                    )
-                    .optional()?;
-                if let Some(run) = existing {
-                    return Ok(BeginTurn::Duplicate(run));
+        let outcome = self
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Some(key) = &start.idempotency_key {
+                    let existing = tx
+                        .query_row(
+                            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE session_key = ?1 AND idempotency_key = ?2"),
+                            params![start.session_key, key],
+                            run_from_row,
+                        )
+                        .optional()?;
+                    if let Some(run) = existing {
+                        return Ok((BeginTurn::Duplicate(run), None));
+                    }
                 }
-            }
-            let now = now_ms();
-            let session = ensure_session_tx(&tx, &start.session_key, &start.agent_id, &start.cwd, now)?;
-            let mut records = start.preamble;
-            records.push(NewRecord::Message(start.user));
-            let ids = append_tx(&tx, &start.session_key, records, None, now)?;
-            tx.execute(
-                "INSERT INTO runs (run_id, session_key, session_id, agent_id, idempotency_key, status, started_at) \
+                let taken: bool =
+                    tx.query_row("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)", [&start.run_id], |r| {
+                        r.get(0)
+                    })?;
+                if taken {
+                    return Err(StoreError::RunIdTaken(start.run_id));
+                }
+                let now = now_ms();
+                let session = ensure_session_tx(&tx, &start.session_key, &start.agent_id, &start.cwd, now)?;
+                let mut records = start.preamble;
+                records.push(NewRecord::Message(start.user));
+                let appended = append_tx(&tx, &start.session_key, records, None, now)?;
+                tx.execute(
+                    "INSERT INTO runs (run_id, session_key, session_id, agent_id, idempotency_key, status, started_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-                params![
-                    start.run_id,
-                    start.session_key,
-                    session.session_id,
-                    start.agent_id,
-                    start.idempotency_key,
-                    now
-                ],
-            )?;
-            tx.commit()?;
-            let user_record_id = ids.last().cloned().unwrap_or_default();
-            Ok(BeginTurn::Started { session, user_record_id })
-        })
-        .await
+                    params![
+                        start.run_id,
+                        start.session_key,
+                        session.session_id,
+                        start.agent_id,
+                        start.idempotency_key,
+                        now
+                    ],
+                )?;
+                tx.commit()?;
+                Ok((BeginTurn::Started { session, user_record_id: String::new() }, Some(appended)))
+            })
+            .await?;
+        let (mut begun, appended) = outcome;
+        if let (BeginTurn::Started { user_record_id, .. }, Some(appended)) = (&mut begun, appended) {
+            *user_record_id = appended.records.last().map(|r| r.record.id().to_string()).unwrap_or_default();
+            self.publish(Change::Appended(appended));
+        }
+        Ok(begun)
     }
 
     /// Records how a run ended.
@@ -177,42 +191,50 @@ impl Store {
 
     /// Marks runs left `running` by a crash as `interrupted` and notes it in their sessions.
     pub async fn recover_interrupted_runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        self.call(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let runs: Vec<RunRow> = {
-                let mut stmt = tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"))?;
-                stmt.query_map([], run_from_row)?.collect::<Result<_, _>>()?
-            };
-            let now = now_ms();
-            for run in &runs {
-                tx.execute(
-                    "UPDATE runs SET status = 'interrupted', ended_at = ?2, \
+        let (runs, notes) = self
+            .call(|c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let runs: Vec<RunRow> = {
+                    let mut stmt = tx.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"))?;
+                    stmt.query_map([], run_from_row)?.collect::<Result<_, _>>()?
+                };
+                let now = now_ms();
+                let mut notes = Vec::new();
+                for run in &runs {
+                    tx.execute(
+                        "UPDATE runs SET status = 'interrupted', ended_at = ?2, \
                      result_json = '{\"error\":\"the gateway stopped before the run finished\"}' WHERE run_id = ?1",
-                    params![run.run_id, now],
-                )?;
-                let still_current: Option<String> = tx
-                    .query_row("SELECT session_id FROM sessions WHERE session_key = ?1", [&run.session_key], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                if still_current.as_deref() == Some(run.session_id.as_str()) {
-                    append_tx(
-                        &tx,
-                        &run.session_key,
-                        vec![NewRecord::CustomMessage {
-                            custom_type: "run-interrupted".into(),
-                            content: "The previous run was interrupted: the gateway stopped before it finished.".into(),
-                            details: Some(serde_json::json!({ "runId": run.run_id })),
-                        }],
-                        None,
-                        now,
+                        params![run.run_id, now],
                     )?;
+                    let still_current: Option<String> = tx
+                        .query_row("SELECT session_id FROM sessions WHERE session_key = ?1", [&run.session_key], |r| {
+                            r.get(0)
+                        })
+                        .optional()?;
+                    if still_current.as_deref() == Some(run.session_id.as_str()) {
+                        let appended = append_tx(
+                            &tx,
+                            &run.session_key,
+                            vec![NewRecord::CustomMessage {
+                                custom_type: "run-interrupted".into(),
+                                content: "The previous run was interrupted: the gateway stopped before it finished."
+                                    .into(),
+                                details: Some(serde_json::json!({ "runId": run.run_id })),
+                            }],
+                            None,
+                            now,
+                        )?;
+                        notes.push(appended);
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(runs)
-        })
-        .await
+                tx.commit()?;
+                Ok((runs, notes))
+            })
+            .await?;
+        for appended in notes {
+            self.publish(Change::Appended(appended));
+        }
+        Ok(runs)
     }
 }
 

@@ -7,6 +7,8 @@
 //!   error bodies and `Retry-After`, slow streams, truncated and malformed streams.
 //! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
+//! - [`ws_client`]: a client of OpenClaw's gateway protocol (WebSocket) with Ed25519 device
+//!   identity, able to misbehave on purpose.
 //!
 //! Nothing here talks to the internet.
 
@@ -14,3 +16,4 @@ pub mod browser;
 pub mod gateway;
 pub mod model_server;
 pub mod sse_client;
+pub mod ws_client;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
-use clawline_core::json5::{self, Value};
+use clawline_core::config::redact;
+use clawline_core::json5;
 use clawline_core::secret::REDACTED;
 
 use crate::cli::ConfigCommand;
@@ -44,42 +45,6 @@ fn validate(paths: &Paths) -> Result<ExitCode> {
     }
 }
 
-/// Key paths that may hold secrets, read from the tree itself (so it works on any file):
-/// the gateway token and password, and every provider's `apiKey` and header values.
-fn secret_paths_in(tree: &json5::Node) -> Vec<String> {
-    let mut out = vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string()];
-    if let Some(Value::Object(providers)) = tree.at_path("models.providers").map(|n| &n.value) {
-        for (id, provider) in providers {
-            out.push(format!("models.providers.{}.apiKey", id.name));
-            if let Some(Value::Object(headers)) = provider.get("headers").map(|n| &n.value) {
-                out.extend(headers.iter().map(|(h, _)| format!("models.providers.{}.headers.{}", id.name, h.name)));
-            }
-        }
-    }
-    out
-}
-
-/// Hides secrets written literally at or below `path` (references such as `${VAR}` are shown).
-fn redact(tree: &json5::Node, path: &str, value: &mut serde_json::Value) {
-    let prefix = json5::split_path(path).join(".");
-    for secret in secret_paths_in(tree) {
-        let Some(node) = tree.at_path(&secret) else { continue };
-        let literal = matches!(&node.value, Value::String(s) if !(s.starts_with("${") && s.ends_with('}')));
-        if !literal {
-            continue;
-        }
-        let below = if prefix.is_empty() { Some(secret.as_str()) } else { secret.strip_prefix(&format!("{prefix}.")) };
-        if secret == prefix {
-            *value = serde_json::Value::String(REDACTED.into());
-        } else if let Some(rest) = below {
-            let pointer = format!("/{}", rest.replace('.', "/"));
-            if let Some(v) = value.pointer_mut(&pointer) {
-                *v = serde_json::Value::String(REDACTED.into());
-            }
-        }
-    }
-}
-
 fn get(paths: &Paths, path: &str) -> Result<ExitCode> {
     let (text, _) = setup::config_text(paths)?;
     let tree = json5::parse(&text).map_err(|e| {
@@ -91,7 +56,7 @@ fn get(paths: &Paths, path: &str) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let mut value = node.to_json();
-    redact(&tree, path, &mut value);
+    redact::redact_value(&tree, path, &mut value, REDACTED);
     match value {
         serde_json::Value::String(s) => println!("{s}"),
         other => println!("{}", serde_json::to_string_pretty(&other)?),
@@ -114,9 +79,7 @@ fn set(paths: &Paths, path: &str, raw: &str) -> Result<ExitCode> {
                 eprintln!("warning: {w}");
             }
             let tree = json5::parse(&updated).map_err(|e| anyhow!("{}", e.message))?;
-            let shown = if secret_paths_in(&tree).iter().any(|s| *s == json5::split_path(path).join("."))
-                && !raw.starts_with("${")
-            {
+            let shown = if redact::is_secret_path(&tree, path) && !raw.starts_with("${") {
                 REDACTED.to_string()
             } else {
                 value.to_string()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use clawline_agent::Runtime;
-use clawline_gateway::{AppState, Credentials};
+use clawline_gateway::{AppState, ConfigCheck, ConfigFile, Credentials, WsLimits};
 
 use crate::cli::GatewayArgs;
 use crate::logging::{self, Redactor};
@@ -30,6 +30,11 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A positive number of milliseconds from the first of `names` that is set.
+fn env_ms(names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|n| std::env::var(n).ok()).and_then(|v| v.trim().parse::<u64>().ok()).filter(|ms| *ms > 0)
 }
 
 pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
@@ -74,7 +79,23 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
 
     let credentials =
         Credentials { mode: config.gateway.auth_mode, token: token.clone(), password: config.gateway.password.clone() };
-    let state = Arc::new(AppState::new(runtime.clone(), credentials, bound.port()));
+    let check_paths = paths.clone();
+    let check: ConfigCheck = Arc::new(move |text: &str| match setup::load_text(&check_paths, text) {
+        Ok(loaded) => Ok(loaded.warnings.iter().map(|w| w.to_string()).collect()),
+        Err(errors) => Err(errors.0.iter().map(|e| e.to_string()).collect()),
+    });
+    let mut limits = WsLimits::default();
+    if let Some(ms) = env_ms(&["CLAWLINE_HANDSHAKE_TIMEOUT_MS", "OPENCLAW_HANDSHAKE_TIMEOUT_MS"]) {
+        limits.handshake_timeout_ms = ms;
+    }
+    if let Some(ms) = env_ms(&["CLAWLINE_TICK_INTERVAL_MS"]) {
+        limits.tick_interval_ms = ms;
+    }
+    let state = Arc::new(
+        AppState::new(runtime.clone(), credentials, bound.port())
+            .with_config_file(ConfigFile { path: paths.config_file.clone(), check })
+            .with_ws_limits(limits),
+    );
 
     if generated {
         println!("Generated the gateway token (stored encrypted; `clawline token` prints it again):");

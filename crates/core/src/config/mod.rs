@@ -11,6 +11,7 @@
 
 mod error;
 mod load;
+pub mod redact;
 mod resolve;
 pub mod schema;
 mod substitute;

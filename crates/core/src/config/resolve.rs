@@ -116,8 +116,14 @@ pub struct GatewaySettings {
     pub rate_limit: RateLimitSettings,
     pub control_ui_enabled: bool,
     pub allowed_origins: Vec<String>,
+    /// A Control UI build to serve at `/` (`gateway.controlUi.root`).
+    pub control_ui_root: Option<PathBuf>,
     pub chat_completions_enabled: bool,
     pub max_body_bytes: usize,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Approve devices that connect from this machine with the shared secret.
+    pub auto_approve_local: bool,
 }
 
 /// A model provider the agent can call.
@@ -413,8 +419,26 @@ impl Resolver<'_> {
                 ));
             }
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, raw) in g.trusted_proxies.iter().enumerate() {
+            match raw.trim().parse::<IpAddr>() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => issues.push(issue(
+                    format!("gateway.trustedProxies[{i}]"),
+                    format!("`{raw}` is not an IP address"),
+                    Some("list the proxies' addresses, e.g. \"127.0.0.1\"".into()),
+                )),
+            }
+        }
+        let port = g.port.unwrap_or(DEFAULT_PORT);
+        let mut allowed_origins = g.control_ui.allowed_origins.clone();
+        if allowed_origins.is_empty() && !bind_host.is_loopback() {
+            // Beyond loopback the page is opened from this machine's own names by default.
+            allowed_origins = vec![format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")];
+        }
+        let control_ui_root = g.control_ui.root.as_deref().filter(|r| !r.trim().is_empty()).map(|r| self.path(r));
         GatewaySettings {
-            port: g.port.unwrap_or(DEFAULT_PORT),
+            port,
             bind_host,
             auth_mode,
             token,
@@ -426,9 +450,12 @@ impl Resolver<'_> {
                 exempt_loopback: rl.exempt_loopback.unwrap_or(true),
             },
             control_ui_enabled: g.control_ui.enabled.unwrap_or(true),
-            allowed_origins: g.control_ui.allowed_origins.clone(),
+            allowed_origins,
+            control_ui_root,
             chat_completions_enabled: g.http.endpoints.chat_completions.enabled.unwrap_or(true),
             max_body_bytes,
+            trusted_proxies,
+            auto_approve_local: g.nodes.pairing.auto_approve_local.unwrap_or(true),
         }
     }
 

@@ -55,6 +55,29 @@ pub struct GatewayFile {
     pub control_ui: ControlUiFile,
     #[serde(default)]
     pub http: HttpFile,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` is believed. Requests carrying
+    /// proxy headers from anyone else are refused, so a proxy on this machine cannot make every
+    /// client look local.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub nodes: NodesFile,
+}
+
+/// `gateway.nodes.*`: devices and nodes that connect over the WebSocket protocol.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodesFile {
+    #[serde(default)]
+    pub pairing: PairingFile,
+}
+
+/// `gateway.nodes.pairing.*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PairingFile {
+    /// Approve new devices that connect from this machine with the shared secret (default true).
+    pub auto_approve_local: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,6 +140,9 @@ pub struct ControlUiFile {
     /// Extra browser origins allowed to call the API (full origins, e.g. `https://chat.example`).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// A directory with a built Control UI (e.g. OpenClaw's `dist/control-ui`) to serve at `/`
+    /// instead of the built-in web chat.
+    pub root: Option<String>,
 }
 
 /// `gateway.http.*`.

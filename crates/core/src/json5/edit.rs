@@ -68,6 +68,39 @@ pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, E
     Ok(out)
 }
 
+/// Returns `src` without the object member at `path` (and its separating comma). A path that
+/// does not exist leaves the text unchanged. Comments around the member are kept.
+pub fn remove(src: &str, path: &str) -> Result<String, EditError> {
+    let root = parse(src).map_err(|e| EditError::Parse(e.message))?;
+    let segments = split_path(path);
+    let Some((last, init)) = segments.split_last() else { return Err(EditError::EmptyPath) };
+    let Some(parent) = root.at_path(&init.join(".")) else { return Ok(src.to_string()) };
+    let Value::Object(members) = &parent.value else {
+        return Err(EditError::NotAnObject(init.join("."), last.to_string()));
+    };
+    let Some(i) = members.iter().position(|(k, _)| k.name == *last) else { return Ok(src.to_string()) };
+    let (key, value) = &members[i];
+    let mut start = key.span.start;
+    let mut end = value.span.end;
+    let gap = src[end..].len() - src[end..].trim_start_matches([' ', '\t']).len();
+    if src[end + gap..].starts_with(',') {
+        end += gap + 1;
+    } else if i > 0 {
+        let prev_end = members[i - 1].1.span.end;
+        if let Some(comma) = src[prev_end..start].find(',') {
+            start = prev_end + comma;
+        }
+    }
+    // Drop the whole line when the member was alone on it.
+    let line_start = src[..start].rfind('\n').map_or(0, |n| n + 1);
+    let line_end = src[end..].find('\n').map_or(src.len(), |n| end + n);
+    if src[line_start..start].trim().is_empty() && src[end..line_end].trim().is_empty() && line_start > 0 {
+        start = line_start - 1;
+        end = line_end;
+    }
+    Ok(format!("{}{}", &src[..start], &src[end..]))
+}
+
 fn render_key(key: &str) -> String {
     let mut chars = key.chars();
     let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
@@ -144,6 +177,19 @@ mod tests {
         let out =
             set("{\n  models: { providers: {} },\n}", "models.providers.local.baseUrl", &json!("http://h")).unwrap();
         assert_eq!(get(&out, "models.providers.local.baseUrl"), json!("http://h"));
+    }
+
+    #[test]
+    fn removes_members_and_their_commas() {
+        let src = "{\n  // keep\n  a: 1,\n  b: { c: 2, d: 3 },\n}\n";
+        let out = remove(src, "a").unwrap();
+        assert_eq!(out, "{\n  // keep\n  b: { c: 2, d: 3 },\n}\n");
+        let out = remove(&out, "b.d").unwrap();
+        assert_eq!(get(&out, "b"), json!({"c": 2}));
+        let out = remove(&out, "b.c").unwrap();
+        assert_eq!(get(&out, "b"), json!({}));
+        assert_eq!(remove("{ a: 1 }", "zz.y").unwrap(), "{ a: 1 }");
+        assert_eq!(get(&remove("{ a: 1, b: 2 }", "b").unwrap(), ""), json!({"a": 1}));
     }
 
     #[test]

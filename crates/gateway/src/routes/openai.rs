@@ -181,6 +181,7 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         idempotency_key,
         preamble,
         extra_system: (!system.is_empty()).then(|| system.join("\n\n")),
+        run_id: None,
     })
 }
 

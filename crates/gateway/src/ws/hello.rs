@@ -1,0 +1,75 @@
+//! The `hello-ok` payload: who we are, what we implement, the state right now, the grant, and
+//! the limits the client must respect.
+//!
+//! `features.methods` and `features.events` list exactly what this gateway implements (clients
+//! use them to decide what to offer). The auth mode and the paths of the state directory and
+//! config file are shown only to admins.
+
+use serde_json::{Value, json};
+
+use super::handshake::Grant;
+use crate::methods;
+use crate::protocol::scopes;
+use crate::state::AppState;
+
+pub async fn payload(state: &AppState, grant: &Grant, conn_id: &str) -> Value {
+    let config = state.runtime.config();
+    let health = methods::health_snapshot(state).await.unwrap_or_else(|_| json!({}));
+    let presence = state.hub.presence(&methods::self_presence(state));
+    let default_agent = &config.default_agent;
+    let mut snapshot = json!({
+        "presence": presence,
+        "health": health,
+        "stateVersion": state.hub.state_version(),
+        "uptimeMs": state.uptime_ms(),
+        "sessionDefaults": {
+            "defaultAgentId": default_agent,
+            "modelConfigured": config.default_agent().model.is_some(),
+            "ownership": "sole",
+            "selectionRequired": false,
+            "mainKey": "main",
+            "mainSessionKey": format!("agent:{default_agent}:main"),
+            "scope": "per-sender",
+        },
+        "suspension": {"phase": "accepting"},
+        "appliedConfigHash": null,
+    });
+    if scopes::satisfied(scopes::ADMIN, &grant.scopes) {
+        snapshot["authMode"] = json!(if config.gateway.auth_mode == clawline_core::config::AuthMode::Password {
+            "password"
+        } else {
+            "token"
+        });
+        if let Some(file) = &state.config_file {
+            snapshot["configPath"] = json!(file.path.display().to_string());
+        }
+        if let Some(dir) = state.runtime.store().path().parent().and_then(|p| p.parent()) {
+            snapshot["stateDir"] = json!(dir.display().to_string());
+        }
+    }
+    let mut auth = json!({"method": grant.method, "role": grant.role.as_str(), "scopes": grant.scopes});
+    if let Some((token, issued)) = &grant.device_token {
+        auth["deviceToken"] = json!(token);
+        auth["issuedAtMs"] = json!(issued);
+    }
+    json!({
+        "type": "hello-ok",
+        "protocol": grant.protocol,
+        "server": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "bootId": state.boot_id,
+            "connId": conn_id,
+        },
+        "features": {
+            "methods": methods::names(),
+            "events": methods::EVENTS,
+        },
+        "snapshot": snapshot,
+        "auth": auth,
+        "policy": {
+            "maxPayload": state.ws.max_payload_bytes,
+            "maxBufferedBytes": state.ws.max_buffered_bytes,
+            "tickIntervalMs": state.ws.tick_interval_ms,
+        },
+    })
+}
