@@ -252,7 +252,8 @@ impl Runtime {
                 user: Message::User(UserMessage {
                     content: UserContent::Text(req.message.clone()),
                     timestamp: clawline_store::now_ms(),
-                    idempotency_key: req.idempotency_key.clone(),
+                    // OpenClaw's convention: the user message names its run, `<runId>:user`.
+                    idempotency_key: Some(format!("{run_id}:user")),
                 }),
             })
             .await;

@@ -63,8 +63,13 @@ async fn forward(state: &AppState, change: &Change) {
     }
     let session = row_json(state, key).await;
     if let (Change::Appended(a), true) = (change, messages) {
+        // Records appended during a run belong to it; a user message starts a new one.
+        let mut run = state.runtime.active_runs(key).into_iter().next();
         for stored in &a.records {
-            let Some(message) = views::display_message(stored) else { continue };
+            if let Some(id) = views::run_of_user_message(stored) {
+                run = Some(id);
+            }
+            let Some(message) = views::display_message(stored, run.as_deref()) else { continue };
             let payload = json!({
                 "sessionKey": key,
                 "agentId": agent_id,

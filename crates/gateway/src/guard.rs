@@ -44,7 +44,7 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     state.runtime.config().gateway.allowed_origins.iter().any(|o| o == "*" || o == origin)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -54,13 +54,15 @@ fn secure(mut resp: Response, html: bool) -> Response {
     let h = resp.headers_mut();
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    if html {
+    if html && !h.contains_key("content-security-policy") {
         h.insert(
             "content-security-policy",
             HeaderValue::from_static(
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             ),
         );
+    }
+    if html {
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     }
     if !h.contains_key(header::CACHE_CONTROL) {
@@ -91,7 +93,7 @@ pub async fn guard(
     };
     req.extensions_mut().insert(client);
     let headers = req.headers();
-    let html = req.uri().path() == "/";
+    let html = matches!(req.uri().path(), "/" | "/webchat");
     if !host_allowed(&state, headers) {
         let e =
             ApiError::new(StatusCode::MISDIRECTED_REQUEST, "forbidden", "this gateway only answers to localhost names")

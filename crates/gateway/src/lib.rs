@@ -38,5 +38,6 @@ mod views;
 mod ws;
 
 pub use auth::Credentials;
+pub use routes::control_ui::ControlUi;
 pub use server::{router, serve};
 pub use state::{AppState, ConfigCheck, ConfigFile, WsLimits};

@@ -25,6 +25,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/ready", get(probes::readyz))
         .route("/", get(root))
+        .route("/webchat", get(ui::index))
+        .route("/control-ui-config.json", get(ui::control_ui_config))
+        .route("/__openclaw/control-ui-config.json", get(ui::control_ui_config))
+        .route("/__openclaw__/control-ui-config.json", get(ui::control_ui_config))
         .route("/app.js", get(ui::app_js))
         .route("/app.css", get(ui::app_css))
         .route("/favicon.svg", get(ui::favicon))
@@ -51,7 +55,10 @@ async fn root(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, req: R
     if crate::ws::is_upgrade(req.headers()) {
         return crate::ws::upgrade(state, peer, req).await;
     }
-    ui::index(state).await
+    match &state.control_ui {
+        Some(control) if state.runtime.config().gateway.control_ui_enabled => control.index(),
+        _ => ui::index(state).await,
+    }
 }
 
 /// Upgrades on any path are the control plane too (OpenClaw clients may add a path); anything
@@ -60,7 +67,13 @@ async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, re
     if crate::ws::is_upgrade(req.headers()) {
         return crate::ws::upgrade(state, peer, req).await;
     }
-    ApiError::not_found("no such endpoint").into_response()
+    let is_read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    match &state.control_ui {
+        Some(control) if is_read && state.runtime.config().gateway.control_ui_enabled => {
+            control.serve(req.uri().path(), req.headers()).await
+        }
+        _ => ApiError::not_found("no such endpoint").into_response(),
+    }
 }
 
 /// Serves until `shutdown` resolves, then gives open requests up to 5 s to finish.

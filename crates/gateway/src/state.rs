@@ -75,6 +75,8 @@ pub struct AppState {
     pub runs: RunTracker,
     pub ws: WsLimits,
     pub config_file: Option<ConfigFile>,
+    /// A Control UI build served at `/` instead of the built-in web chat.
+    pub control_ui: Option<crate::routes::control_ui::ControlUi>,
     /// Cancelled when the gateway stops: connections say goodbye and close.
     pub shutdown: CancellationToken,
     /// Key for `config.get` hashes (per process; clients refetch after a restart).
@@ -100,6 +102,7 @@ impl AppState {
             runs: RunTracker::default(),
             ws: WsLimits::default(),
             config_file: None,
+            control_ui: None,
             shutdown: CancellationToken::new(),
             hash_key,
         }
@@ -107,6 +110,11 @@ impl AppState {
 
     pub fn with_config_file(mut self, file: ConfigFile) -> Self {
         self.config_file = Some(file);
+        self
+    }
+
+    pub fn with_control_ui(mut self, ui: crate::routes::control_ui::ControlUi) -> Self {
+        self.control_ui = Some(ui);
         self
     }
 

@@ -92,10 +92,37 @@ pub fn session_row(row: &SessionRow, preview_text: Option<String>, active_runs: 
     v
 }
 
-/// A transcript record as a display message, with its place in the transcript under
-/// `__openclaw`. Header and bookkeeping records are not shown (`None`).
-pub fn display_message(stored: &StoredRecord) -> Option<Value> {
-    let meta = json!({"id": stored.record.id(), "seq": stored.seq});
+/// The run a user message started (`<runId>:user`).
+pub fn run_of_user_message(stored: &StoredRecord) -> Option<String> {
+    match stored.record.message()? {
+        Message::User(u) => u.idempotency_key.as_deref()?.strip_suffix(":user").map(String::from),
+        _ => None,
+    }
+}
+
+/// Display messages for consecutive records, each tagged with the run it belongs to: a user
+/// message starts a run, and what follows belongs to it. `run` is the run in progress before
+/// the first record, if known.
+pub fn display_messages(records: &[StoredRecord], mut run: Option<String>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        if let Some(id) = run_of_user_message(r) {
+            run = Some(id);
+        }
+        if let Some(m) = display_message(r, run.as_deref()) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// A transcript record as a display message, with its place in the transcript (and its run,
+/// when known) under `__openclaw`. Header and bookkeeping records are not shown (`None`).
+pub fn display_message(stored: &StoredRecord, run: Option<&str>) -> Option<Value> {
+    let mut meta = json!({"id": stored.record.id(), "seq": stored.seq});
+    if let Some(run) = run {
+        meta["runId"] = json!(run);
+    }
     match &stored.record {
         Record::Message(m) => {
             let mut v = serde_json::to_value(&m.message).ok()?;
@@ -161,7 +188,7 @@ mod tests {
                 }),
             }),
         };
-        let m = display_message(&stored).unwrap();
+        let m = display_message(&stored, None).unwrap();
         assert_eq!((m["role"].as_str(), m["content"].as_str()), (Some("user"), Some("hello")));
         assert_eq!(m["__openclaw"], json!({"id": "ab", "seq": 4}));
         assert_eq!(preview("a\n  b   c", 3), "a b…");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use clawline_agent::Runtime;
-use clawline_gateway::{AppState, ConfigCheck, ConfigFile, Credentials, WsLimits};
+use clawline_gateway::{AppState, ConfigCheck, ConfigFile, ControlUi, Credentials, WsLimits};
 
 use crate::cli::GatewayArgs;
 use crate::logging::{self, Redactor};
@@ -91,11 +91,15 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     if let Some(ms) = env_ms(&["CLAWLINE_TICK_INTERVAL_MS"]) {
         limits.tick_interval_ms = ms;
     }
-    let state = Arc::new(
-        AppState::new(runtime.clone(), credentials, bound.port())
-            .with_config_file(ConfigFile { path: paths.config_file.clone(), check })
-            .with_ws_limits(limits),
-    );
+    let mut state = AppState::new(runtime.clone(), credentials, bound.port())
+        .with_config_file(ConfigFile { path: paths.config_file.clone(), check })
+        .with_ws_limits(limits);
+    if let Some(root) = &config.gateway.control_ui_root {
+        let ui = ControlUi::load(root).map_err(|e| anyhow!("{e} (set in {})", paths.config_file.display()))?;
+        tracing::info!(root = %ui.root().display(), "serving the Control UI at / (the built-in web chat is at /webchat)");
+        state = state.with_control_ui(ui);
+    }
+    let state = Arc::new(state);
 
     if generated {
         println!("Generated the gateway token (stored encrypted; `clawline token` prints it again):");

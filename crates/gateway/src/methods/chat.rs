@@ -72,9 +72,13 @@ static HISTORY: Object = Object {
         opt("cursor", Schema::STRING),
         opt("limit", Schema::int_range(1, 1000)),
         opt("offset", Schema::UINT),
+        opt("pendingBefore", Schema::int_min(1)),
+        opt("inputRunIds", Schema::Array { items: &Schema::str_range(1, 256), min_items: 1, max_items: Some(50) }),
         opt("messageId", Schema::NON_EMPTY),
         opt("sessionId", Schema::NON_EMPTY),
         opt("maxChars", Schema::int_range(1, 500_000)),
+        // Sent by 2026.9.6 clients, newer than the published schema.
+        opt("maxBytes", Schema::int_min(1)),
     ],
     closed: true,
 };
@@ -224,9 +228,8 @@ async fn history_payload(state: &AppState, key: &str, limit: usize, max_chars: O
     let (session_id, messages, total, info) = match found {
         None => (Value::Null, Vec::new(), 0, Value::Null),
         Some((row, records)) => {
-            let messages: Vec<Value> = records
-                .iter()
-                .filter_map(views::display_message)
+            let messages: Vec<Value> = views::display_messages(&records, None)
+                .into_iter()
                 .map(|m| max_chars.map_or(m.clone(), |n| cap_text(m, n)))
                 .collect();
             let total = (row.message_count as usize).max(messages.len());

@@ -18,6 +18,8 @@ static LIST: Object = Object {
         opt("preparedOnly", Schema::Bool),
         opt("refresh", Schema::Bool),
         opt("view", Schema::Enum(&["default", "configured", "provider-config", "all"])),
+        // Sent by 2026.9.6 clients, newer than the published schema.
+        opt("sessionKey", Schema::STRING),
     ],
     closed: true,
 };

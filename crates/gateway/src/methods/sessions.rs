@@ -30,6 +30,14 @@ static LIST: Object = Object {
         opt("includeDerivedTitles", Schema::Bool),
         opt("includeLastMessage", Schema::Bool),
         opt("label", Schema::str_range(1, 512)),
+        opt("boardFace", Schema::Enum(&["chat", "dashboard"])),
+        opt("creatorId", Schema::NON_EMPTY),
+        opt("ownerId", Schema::NON_EMPTY),
+        opt("ownerFirst", Schema::Bool),
+        opt("involvingMe", Schema::Bool),
+        opt("involvingProfileId", Schema::NON_EMPTY),
+        opt("includePeople", Schema::Bool),
+        opt("spawnedBy", Schema::NON_EMPTY),
         opt("agentId", Schema::NON_EMPTY),
         opt("search", Schema::STRING),
         opt("archived", Schema::AnyOf(&[Schema::Bool, Schema::Const("all")])),
@@ -179,6 +187,7 @@ struct ListParams {
     search: Option<String>,
     label: Option<String>,
     archived: Option<Value>,
+    spawned_by: Option<String>,
 }
 
 async fn list(ctx: Ctx, p: Value) -> Reply {
@@ -189,6 +198,10 @@ async fn list(ctx: Ctx, p: Value) -> Reply {
     let search = p.search.or(p.label).filter(|s| !s.trim().is_empty());
     let page = state.runtime.store().list_sessions_page(p.agent_id, search, limit, offset).await.map_err(store_err)?;
     let mut rows = rows_json(state, &page.sessions).await?;
+    if p.spawned_by.is_some() {
+        // No session is spawned by another in clawline (there are no sub-agents yet).
+        rows.clear();
+    }
     match p.archived {
         Some(Value::Bool(want)) => rows.retain(|r| r["archived"].as_bool() == Some(want)),
         Some(_) => {}

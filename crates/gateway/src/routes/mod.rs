@@ -1,6 +1,7 @@
 //! Request handlers, one file per surface.
 
 pub mod api;
+pub mod control_ui;
 pub mod openai;
 pub mod probes;
 pub mod ui;

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -33,6 +34,22 @@ pub async fn app_css(State(s): State<Arc<AppState>>) -> Response {
     asset(&s, "text/css; charset=utf-8", APP_CSS)
 }
 
-pub async fn favicon(State(s): State<Arc<AppState>>) -> Response {
-    asset(&s, "image/svg+xml", FAVICON)
+pub async fn favicon(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match &s.control_ui {
+        Some(control) => control.serve("/favicon.svg", &headers).await,
+        None => asset(&s, "image/svg+xml", FAVICON),
+    }
+}
+
+/// `GET /control-ui-config.json`: the Control UI's runtime settings, for a valid Bearer (the
+/// gateway token or a device token).
+pub async fn control_ui_config(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(token) = crate::guard::bearer(&headers) else { return ApiError::unauthorized().into_response() };
+    let valid =
+        s.credentials.accepts(token) || matches!(s.runtime.store().check_device_token(token).await, Ok(Some(_)));
+    if !valid {
+        return ApiError::unauthorized().into_response();
+    }
+    let agent = s.runtime.config().default_agent();
+    Json(super::control_ui::config_json(&agent.name, &agent.id)).into_response()
 }

@@ -52,14 +52,16 @@ pub async fn payload(state: &AppState, grant: &Grant, conn_id: &str) -> Value {
         auth["deviceToken"] = json!(token);
         auth["issuedAtMs"] = json!(issued);
     }
+    let mut server = json!({"version": env!("CARGO_PKG_VERSION"), "bootId": state.boot_id, "connId": conn_id});
+    if state.control_ui.is_some() {
+        // Tells OpenClaw's Control UI the page it runs is the one this gateway serves on purpose,
+        // so it does not ask the user to reload for a version mismatch.
+        server["controlUiBuildSource"] = json!("configured");
+    }
     json!({
         "type": "hello-ok",
         "protocol": grant.protocol,
-        "server": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "bootId": state.boot_id,
-            "connId": conn_id,
-        },
+        "server": server,
         "features": {
             "methods": methods::names(),
             "events": methods::EVENTS,
