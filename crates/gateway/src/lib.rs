@@ -38,6 +38,7 @@ mod views;
 mod ws;
 
 pub use auth::Credentials;
+pub use methods::{EVENTS, surface as protocol_surface};
 pub use routes::control_ui::ControlUi;
 pub use server::{router, serve};
 pub use state::{AppState, ConfigCheck, ConfigFile, WsLimits};

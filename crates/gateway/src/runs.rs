@@ -97,19 +97,51 @@ pub async fn wait_for(
     tokio::time::timeout(timeout, wait).await.ok().flatten()
 }
 
-/// Starts tracking `handle` and spawns its pump. Returns the run's info.
-pub fn track(state: &Arc<AppState>, handle: RunHandle) -> RunInfo {
-    let now = clawline_store::now_ms();
+/// A tracked run whose events are not flowing yet (see [`track`]).
+pub struct Tracked {
+    state: Arc<AppState>,
+    handle: RunHandle,
+    pub info: RunInfo,
+}
+
+/// How long after the answer reaches the socket the run's events may follow it.
+///
+/// OpenClaw's TUI treats an answer and a run's final event that arrive in the same read as a
+/// run that never finishes (it learns the run id only after it has handled the whole read).
+/// A run on a fast local model can finish in a millisecond; this small gap keeps its events
+/// in a later read. It delays only events, never the run, and only ever by this much.
+pub const EVENTS_AFTER_ANSWER: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Tracked {
+    /// Starts fanning out the run's events once `answered` resolves (the answer that names the
+    /// run is on the socket) and [`EVENTS_AFTER_ANSWER`] has passed. The run itself is already
+    /// going; its events wait in its channel until then.
+    pub fn start(self, answered: Option<tokio::sync::oneshot::Receiver<()>>) {
+        let started_at = self.info.started_at;
+        tokio::spawn(async move {
+            if let Some(rx) = answered {
+                // A closed connection resolves it too; the events still go to everyone else.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), rx).await;
+                tokio::time::sleep(EVENTS_AFTER_ANSWER).await;
+            }
+            pump(self.state, self.handle, started_at).await;
+        });
+    }
+}
+
+/// Starts tracking `handle`. Its events start flowing when [`Tracked::start`] is called: the
+/// caller answers the request first, so a client always learns the run id before the run's
+/// first event (OpenClaw's clients ignore events of runs they do not know yet).
+pub fn track(state: &Arc<AppState>, handle: RunHandle) -> Tracked {
     let info = RunInfo {
         run_id: handle.run_id.clone(),
         session_key: handle.session_key.clone(),
         agent_id: handle.agent_id.clone(),
         model: handle.model.clone(),
-        started_at: now,
+        started_at: clawline_store::now_ms(),
     };
     state.runs.start(info.clone());
-    tokio::spawn(pump(state.clone(), handle, now));
-    info
+    Tracked { state: state.clone(), handle, info }
 }
 
 async fn pump(state: Arc<AppState>, mut handle: RunHandle, started_at: i64) {

@@ -233,6 +233,56 @@ impl Browser {
         self.call("Input.insertText", json!({"text": text}), true).await.map(|_| ())
     }
 
+    /// Presses and releases Enter in the focused element.
+    pub async fn press_enter(&self) -> Result<(), String> {
+        for kind in ["keyDown", "keyUp"] {
+            let mut params = json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13});
+            if kind == "keyDown" {
+                params["text"] = json!("\r");
+            }
+            self.call("Input.dispatchKeyEvent", params, true).await?;
+        }
+        Ok(())
+    }
+
+    /// A PNG of the page as it is now.
+    pub async fn screenshot(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"}), true).await?;
+        let data = r["data"].as_str().ok_or("no screenshot data")?;
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| e.to_string())
+    }
+
+    /// The visible text of the page, including text inside shadow roots (web components), one
+    /// run of text per entry.
+    pub async fn visible_text(&self) -> Result<Vec<String>, String> {
+        let v = self
+            .eval(
+                "(() => { const out = []; const walk = (n) => { \
+                   if (n.nodeType === 3) { const t = n.textContent.trim(); if (t) out.push(t); return; } \
+                   if (n.nodeType === 1) { const s = getComputedStyle(n); if (s.display === 'none' || s.visibility === 'hidden') return; \
+                     if (n.tagName === 'SCRIPT' || n.tagName === 'STYLE') return; if (n.shadowRoot) walk(n.shadowRoot); } \
+                   else if (n.nodeType !== 11) return; \
+                   for (const c of n.childNodes) walk(c); }; walk(document.body); return out; })()",
+            )
+            .await?;
+        Ok(serde_json::from_value(v).unwrap_or_default())
+    }
+
+    /// Focuses the first element matching `selector`, searching inside shadow roots too.
+    /// Returns whether one was found.
+    pub async fn focus_deep(&self, selector: &str) -> Result<bool, String> {
+        let sel = serde_json::to_string(selector).unwrap_or_default();
+        let v = self
+            .eval(&format!(
+                "(() => {{ const find = (root) => {{ const el = root.querySelector({sel}); if (el) return el; \
+                   for (const n of root.querySelectorAll('*')) if (n.shadowRoot) {{ const r = find(n.shadowRoot); if (r) return r; }} \
+                   return null; }}; const el = find(document); if (!el) return false; el.focus(); return true; }})()"
+            ))
+            .await?;
+        Ok(v == Value::Bool(true))
+    }
+
     /// Console output and uncaught exceptions seen so far.
     pub fn console(&self) -> Vec<String> {
         self.console.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -156,14 +156,21 @@ async fn agent(ctx: Ctx, p: Value) -> Reply {
         extra_system: p.extra_system_prompt,
         ..Default::default()
     };
-    let run_id = match start(state, req).await? {
-        TurnStart::Started(handle) => runs::track(state, handle).run_id,
-        TurnStart::Duplicate(run) => run.run_id,
+    let (run_id, tracked) = match start(state, req).await? {
+        TurnStart::Started(handle) => {
+            let tracked = runs::track(state, handle);
+            (tracked.info.run_id.clone(), Some(tracked))
+        }
+        TurnStart::Duplicate(run) => (run.run_id, None),
     };
-    ctx.conn.respond_ok(
+    let written = ctx.conn.respond_ok_notify(
         &ctx.id,
         &json!({"runId": run_id, "sessionKey": key, "agentId": agent, "status": "accepted", "acceptedAt": clawline_store::now_ms()}),
     );
+    // Events only after the client has the run id.
+    if let Some(t) = tracked {
+        t.start(Some(written));
+    }
     let agent_timeout = state.runtime.config().agent(&agent).map(|a| a.timeout_secs).unwrap_or(600);
     let wait = Duration::from_secs(p.timeout.filter(|t| *t > 0).unwrap_or(agent_timeout) + 30);
     let session_id = state.runtime.store().get_session(&key).await.ok().flatten().map(|r| r.session_id);

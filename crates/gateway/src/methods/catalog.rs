@@ -21,6 +21,7 @@ static COMMANDS: Object = Object {
         opt("scope", Schema::Enum(&["text", "native", "both"])),
         opt("includeArgs", Schema::Bool),
         opt("provider", Schema::STRING),
+        opt("sessionKey", Schema::STRING),
     ],
     closed: true,
 };

@@ -186,8 +186,10 @@ async fn send(ctx: Ctx, p: Value) -> Reply {
     };
     match start(&ctx.state, req).await? {
         TurnStart::Started(handle) => {
-            let info = runs::track(&ctx.state, handle);
-            Ok(json!({"runId": info.run_id, "status": "started"}))
+            let tracked = runs::track(&ctx.state, handle);
+            let run_id = tracked.info.run_id.clone();
+            ctx.after_response(move |written| tracked.start(Some(written)));
+            Ok(json!({"runId": run_id, "status": "started"}))
         }
         TurnStart::Duplicate(run) => Ok(json!({"runId": run.run_id, "status": run_status(run.status)})),
     }

@@ -10,7 +10,7 @@
 //! | file | methods |
 //! |---|---|
 //! | `system.rs` | `health`, `status`, `system-presence`, `last-heartbeat`, `wake`, `logs.tail` |
-//! | `sessions.rs` | `sessions.list|describe|preview|patch|reset|delete|subscribe|unsubscribe`, `sessions.messages.subscribe|unsubscribe` |
+//! | `sessions.rs` | `sessions.list|describe|preview|patch|reset|delete|subscribe`, `sessions.messages.subscribe|unsubscribe` |
 //! | `chat.rs` | `chat.send|history|abort|startup|inject` |
 //! | `agent.rs` | `agent`, `agent.wait`, `agent.identity.get`, `agents.list` |
 //! | `models.rs` | `models.list` |
@@ -45,12 +45,26 @@ use crate::ws::conn::Conn;
 pub use devices::pending_json;
 pub use system::{health_snapshot, self_presence};
 
+/// Work to do once the response has been queued; it gets a receiver that resolves when the
+/// response is on the socket.
+type AfterResponse = Box<dyn FnOnce(tokio::sync::oneshot::Receiver<()>) + Send>;
+
 /// What a handler gets besides its parameters.
 pub struct Ctx {
     pub state: Arc<AppState>,
     pub conn: Arc<Conn>,
     /// The request id (for methods that answer more than once).
     pub id: String,
+    after: Arc<std::sync::Mutex<Vec<AfterResponse>>>,
+}
+
+impl Ctx {
+    /// Runs `f` right after this request's successful response is queued (e.g. to start a
+    /// run's events only once the client knows the run); `f` gets a receiver that resolves
+    /// when the response has been written.
+    pub fn after_response(&self, f: impl FnOnce(tokio::sync::oneshot::Receiver<()>) + Send + 'static) {
+        self.after.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+    }
 }
 
 pub type Reply = Result<Value, RpcError>;
@@ -105,6 +119,21 @@ pub fn names() -> Vec<&'static str> {
     table().iter().map(|m| m.name).collect()
 }
 
+/// Each method's name, the scope it needs (`dynamic` when the parameters decide) and its
+/// parameter schema: the surface conformance tests compare with OpenClaw's published schema.
+pub fn surface() -> Vec<(&'static str, &'static str, &'static Schema)> {
+    table()
+        .iter()
+        .map(|m| {
+            let scope = match m.access {
+                Access::Scope(s) => s,
+                Access::Dynamic(_) => "dynamic",
+            };
+            (m.name, scope, &m.params)
+        })
+        .collect()
+}
+
 /// Events this gateway emits (`hello-ok.features.events`).
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
@@ -132,11 +161,21 @@ const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 /// Answers one request: checks, then the handler.
 pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     let Request { id, method, params } = req;
-    let reply = check_and_run(state, conn.clone(), &id, &method, params).await;
+    let after = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reply = check_and_run(state, conn.clone(), &id, &method, params, after.clone()).await;
+    let hooks: Vec<AfterResponse> = std::mem::take(&mut *after.lock().unwrap_or_else(|p| p.into_inner()));
     match reply {
         Ok(v) => {
             conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
-            conn.respond_ok(&id, &v)
+            if hooks.is_empty() {
+                conn.respond_ok(&id, &v);
+            } else {
+                let mut written = Some(conn.respond_ok_notify(&id, &v));
+                for f in hooks {
+                    let rx = written.take().unwrap_or_else(|| tokio::sync::oneshot::channel().1);
+                    f(rx);
+                }
+            }
         }
         Err(e) => {
             conn.respond_err(&id, &e);
@@ -152,7 +191,14 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     }
 }
 
-async fn check_and_run(state: Arc<AppState>, conn: Arc<Conn>, id: &str, name: &str, params: Value) -> Reply {
+async fn check_and_run(
+    state: Arc<AppState>,
+    conn: Arc<Conn>,
+    id: &str,
+    name: &str,
+    params: Value,
+    after: Arc<std::sync::Mutex<Vec<AfterResponse>>>,
+) -> Reply {
     // `health` is for everyone who got in; everything else is for operators.
     if name != "health" && conn.role != Role::Operator {
         return Err(RpcError::invalid(format!("unauthorized role: {}", conn.role.as_str())));
@@ -186,7 +232,7 @@ async fn check_and_run(state: Arc<AppState>, conn: Arc<Conn>, id: &str, name: &s
     if let Err(why) = schema::validate(&m.params, &for_check) {
         return Err(RpcError::invalid_params(name, &why));
     }
-    (m.run)(Ctx { state, conn, id: id.to_string() }, for_check).await
+    (m.run)(Ctx { state, conn, id: id.to_string(), after }, for_check).await
 }
 
 #[cfg(test)]

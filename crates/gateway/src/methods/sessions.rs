@@ -1,4 +1,4 @@
-//! `sessions.list|describe|preview|patch|reset|delete|subscribe|unsubscribe` and
+//! `sessions.list|describe|preview|patch|reset|delete|subscribe` and
 //! `sessions.messages.subscribe|unsubscribe`.
 //!
 //! Keys a client sends are canonicalized the way every other surface does it
@@ -65,15 +65,17 @@ static PATCH: Object = Object {
         req("key", Schema::NON_EMPTY),
         opt("agentId", Schema::NON_EMPTY),
         opt("label", NULLABLE_LABEL),
+        opt("expectedSessionId", Schema::NON_EMPTY),
+        // How the session looks in lists; stored and shown back, nothing else.
         opt("archived", Schema::Bool),
         opt("pinned", Schema::Bool),
         opt("unread", Schema::Bool),
-        opt("thinkingLevel", Schema::Any),
-        opt("verboseLevel", Schema::Any),
-        opt("reasoningLevel", Schema::Any),
-        opt("icon", Schema::Any),
-        opt("color", Schema::Any),
-        opt("category", Schema::Any),
+        opt("icon", Schema::AnyOf(&[Schema::STRING, Schema::Any])),
+        opt("color", Schema::AnyOf(&[Schema::STRING, Schema::Any])),
+        opt("category", Schema::AnyOf(&[Schema::str_range(1, 512), Schema::Any])),
+        opt("attention", Schema::Any),
+        opt("statusNote", Schema::AnyOf(&[Schema::str_max(120), Schema::Any])),
+        opt("boardFace", Schema::Enum(&["chat", "dashboard"])),
     ],
     closed: true,
 };
@@ -110,7 +112,6 @@ pub fn methods() -> Vec<Method> {
         method!("sessions.reset", Access::Scope(ADMIN), Schema::Object(&RESET), reset),
         method!("sessions.delete", Access::Scope(ADMIN), Schema::Object(&DELETE), delete),
         method!("sessions.subscribe", Access::Scope(READ), Schema::Object(&EMPTY), subscribe),
-        method!("sessions.unsubscribe", Access::Scope(READ), Schema::Object(&EMPTY), unsubscribe),
         method!("sessions.messages.subscribe", Access::Scope(READ), Schema::Object(&MESSAGES_SUB), messages_subscribe),
         method!(
             "sessions.messages.unsubscribe",
@@ -283,13 +284,21 @@ async fn preview(ctx: Ctx, p: Value) -> Reply {
 async fn patch(ctx: Ctx, p: Value) -> Reply {
     let key_raw = p["key"].as_str().unwrap_or_default().to_string();
     let (key, _) = resolve_key(&ctx.state, &key_raw, p["agentId"].as_str())?;
+    if let Some(expected) = p["expectedSessionId"].as_str() {
+        let current = ctx.state.runtime.store().get_session(&key).await.map_err(store_err)?.map(|r| r.session_id);
+        if current.as_deref() != Some(expected) {
+            return Err(RpcError::bad(format!(
+                "session {key} changed since it was read (expected session id {expected})"
+            )));
+        }
+    }
     let mut patch = clawline_store::SessionPatch::default();
     if let Some(label) = p.get("label") {
         patch.label = Some(label.as_str().map(String::from));
     }
     if let Value::Object(map) = &p {
         for (k, v) in map {
-            if !matches!(k.as_str(), "key" | "agentId" | "label") {
+            if !matches!(k.as_str(), "key" | "agentId" | "label" | "expectedSessionId") {
                 patch.flags.insert(k.clone(), v.clone());
             }
         }
@@ -349,11 +358,6 @@ async fn delete(ctx: Ctx, p: Value) -> Reply {
 async fn subscribe(ctx: Ctx, _p: Value) -> Reply {
     ctx.conn.subs().sessions = true;
     Ok(json!({"subscribed": true}))
-}
-
-async fn unsubscribe(ctx: Ctx, _p: Value) -> Reply {
-    ctx.conn.subs().sessions = false;
-    Ok(json!({"subscribed": false}))
 }
 
 /// At most this many sessions' messages per connection.

@@ -71,7 +71,7 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
     let recent: Vec<Value> = page
         .sessions
         .iter()
-        .map(|s| json!({"key": s.session_key, "updatedAt": s.updated_at, "age": now - s.updated_at}))
+        .map(|s| json!({"key": s.session_key, "updatedAt": s.updated_at, "age": (now - s.updated_at).max(0)}))
         .collect();
     let path = store.path().display().to_string();
     let config = state.runtime.config();
@@ -85,11 +85,12 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
             "agentId": a.id,
             "name": a.name,
             "isDefault": a.id == config.default_agent,
-            "heartbeat": {"enabled": false, "every": "off", "everyMs": null},
+            // No heartbeat runs in clawline yet.
+            "heartbeat": {"enabled": false, "every": "off", "everyMs": null, "prompt": "", "target": "none", "ackMaxChars": 0},
             "sessions": {
                 "path": path,
                 "count": mine.total,
-                "recent": mine.sessions.iter().map(|s| json!({"key": s.session_key, "updatedAt": s.updated_at, "age": now - s.updated_at})).collect::<Vec<_>>(),
+                "recent": mine.sessions.iter().map(|s| json!({"key": s.session_key, "updatedAt": s.updated_at, "age": (now - s.updated_at).max(0)})).collect::<Vec<_>>(),
             },
         }));
     }

@@ -75,6 +75,11 @@ impl Conn {
         self.out.text(frame::response_ok(id, payload));
     }
 
+    /// Answers, and returns a receiver that resolves once the answer is on the socket.
+    pub fn respond_ok_notify<T: Serialize>(&self, id: &str, payload: &T) -> tokio::sync::oneshot::Receiver<()> {
+        self.out.text_notify(frame::response_ok(id, payload))
+    }
+
     pub fn respond_err(&self, id: &str, error: &RpcError) {
         self.out.text(frame::response_err(id, error));
     }

@@ -196,7 +196,7 @@ where
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => {
-                conn.send(Event::new("shutdown", &json!({"reason": "gateway stopping", "restartExpectedMs": null})));
+                conn.send(Event::new("shutdown", &json!({"reason": "gateway stopping"})));
                 out.close(CLOSE_RESTART, "service restart");
                 break;
             }

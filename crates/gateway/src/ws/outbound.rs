@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -23,6 +23,8 @@ use crate::protocol::frame::Event;
 enum Out {
     /// A response (already rendered).
     Text(String, usize),
+    /// A response, and who to tell once it has been written to the socket.
+    TextNotify(String, usize, oneshot::Sender<()>),
     /// An event; gets the next `seq` when written.
     Event(Event, usize),
     /// An event without `seq` (`connect.challenge`).
@@ -84,6 +86,14 @@ impl Outbound {
     pub fn text(&self, text: String) -> bool {
         let len = text.len();
         self.push(Out::Text(text, len), len)
+    }
+
+    /// Queues a rendered response; the receiver resolves once it has been written.
+    pub fn text_notify(&self, text: String) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let len = text.len();
+        self.push(Out::TextNotify(text, len, tx), len);
+        rx
     }
 
     /// Queues an event (numbered when written).
@@ -149,8 +159,13 @@ impl Writer {
                 Some(None) => return None,
                 Some(Some(item)) => item,
             };
+            let mut notify = None;
             let (msg, len, close) = match item {
                 Out::Text(t, len) => (Message::Text(t.into()), len, None),
+                Out::TextNotify(t, len, tx) => {
+                    notify = Some(tx);
+                    (Message::Text(t.into()), len, None)
+                }
                 Out::Event(e, len) => {
                     seq += 1;
                     (Message::Text(e.render(Some(seq)).into()), len, None)
@@ -165,6 +180,9 @@ impl Writer {
                 r = sink.send(msg) => r.is_ok(),
             };
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            if let Some(tx) = notify {
+                let _ = tx.send(());
+            }
             if close.is_some() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
                 return close;
