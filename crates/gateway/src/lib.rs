@@ -27,6 +27,7 @@ mod error;
 mod feed;
 mod guard;
 mod limits;
+mod listener;
 mod methods;
 pub mod protocol;
 mod routes;

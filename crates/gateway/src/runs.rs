@@ -108,9 +108,11 @@ pub struct Tracked {
 ///
 /// OpenClaw's TUI treats an answer and a run's final event that arrive in the same read as a
 /// run that never finishes (it learns the run id only after it has handled the whole read).
-/// A run on a fast local model can finish in a millisecond; this small gap keeps its events
-/// in a later read. It delays only events, never the run, and only ever by this much.
-pub const EVENTS_AFTER_ANSWER: std::time::Duration = std::time::Duration::from_millis(20);
+/// A run on a fast local model can finish in a millisecond; this gap keeps its events in a
+/// later read even when the client is slow to read. It delays only events, never the run,
+/// and only those produced within the gap: a model that takes longer than this to answer
+/// sees no delay at all.
+pub const EVENTS_AFTER_ANSWER: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Tracked {
     /// Starts fanning out the run's events once `answered` resolves (the answer that names the

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -76,34 +75,14 @@ async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, re
     }
 }
 
-/// Serves until `shutdown` resolves, then gives open requests up to 5 s to finish.
+/// Serves until `shutdown` resolves: WebSocket clients are told and closed, open requests get
+/// a few seconds to finish (see `listener.rs`).
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::spawn(crate::feed::run(state.clone()));
-    let stopping = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        // WebSocket clients get a `shutdown` event and a close frame.
-        stopping.cancel();
-        let _ = stop_tx.send(());
-    });
-    let drain = async move {
-        if stop_rx.await.is_ok() {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        r = server => r,
-        () = drain => {
-            tracing::warn!("open requests did not finish within 5 s of shutdown; closing them");
-            Ok(())
-        }
-    }
+    crate::listener::cancel_on(shutdown, state.shutdown.clone());
+    crate::listener::run(listener, router(state.clone()), state.shutdown.clone()).await
 }

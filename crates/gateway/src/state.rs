@@ -27,7 +27,8 @@ pub struct ConfigFile {
 /// Limits on WebSocket connections.
 #[derive(Debug, Clone)]
 pub struct WsLimits {
-    /// Sockets that may wait for their handshake at once; more are refused with 503.
+    /// Sockets from other machines that may wait for their handshake at once; more are
+    /// refused with 503 (a few KiB each, so this bounds a remote flood's memory).
     pub max_pending: usize,
     /// The same, per client address.
     pub max_pending_per_ip: usize,
@@ -45,7 +46,7 @@ impl Default for WsLimits {
     fn default() -> Self {
         use crate::protocol::*;
         WsLimits {
-            max_pending: 256,
+            max_pending: 2048,
             max_pending_per_ip: 32,
             max_connections: 1024,
             max_in_flight: 32,

@@ -117,7 +117,8 @@ where
                 return None;
             }
             Ok(req) => {
-                return match handshake::authorize(state, peer, &challenge, req.params).await {
+                // Boxed: the check is large, and idle sockets should not carry its state.
+                return match Box::pin(handshake::authorize(state, peer, &challenge, req.params)).await {
                     Ok(grant) => Some((req.id, grant)),
                     Err(refusal) => {
                         tracing::info!(client = %peer.ip, error = %refusal.error.message, "refused a WebSocket connect");

@@ -69,12 +69,16 @@ impl Hub {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a socket waiting for its handshake, unless `limit` are already waiting, or
-    /// `per_ip` from the same address.
-    pub fn try_pending(&self, ip: IpAddr, limit: usize, per_ip: usize) -> Option<PendingGuard> {
+    /// Counts a socket waiting for its handshake, unless `per_ip` from the same address are
+    /// already waiting, or `limit` in all. This machine's own loopback address (`127.0.0.1`,
+    /// `::1`, connecting directly) is exempt from the global limit, so a flood from elsewhere
+    /// can never lock the local CLI or browser out; it still has its per-address limit.
+    pub fn try_pending(&self, ip: IpAddr, local: bool, limit: usize, per_ip: usize) -> Option<PendingGuard> {
+        let own = local
+            && (ip == IpAddr::from(std::net::Ipv4Addr::LOCALHOST) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
         let mut by_ip = self.pending.by_ip.lock().unwrap_or_else(|p| p.into_inner());
         let mine = by_ip.get(&ip).copied().unwrap_or(0);
-        if mine >= per_ip || self.pending.total.load(Ordering::Acquire) >= limit {
+        if mine >= per_ip || (!own && self.pending.total.load(Ordering::Acquire) >= limit) {
             return None;
         }
         by_ip.insert(ip, mine + 1);
@@ -203,13 +207,18 @@ mod tests {
         let hub = Hub::default();
         let (x, y, z): (IpAddr, IpAddr, IpAddr) =
             ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap(), "192.0.2.3".parse().unwrap());
-        let a = hub.try_pending(x, 3, 2).unwrap();
-        let _b = hub.try_pending(x, 3, 2).unwrap();
-        assert!(hub.try_pending(x, 3, 2).is_none(), "per address");
-        let _c = hub.try_pending(y, 3, 2).unwrap();
-        assert!(hub.try_pending(z, 3, 2).is_none(), "in all");
+        let a = hub.try_pending(x, false, 3, 2).unwrap();
+        let _b = hub.try_pending(x, false, 3, 2).unwrap();
+        assert!(hub.try_pending(x, false, 3, 2).is_none(), "per address");
+        let _c = hub.try_pending(y, false, 3, 2).unwrap();
+        assert!(hub.try_pending(z, false, 3, 2).is_none(), "in all");
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let d = hub.try_pending(lo, true, 3, 2).expect("this machine's own CLI is not held back by others");
+        assert!(hub.try_pending("127.0.0.9".parse().unwrap(), true, 3, 2).is_none(), "other loopback addresses count");
         drop(a);
-        assert!(hub.try_pending(x, 3, 2).is_some());
-        assert_eq!(hub.pending(), 2, "the last guard was dropped at once");
+        assert!(hub.try_pending(x, false, 3, 2).is_none(), "the local one counts towards the total");
+        drop(d);
+        let _e = hub.try_pending(x, false, 3, 2).expect("a slot came free");
+        assert_eq!(hub.pending(), 3, "the guards give their slots back when dropped");
     }
 }

@@ -78,7 +78,10 @@ pub async fn upgrade(
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
         return ApiError::bad_request("missing Sec-WebSocket-Key").into_response();
     };
-    let Some(pending) = state.hub.try_pending(addr.ip(), state.ws.max_pending, state.ws.max_pending_per_ip) else {
+    let client = req.extensions().get::<ClientAddr>().copied().unwrap_or(ClientAddr { ip: addr.ip(), local: false });
+    let Some(pending) =
+        state.hub.try_pending(client.ip, client.local, state.ws.max_pending, state.ws.max_pending_per_ip)
+    else {
         tracing::warn!(client = %addr.ip(), "refused a WebSocket upgrade: too many handshakes in progress");
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -88,8 +91,6 @@ pub async fn upgrade(
         e.retry_after = Some(1);
         return e.into_response();
     };
-    // The guard resolved who is calling (refusing untrusted proxy headers).
-    let client = req.extensions().get::<ClientAddr>().copied().unwrap_or(ClientAddr { ip: addr.ip(), local: false });
     let headers = req.headers();
     let peer = Peer {
         ip: client.ip,
