@@ -154,6 +154,7 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     out.extend(config.providers.values().flat_map(|p| p.headers.values().cloned()));
     out.extend(config.gateway.token.iter().map(|t| t.expose().to_string()));
     out.extend(config.gateway.password.iter().map(|t| t.expose().to_string()));
+    out.extend(config.hooks.iter().map(|h| h.token.expose().to_string()));
     out
 }
 

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 fn needs_auth(path: &str) -> bool {
-    path.starts_with("/v1/") || path == "/v1" || path.starts_with("/api/") || path == "/api"
+    ["/v1", "/api", "/tools"].iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 fn host_name(host: &str) -> &str {
@@ -151,6 +151,7 @@ mod tests {
         assert_eq!(bearer(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
-        assert!(needs_auth("/v1/models") && needs_auth("/api/chat") && !needs_auth("/healthz") && !needs_auth("/"));
+        assert!(needs_auth("/v1/models") && needs_auth("/api/chat") && needs_auth("/tools/invoke"));
+        assert!(!needs_auth("/healthz") && !needs_auth("/") && !needs_auth("/toolsx") && !needs_auth("/hooks/agent"));
     }
 }

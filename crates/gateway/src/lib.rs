@@ -35,7 +35,9 @@ mod run_events;
 mod runs;
 mod server;
 mod state;
+mod tool_invoke;
 mod views;
+mod wake;
 mod ws;
 
 pub use auth::Credentials;

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::guard::guard;
-use crate::routes::{api, openai, probes, ui};
+use crate::routes::{api, hooks, openai, probes, responses, tools, ui};
 use crate::state::AppState;
 
 /// All routes behind the guard.
@@ -33,6 +33,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/favicon.svg", get(ui::favicon))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(responses::create))
+        .route("/tools/invoke", post(tools::invoke))
         .route("/api/chat", post(api::chat))
         .route("/api/sessions", get(api::sessions))
         .route("/api/sessions/history", get(api::history))
@@ -65,6 +67,9 @@ async fn root(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, req: R
 async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, req: Request) -> Response {
     if crate::ws::is_upgrade(req.headers()) {
         return crate::ws::upgrade(state, peer, req).await;
+    }
+    if hooks::is_hook_path(&state, req.uri().path()) {
+        return hooks::handle(state, peer, req).await;
     }
     let is_read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     match &state.control_ui {

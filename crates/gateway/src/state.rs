@@ -82,6 +82,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Key for `config.get` hashes (per process; clients refetch after a restart).
     pub hash_key: [u8; 32],
+    /// Recent direct tool calls, for idempotency keys.
+    pub recent_tools: crate::tool_invoke::Recent,
+    /// Failed hook authentications (20 per minute, then a minute's lockout; loopback too).
+    pub hook_limiter: FailureLimiter,
 }
 
 impl AppState {
@@ -106,6 +110,13 @@ impl AppState {
             control_ui: None,
             shutdown: CancellationToken::new(),
             hash_key,
+            recent_tools: Default::default(),
+            hook_limiter: FailureLimiter::new(clawline_core::config::RateLimitSettings {
+                max_attempts: 20,
+                window_ms: 60_000,
+                lockout_ms: 60_000,
+                exempt_loopback: false,
+            }),
         }
     }
 

@@ -135,7 +135,8 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
 
 /// Paths of the secret-bearing keys present in `file`.
 pub fn secret_paths(file: &ConfigFile) -> Vec<String> {
-    let mut out = vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string()];
+    let mut out =
+        vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string(), "hooks.token".to_string()];
     out.extend(file.models.providers.keys().map(|id| format!("models.providers.{id}.apiKey")));
     out
 }

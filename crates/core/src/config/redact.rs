@@ -1,7 +1,7 @@
 //! Hiding the secrets written in a config file, and putting them back.
 //!
-//! Secrets live at known key paths (the gateway token and password, every provider's `apiKey`
-//! and header values). A secret written literally is hidden; a reference (`"${VAR}"`,
+//! Secrets live at known key paths (the gateway token and password, the hooks token, every
+//! provider's `apiKey` and header values). A secret written literally is hidden; a reference (`"${VAR}"`,
 //! `{source, id}`) is not a secret and is shown. Redacting the *text* keeps comments and layout,
 //! so a client can edit the redacted text and send it back: [`restore_text`] then puts the real
 //! values back wherever the marker still stands, so a round trip never loses a secret and never
@@ -14,7 +14,8 @@ pub const SECRET_MARKER: &str = "__OPENCLAW_REDACTED__";
 
 /// Key paths (dotted) in `tree` that may hold secrets.
 pub fn secret_paths_in(tree: &Node) -> Vec<String> {
-    let mut out = vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string()];
+    let mut out =
+        vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string(), "hooks.token".to_string()];
     if let Some(Value::Object(providers)) = tree.at_path("models.providers").map(|n| &n.value) {
         for (id, provider) in providers {
             out.push(format!("models.providers.{}.apiKey", id.name));

@@ -124,6 +124,23 @@ pub struct GatewaySettings {
     pub trusted_proxies: Vec<IpAddr>,
     /// Approve devices that connect from this machine with the shared secret.
     pub auto_approve_local: bool,
+    /// Tools `POST /tools/invoke` refuses.
+    pub http_tools_deny: Vec<String>,
+}
+
+/// Tools `POST /tools/invoke` refuses unless `gateway.tools.allow` lists them.
+pub const DEFAULT_HTTP_TOOLS_DENY: &[&str] = &["exec", "write", "edit"];
+
+/// Webhooks (`hooks.*`).
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    pub token: SecretString,
+    /// Without a trailing slash, e.g. `/hooks`.
+    pub path: String,
+    pub allowed_agent_ids: Vec<String>,
+    pub allow_request_session_key: bool,
+    pub allowed_session_key_prefixes: Vec<String>,
+    pub default_session_key: Option<String>,
 }
 
 /// A model provider the agent can call.
@@ -205,6 +222,8 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderSettings>,
     pub tools: ToolSettings,
     pub logging: LogSettings,
+    /// `None` when hooks are off.
+    pub hooks: Option<HookSettings>,
 }
 
 impl Config {
@@ -321,10 +340,59 @@ impl Resolver<'_> {
             console_level: file.logging.console_level.or(file.logging.level).unwrap_or(LogLevel::Info),
             dir: file.logging.dir.as_deref().map_or_else(|| self.state_dir.join("logs"), |d| self.path(d)),
         };
+        let hooks = self.hooks(&file.hooks, &gateway, &mut issues);
         if !issues.is_empty() {
             return Err(issues);
         }
-        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging })
+        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging, hooks })
+    }
+
+    fn hooks(&self, h: &HooksFile, gateway: &GatewaySettings, issues: &mut Vec<Issue>) -> Option<HookSettings> {
+        if !h.enabled.unwrap_or(false) {
+            return None;
+        }
+        let Some(token) = h.token.as_ref().and_then(|t| self.secret(t, "hooks.token", issues)) else {
+            if h.token.is_none() {
+                issues.push(issue(
+                    "hooks.enabled",
+                    "hooks are enabled but hooks.token is not set",
+                    Some("add token: \"${CLAWLINE_HOOKS_TOKEN}\" under hooks (a secret of its own, not the gateway token)".into()),
+                ));
+            }
+            return None;
+        };
+        if token.expose().chars().count() < MIN_TOKEN_CHARS {
+            issues.push(issue("hooks.token", format!("the token is shorter than {MIN_TOKEN_CHARS} characters"), None));
+        }
+        if gateway.token.as_ref().is_some_and(|g| g.matches(token.expose())) {
+            issues.push(issue(
+                "hooks.token",
+                "the hooks token is the gateway token",
+                Some("give hooks a secret of their own: a leaked webhook URL must not open the whole gateway".into()),
+            ));
+        }
+        let path = h.path.clone().unwrap_or_else(|| "/hooks".into());
+        let path = path.trim_end_matches('/').to_string();
+        if !path.starts_with('/') || path.is_empty() || path.contains(['?', '#', ' ']) {
+            issues.push(issue(
+                "hooks.path",
+                format!("`{}` is not a usable path", h.path.as_deref().unwrap_or_default()),
+                Some("write something like \"/hooks\" (not \"/\")".into()),
+            ));
+        }
+        for reserved in ["/v1", "/api", "/tools", "/webchat", "/healthz", "/readyz", "/health", "/ready"] {
+            if path == reserved || path.starts_with(&format!("{reserved}/")) {
+                issues.push(issue("hooks.path", format!("`{path}` is taken by the gateway itself"), None));
+            }
+        }
+        Some(HookSettings {
+            token,
+            path,
+            allowed_agent_ids: h.allowed_agent_ids.clone(),
+            allow_request_session_key: h.allow_request_session_key.unwrap_or(false),
+            allowed_session_key_prefixes: h.allowed_session_key_prefixes.clone(),
+            default_session_key: h.default_session_key.clone(),
+        })
     }
 
     fn gateway(&self, g: &GatewayFile, issues: &mut Vec<Issue>) -> GatewaySettings {
@@ -456,6 +524,12 @@ impl Resolver<'_> {
             max_body_bytes,
             trusted_proxies,
             auto_approve_local: g.nodes.pairing.auto_approve_local.unwrap_or(true),
+            http_tools_deny: DEFAULT_HTTP_TOOLS_DENY
+                .iter()
+                .map(|t| t.to_string())
+                .filter(|t| !g.tools.allow.contains(t))
+                .chain(g.tools.deny.iter().cloned())
+                .collect(),
         }
     }
 

@@ -32,6 +32,30 @@ pub struct ConfigFile {
     pub tools: ToolsFile,
     #[serde(default)]
     pub logging: LoggingFile,
+    #[serde(default)]
+    pub hooks: HooksFile,
+}
+
+/// `hooks.*`: webhooks other programs call to start agent turns (`POST <path>/agent`,
+/// `POST <path>/wake`), with their own token. Off by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HooksFile {
+    pub enabled: Option<bool>,
+    /// The hooks' own secret (not the gateway token).
+    pub token: Option<SecretInput>,
+    /// Where hooks live (default `/hooks`).
+    pub path: Option<String>,
+    /// Agents hooks may run (default: all).
+    #[serde(default)]
+    pub allowed_agent_ids: Vec<String>,
+    /// Let a hook name its session (`sessionKey`); off by default, every call gets its own.
+    pub allow_request_session_key: Option<bool>,
+    /// When `allowRequestSessionKey` is on, the prefixes a requested key must start with.
+    #[serde(default)]
+    pub allowed_session_key_prefixes: Vec<String>,
+    /// The session hook calls use when they name none (default: a new one per call).
+    pub default_session_key: Option<String>,
 }
 
 /// `gateway.*`: the HTTP/WebSocket server.
@@ -62,6 +86,19 @@ pub struct GatewayFile {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub nodes: NodesFile,
+    #[serde(default)]
+    pub tools: GatewayToolsFile,
+}
+
+/// `gateway.tools.*`: which tools `POST /tools/invoke` may run. Tools that write files or run
+/// programs are denied there unless allowed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayToolsFile {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// `gateway.nodes.*`: devices and nodes that connect over the WebSocket protocol.

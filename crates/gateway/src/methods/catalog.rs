@@ -7,6 +7,8 @@
 //! run programs need `operator.admin`.
 
 use clawline_agent::tools;
+
+use crate::tool_invoke;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -123,22 +125,30 @@ struct InvokeParams {
     #[serde(default)]
     args: serde_json::Map<String, Value>,
     agent_id: Option<String>,
+    idempotency_key: Option<String>,
 }
 
 async fn invoke(ctx: Ctx, p: Value) -> Reply {
     let p: InvokeParams = parse("tools.invoke", p)?;
-    let id = agent_id(&ctx, p.agent_id)?;
-    let Some(tool_ctx) = ctx.state.runtime.tool_context(&id) else {
-        return Err(RpcError::bad(format!("unknown agent id: {id}")));
+    let caller = format!("ws:{}", ctx.conn.id);
+    let out = match tool_invoke::run(
+        &ctx.state,
+        p.agent_id.as_deref(),
+        &p.name,
+        p.args,
+        p.idempotency_key.as_deref(),
+        &caller,
+    )
+    .await
+    {
+        Ok(out) => out,
+        Err(e @ tool_invoke::NotRun::UnknownAgent(_)) => return Err(RpcError::bad(e.message())),
+        Err(e @ tool_invoke::NotRun::NotAvailable(_)) => {
+            return Ok(
+                json!({"ok": false, "toolName": p.name, "error": {"code": "not_found", "message": e.message()}}),
+            );
+        }
     };
-    if !tools::is_enabled(&p.name, &tool_ctx.settings) {
-        return Ok(json!({
-            "ok": false, "toolName": p.name,
-            "error": {"code": "not_found", "message": format!("Tool not available: {}", p.name)},
-        }));
-    }
-    tracing::info!(tool = %p.name, agent = %id, conn = %ctx.conn.id, "tool invoked through the control plane");
-    let out = tools::call(&p.name, &Value::Object(p.args), &tool_ctx).await;
     if out.is_error {
         Ok(
             json!({"ok": false, "toolName": p.name, "source": "core", "error": {"code": "tool_error", "message": out.text}}),

@@ -42,6 +42,7 @@ use crate::protocol::scopes::{self, Role};
 use crate::state::AppState;
 use crate::ws::conn::Conn;
 
+pub use chat::start as start_turn;
 pub use devices::pending_json;
 pub use system::{health_snapshot, self_presence};
 

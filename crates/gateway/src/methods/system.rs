@@ -1,4 +1,4 @@
-//! `health`, `status`, `system-presence`, `last-heartbeat`, `logs.tail`.
+//! `health`, `status`, `system-presence`, `last-heartbeat`, `logs.tail`, `wake`.
 //!
 //! Health reports what is true: the store answers (a failing store makes `health` fail with
 //! `UNAVAILABLE`, never report ok), how many sessions exist, which agents are configured. There
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::{Access, Ctx, Method, Reply, method, parse};
 use crate::protocol::error::RpcError;
-use crate::protocol::schema::{EMPTY, Object, Schema, opt};
-use crate::protocol::scopes::READ;
+use crate::protocol::schema::{EMPTY, Object, Schema, opt, req};
+use crate::protocol::scopes::{READ, WRITE};
 use crate::state::AppState;
 
 static HEALTH: Object = Object { props: &[opt("probe", Schema::Bool)], closed: true };
@@ -39,7 +39,35 @@ pub fn methods() -> Vec<Method> {
         method!("system-presence", Access::Scope(READ), Schema::Object(&EMPTY), presence),
         method!("last-heartbeat", Access::Scope(READ), Schema::Object(&EMPTY), last_heartbeat),
         method!("logs.tail", Access::Scope(READ), Schema::Object(&LOGS_TAIL), logs_tail),
+        method!("wake", Access::Scope(WRITE), Schema::Object(&WAKE), wake),
     ]
+}
+
+static WAKE: Object = Object {
+    props: &[
+        req("mode", Schema::Enum(&["now", "next-heartbeat"])),
+        req("text", Schema::NON_EMPTY),
+        opt("sessionKey", Schema::NON_EMPTY),
+        opt("agentId", Schema::NON_EMPTY),
+    ],
+    // The published schema leaves this object open.
+    closed: false,
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WakeParams {
+    mode: String,
+    text: String,
+    session_key: Option<String>,
+    agent_id: Option<String>,
+}
+
+async fn wake(ctx: Ctx, p: Value) -> Reply {
+    let p: WakeParams = parse("wake", p)?;
+    let run_id =
+        crate::wake::wake(&ctx.state, &p.text, &p.mode, p.agent_id.as_deref(), p.session_key.as_deref()).await?;
+    Ok(json!({"ok": true, "runId": run_id}))
 }
 
 /// The gateway's own presence entry.

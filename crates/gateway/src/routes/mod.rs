@@ -2,8 +2,11 @@
 
 pub mod api;
 pub mod control_ui;
+pub mod hooks;
 pub mod openai;
 pub mod probes;
+pub mod responses;
+pub mod tools;
 pub mod ui;
 
 use futures_util::Stream;

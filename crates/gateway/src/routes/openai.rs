@@ -61,12 +61,12 @@ struct ChatMessage {
     content: Option<Value>,
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     (clawline_store::now_ms() / 1000).max(0) as u64
 }
 
 /// The agent a `model` value names; `None` is the default agent.
-fn agent_for_model(state: &AppState, model: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn agent_for_model(state: &AppState, model: &str) -> Result<Option<String>, ApiError> {
     let m = model.trim();
     if matches!(m, "clawline" | "clawline/default" | "openclaw" | "openclaw/default") {
         return Ok(None);
@@ -112,11 +112,11 @@ fn text_of(index: usize, content: &Option<Value>) -> Result<String, ApiError> {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+pub(super) fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok())).map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn sanitize(user: &str) -> String {
+pub(super) fn sanitize(user: &str) -> String {
     let s: String =
         user.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || "_.-@+".contains(c) { c } else { '-' }).collect();
     if s.is_empty() { "anonymous".into() } else { s }
@@ -185,7 +185,7 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
     })
 }
 
-fn run_error(kind: &str, message: &str) -> ApiError {
+pub(super) fn run_error(kind: &str, message: &str) -> ApiError {
     let status = match kind {
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
