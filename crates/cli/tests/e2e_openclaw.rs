@@ -421,6 +421,7 @@ async fn frames_validate_against_the_published_schema() {
         ("agents.list", json!({})),
         ("models.list", json!({})),
         ("config.get", json!({})),
+        ("config.schema", json!({})),
         ("commands.list", json!({})),
         ("tools.catalog", json!({})),
         ("tools.invoke", json!({"name": "ls", "args": {"path": "."}})),

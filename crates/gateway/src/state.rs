@@ -80,8 +80,12 @@ pub struct AppState {
     pub control_ui: Option<crate::routes::control_ui::ControlUi>,
     /// Cancelled when the gateway stops: connections say goodbye and close.
     pub shutdown: CancellationToken,
-    /// Key for `config.get` hashes (per process; clients refetch after a restart).
-    pub hash_key: [u8; 32],
+    /// Key for `config.get` hashes (per process; clients refetch after a restart). Made on
+    /// first use: the crypto library's RNG costs tens of milliseconds to start.
+    hash_key: std::sync::OnceLock<[u8; 32]>,
+    /// The last health snapshot and when it was taken (`health` answers from it for a second,
+    /// so a client calling `health` in a loop cannot flood everyone with `health` events).
+    pub health_cache: std::sync::Mutex<Option<(Instant, serde_json::Value)>>,
     /// Recent direct tool calls, for idempotency keys.
     pub recent_tools: crate::tool_invoke::Recent,
     /// Failed hook authentications (20 per minute, then a minute's lockout; loopback too).
@@ -91,9 +95,6 @@ pub struct AppState {
 impl AppState {
     pub fn new(runtime: Runtime, credentials: Credentials, port: u16) -> Self {
         let rl = runtime.config().gateway.rate_limit.clone();
-        let mut hash_key = [0u8; 32];
-        // A failed RNG leaves a zero key: hashes still detect concurrent edits, they are just guessable.
-        let _ = aws_lc_rs::rand::fill(&mut hash_key);
         AppState {
             runtime,
             credentials,
@@ -109,7 +110,8 @@ impl AppState {
             config_file: None,
             control_ui: None,
             shutdown: CancellationToken::new(),
-            hash_key,
+            hash_key: std::sync::OnceLock::new(),
+            health_cache: std::sync::Mutex::new(None),
             recent_tools: Default::default(),
             hook_limiter: FailureLimiter::new(clawline_core::config::RateLimitSettings {
                 max_attempts: 20,
@@ -133,6 +135,16 @@ impl AppState {
     pub fn with_ws_limits(mut self, limits: WsLimits) -> Self {
         self.ws = limits;
         self
+    }
+
+    /// The key for `config.get` hashes.
+    pub fn hash_key(&self) -> &[u8; 32] {
+        self.hash_key.get_or_init(|| {
+            let mut key = [0u8; 32];
+            // A failed RNG leaves a zero key: hashes still detect concurrent edits, they are just guessable.
+            let _ = aws_lc_rs::rand::fill(&mut key);
+            key
+        })
     }
 
     pub fn uptime_ms(&self) -> u64 {

@@ -297,6 +297,60 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             ExecSecurity::Deny => r.add("exec", Status::Ok, "disabled", None),
         }
 
+        // Control UI, hooks, proxies.
+        if let Some(root) = &config.gateway.control_ui_root {
+            match clawline_gateway::ControlUi::load(root) {
+                Ok(_) => r.add("control ui", Status::Ok, format!("serving {} at /", root.display()), None),
+                Err(e) => r.add(
+                    "control ui",
+                    Status::Fail,
+                    e,
+                    Some(
+                        "point gateway.controlUi.root at a built Control UI (a folder with index.html), or remove it"
+                            .into(),
+                    ),
+                ),
+            }
+        }
+        if let Some(h) = &config.hooks {
+            r.add(
+                "hooks",
+                Status::Ok,
+                format!("enabled at {}/agent and {}/wake, with their own token", h.path, h.path),
+                None,
+            );
+        }
+        if !config.gateway.trusted_proxies.is_empty() {
+            let list: Vec<String> = config.gateway.trusted_proxies.iter().map(|p| p.to_string()).collect();
+            r.add(
+                "proxies",
+                Status::Ok,
+                format!("forwarding headers believed from {}", list.join(", ")),
+                Some("list only proxies that overwrite X-Forwarded-For".into()),
+            );
+        }
+
+        // Devices waiting for approval.
+        if let Some(store) = &store
+            && let Ok(pending) = store.list_pairing_requests().await
+            && !pending.is_empty()
+        {
+            let who: Vec<String> = pending
+                .iter()
+                .map(|p| {
+                    let name =
+                        p.client.get("displayName").or(p.client.get("id")).and_then(|v| v.as_str()).unwrap_or("?");
+                    format!("{name} from {}", p.remote_ip.as_deref().unwrap_or("?"))
+                })
+                .collect();
+            r.add(
+                "devices",
+                Status::Warn,
+                format!("{} device(s) wait for pairing approval: {}", pending.len(), who.join("; ")),
+                Some("approve with `openclaw devices approve <requestId>` (or device.pair.approve over the protocol) if you recognize them".into()),
+            );
+        }
+
         // A running gateway?
         let base = format!("http://127.0.0.1:{}", config.gateway.port);
         if client::probe(&base).await {

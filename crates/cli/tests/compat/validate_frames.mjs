@@ -63,7 +63,10 @@ for (const [i, line] of lines.entries()) {
   validate('GatewayFrame', frame, where);
   if (frame.type === 'res' && frame.ok) {
     if (method === 'connect') validate('HelloOk', frame.payload, where);
-    else if (method && check(`${pascal(method)}Result`)) validate(`${pascal(method)}Result`, frame.payload, where);
+    else if (method) {
+      const def = [`${pascal(method)}Result`, `${pascal(method)}Response`].find((d) => check(d));
+      if (def) validate(def, frame.payload, where);
+    }
   }
   if (frame.type === 'event') {
     if (eventDefs[frame.event]) validate(eventDefs[frame.event], frame.payload, where);

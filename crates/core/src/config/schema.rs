@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use crate::secret::SecretString;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigFile {
     /// An editor hint (`"$schema": "…"`); ignored.
@@ -38,7 +38,7 @@ pub struct ConfigFile {
 
 /// `hooks.*`: webhooks other programs call to start agent turns (`POST <path>/agent`,
 /// `POST <path>/wake`), with their own token. Off by default.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HooksFile {
     pub enabled: Option<bool>,
@@ -59,7 +59,7 @@ pub struct HooksFile {
 }
 
 /// `gateway.*`: the HTTP/WebSocket server.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayFile {
     /// Only `local` is supported: the gateway runs in this process.
@@ -92,7 +92,7 @@ pub struct GatewayFile {
 
 /// `gateway.tools.*`: which tools `POST /tools/invoke` may run. Tools that write files or run
 /// programs are denied there unless allowed here.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayToolsFile {
     #[serde(default)]
@@ -102,7 +102,7 @@ pub struct GatewayToolsFile {
 }
 
 /// `gateway.nodes.*`: devices and nodes that connect over the WebSocket protocol.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodesFile {
     #[serde(default)]
@@ -110,21 +110,21 @@ pub struct NodesFile {
 }
 
 /// `gateway.nodes.pairing.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PairingFile {
     /// Approve new devices that connect from this machine with the shared secret (default true).
     pub auto_approve_local: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GatewayMode {
     Local,
     Remote,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BindMode {
     Loopback,
@@ -135,7 +135,7 @@ pub enum BindMode {
 }
 
 /// `gateway.auth.*`. Auth is always on; `mode` picks which shared secret clients present.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthFile {
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct AuthFile {
     pub rate_limit: RateLimitFile,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthModeFile {
     Token,
@@ -160,7 +160,7 @@ pub enum AuthModeFile {
 }
 
 /// `gateway.auth.rateLimit.*`: failed-auth lockout per client address.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimitFile {
     pub max_attempts: Option<u32>,
@@ -170,7 +170,7 @@ pub struct RateLimitFile {
 }
 
 /// `gateway.controlUi.*`: the web chat page served at `/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ControlUiFile {
     pub enabled: Option<bool>,
@@ -183,7 +183,7 @@ pub struct ControlUiFile {
 }
 
 /// `gateway.http.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpFile {
     #[serde(default)]
@@ -192,14 +192,14 @@ pub struct HttpFile {
     pub max_body_bytes: Option<usize>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointsFile {
     #[serde(default)]
     pub chat_completions: EndpointToggle,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointToggle {
     /// Default true: the OpenAI-compatible API is on, behind the gateway token.
@@ -207,7 +207,7 @@ pub struct EndpointToggle {
 }
 
 /// `agents.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentsFile {
     #[serde(default)]
@@ -217,7 +217,7 @@ pub struct AgentsFile {
     pub entries: BTreeMap<String, AgentEntryFile>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentDefaultsFile {
     /// `provider/model`, or `{ primary, fallbacks }`.
@@ -238,7 +238,7 @@ pub struct AgentDefaultsFile {
     pub user_timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentEntryFile {
     pub name: Option<String>,
@@ -286,7 +286,7 @@ impl<'de> Deserialize<'de> for ModelSelection {
 }
 
 /// `models.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelsFile {
     /// `merge` (default): providers found in the environment are added to the configured ones.
@@ -296,7 +296,7 @@ pub struct ModelsFile {
     pub providers: BTreeMap<String, ProviderFile>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelsMode {
     Merge,
@@ -304,7 +304,7 @@ pub enum ModelsMode {
 }
 
 /// `models.providers.<id>`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProviderFile {
     /// e.g. `https://api.openai.com/v1`, `https://api.anthropic.com`, `http://127.0.0.1:8080/v1`.
@@ -325,7 +325,7 @@ pub struct ProviderFile {
 }
 
 /// `models.providers.<id>.models[]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelEntryFile {
     pub id: String,
@@ -345,7 +345,7 @@ pub struct ModelEntryFile {
 }
 
 /// USD per million tokens.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelCost {
     #[serde(default)]
@@ -359,7 +359,7 @@ pub struct ModelCost {
 }
 
 /// Quirks of OpenAI-compatible servers.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ModelCompat {
     /// `max_completion_tokens` (default) or `max_tokens`.
@@ -370,7 +370,7 @@ pub struct ModelCompat {
     pub supports_usage_in_streaming: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum MaxTokensField {
     #[serde(rename = "max_completion_tokens")]
     MaxCompletionTokens,
@@ -379,7 +379,7 @@ pub enum MaxTokensField {
 }
 
 /// `tools.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ToolsFile {
     /// Tool names never offered to the model.
@@ -392,7 +392,7 @@ pub struct ToolsFile {
 }
 
 /// `tools.exec.*`: the command runner.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecFile {
     /// `allowlist` (default): only programs in `safeBins` run. `deny`: nothing runs.
@@ -406,7 +406,7 @@ pub struct ExecFile {
     pub max_output_chars: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecSecurity {
     Deny,
@@ -415,7 +415,7 @@ pub enum ExecSecurity {
 }
 
 /// `logging.*`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoggingFile {
     /// Level for the JSON log files (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
@@ -426,7 +426,7 @@ pub struct LoggingFile {
     pub dir: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -458,7 +458,7 @@ pub enum SecretInput {
 
 /// Where a secret lives: the environment variable `id`, or the file at path `id` (relative paths
 /// are relative to the config file's directory; surrounding whitespace is trimmed).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     pub source: SecretSource,
@@ -468,7 +468,7 @@ pub struct SecretRef {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretSource {
     Env,
@@ -491,5 +491,69 @@ impl<'de> Deserialize<'de> for SecretInput {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for ModelSelection {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ModelSelection".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "\"provider/model\", or { primary: \"provider/model\", fallbacks: [\"provider/model\", …] }",
+            "anyOf": [
+                {"type": "string", "pattern": "^[^/]+/.+$"},
+                {"type": "object", "additionalProperties": false, "required": ["primary"],
+                 "properties": {"primary": {"type": "string"}, "fallbacks": {"type": "array", "items": {"type": "string"}}}}
+            ]
+        })
+    }
+}
+
+impl schemars::JsonSchema for SecretInput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretInput".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A secret: \"${ENV_VAR}\" (recommended), a literal string, or { source: \"env\" | \"file\", id }",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "additionalProperties": false, "required": ["source", "id"],
+                 "properties": {"source": {"enum": ["env", "file"]}, "provider": {"type": "string"}, "id": {"type": "string"}}}
+            ]
+        })
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of the config file, generated from these structs, so it can
+/// never disagree with what the loader accepts.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ConfigFile)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_schema_describes_every_key_and_refuses_others() {
+        let schema = json_schema();
+        assert_eq!(schema["additionalProperties"], false);
+        let top: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        for key in ["gateway", "agents", "models", "tools", "logging", "hooks"] {
+            assert!(top.contains(&key), "{key} in {top:?}");
+        }
+        let defs = &schema["$defs"];
+        assert!(defs["GatewayFile"]["properties"]["controlUi"].is_object());
+        assert_eq!(defs["GatewayFile"]["additionalProperties"], false);
+        let port = &defs["GatewayFile"]["properties"]["port"];
+        assert!(
+            port["description"].as_str().is_some_and(|d| d.contains("18789")),
+            "doc comments become descriptions: {port}"
+        );
+        assert!(defs["SecretInput"]["anyOf"].is_array());
     }
 }

@@ -1,4 +1,4 @@
-//! `config.get`, `config.set`, `config.patch`, `config.apply`: the config file as raw JSON5
+//! `config.get`, `config.set`, `config.patch`, `config.apply`, `config.schema`: the config file as raw JSON5
 //! text, with secrets redacted and optimistic concurrency.
 //!
 //! `config.get` returns the file's text with every literal secret replaced by the marker
@@ -67,12 +67,24 @@ pub fn methods() -> Vec<Method> {
         method!("config.set", Access::Scope(ADMIN), Schema::Object(&SET), set),
         method!("config.patch", Access::Scope(ADMIN), Schema::Object(&PATCH), patch),
         method!("config.apply", Access::Scope(ADMIN), Schema::Object(&APPLY), apply),
+        method!("config.schema", Access::Scope(READ), Schema::Object(&EMPTY), schema),
     ]
+}
+
+/// `config.schema`: the config file's JSON Schema, generated from the same definitions the
+/// loader uses (so it cannot drift from what is accepted).
+async fn schema(_ctx: Ctx, _p: Value) -> Reply {
+    static GENERATED: std::sync::OnceLock<(Value, String)> = std::sync::OnceLock::new();
+    let (schema, at) = GENERATED.get_or_init(|| {
+        let at = clawline_core::time::iso8601_from_ms(clawline_store::now_ms());
+        (clawline_core::config::schema::json_schema(), at)
+    });
+    Ok(json!({"schema": schema, "uiHints": {}, "version": env!("CARGO_PKG_VERSION"), "generatedAt": at}))
 }
 
 /// `hmac-sha256:v1:<base64url>` of the text under this process's key.
 pub fn hash(state: &AppState, text: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &state.hash_key);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, state.hash_key());
     format!("hmac-sha256:v1:{}", encode_base64url(hmac::sign(&key, text.as_bytes()).as_ref()))
 }
 

@@ -136,8 +136,18 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
     }))
 }
 
+/// How long a health snapshot is reused.
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn health(ctx: Ctx, _p: Value) -> Reply {
+    let cached = ctx.state.health_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some((_, snapshot)) = cached.filter(|(at, _)| at.elapsed() < HEALTH_TTL) {
+        return Ok(snapshot);
+    }
     let snapshot = health_snapshot(&ctx.state).await?;
+    *ctx.state.health_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((std::time::Instant::now(), snapshot.clone()));
+    // A fresh snapshot is news for everyone watching.
     let version = ctx.state.hub.next_health_version();
     let event = crate::protocol::frame::Event::new("health", &snapshot).with_state_version(version);
     ctx.state.hub.broadcast(&event, |_| true);
