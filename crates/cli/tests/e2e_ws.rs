@@ -437,3 +437,92 @@ async fn config_writes_need_the_base_hash_and_keep_secrets() {
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(!written.contains("level: \"debug\"") && written.contains("timeoutSeconds"), "{written}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_mode_node_role_pairing_decisions_and_write_limits() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config_with(dir.path(), &server, Api::OpenAi, "", "");
+    let path = dir.path().join("clawline.json");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "auth: { token: \"${E2E_TOKEN}\" }",
+        "auth: { mode: \"password\", token: \"${E2E_TOKEN}\", password: \"e2e-password-long-enough\" }, trustedProxies: [\"127.0.0.1\"]",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let gw = spawn(dir.path()).await;
+    let url = ws_url(&gw.base_url);
+
+    // Password mode: the password in `auth.password` (or in `auth.token`, as OpenClaw accepts).
+    let mut params = cli_params("", ADMIN);
+    params["auth"] = json!({"password": "e2e-password-long-enough"});
+    let (mut c, res) = Client::connect(&url, &[], params, None).await.unwrap();
+    assert_eq!(ok(&res)["auth"]["method"], "password");
+    let mut wrong = cli_params("", ADMIN);
+    wrong["auth"] = json!({"password": "not-the-password"});
+    let (_, res) = Client::connect(&url, &[], wrong, None).await.unwrap();
+    assert_eq!(err(&res)["details"]["code"], "AUTH_PASSWORD_MISMATCH");
+
+    // A node: it needs a device; once in, only `health` answers, everything else is refused by role.
+    let node_device = Device::generate();
+    let node = json!({
+        "minProtocol": 3, "maxProtocol": 4, "role": "node",
+        "client": {"id": "node-host", "version": "test", "platform": "linux", "mode": "node"},
+        "auth": {"password": "e2e-password-long-enough"},
+    });
+    let (_, res) = Client::connect(&url, &[], node.clone(), None).await.unwrap();
+    assert_eq!(err(&res)["details"]["code"], "DEVICE_IDENTITY_REQUIRED");
+    let (mut n, res) = Client::connect(&url, &[], node, Some(&node_device)).await.unwrap();
+    assert_eq!(
+        ok(&res)["auth"],
+        json!({"method": "password", "role": "node", "scopes": [],
+        "deviceToken": ok(&res)["auth"]["deviceToken"], "issuedAtMs": ok(&res)["auth"]["issuedAtMs"]})
+    );
+    assert_eq!(ok(&n.request("health", json!({})).await.unwrap())["ok"], true);
+    let refused = n.request("sessions.list", json!({})).await.unwrap();
+    assert_eq!(err(&refused)["message"], "unauthorized role: node");
+    // Eleven in a row close the connection.
+    for _ in 0..11 {
+        let _ = n.request("sessions.list", json!({})).await;
+    }
+    assert_eq!(n.closed(T).await.and_then(|c| c.code), Some(1008));
+
+    // Pairing decisions: a remote device is rejected, another approved and then removed.
+    let remote = [("X-Forwarded-For", "198.51.100.4")];
+    let mut tui_pw = tui_params("", &["operator.read"]);
+    tui_pw["auth"] = json!({"password": "e2e-password-long-enough"});
+    let rejected = Device::generate();
+    let (_, res) = Client::connect(&url, &remote, tui_pw.clone(), Some(&rejected)).await.unwrap();
+    let first = err(&res)["details"]["requestId"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(&c.request("device.pair.reject", json!({"requestId": first})).await.unwrap())["deviceId"],
+        rejected.id()
+    );
+    let (_, res) = Client::connect(&url, &remote, tui_pw.clone(), Some(&rejected)).await.unwrap();
+    assert_eq!(err(&res)["details"]["code"], "PAIRING_REQUIRED", "a rejected device asks again, it does not get in");
+
+    let removed = Device::generate();
+    let (_, res) = Client::connect(&url, &remote, tui_pw.clone(), Some(&removed)).await.unwrap();
+    let id = err(&res)["details"]["requestId"].as_str().unwrap().to_string();
+    ok(&c.request("device.pair.approve", json!({"requestId": id})).await.unwrap());
+    let (mut r, res) = Client::connect(&url, &remote, tui_pw.clone(), Some(&removed)).await.unwrap();
+    let token = ok(&res)["auth"]["deviceToken"].as_str().unwrap().to_string();
+    ok(&c.request("device.pair.remove", json!({"deviceId": removed.id()})).await.unwrap());
+    assert!(r.closed(T).await.is_some(), "its open connection is closed");
+    let mut with_token = tui_params(&token, &["operator.read"]);
+    with_token["auth"] = json!({"deviceToken": token});
+    let (_, res) = Client::connect(&url, &remote, with_token, Some(&removed)).await.unwrap();
+    assert!(err(&res)["details"]["code"].as_str().unwrap().starts_with("AUTH_"), "its token is gone: {res}");
+
+    // Control-plane writes: 30 a minute per method and client, then UNAVAILABLE with a retry time.
+    let mut last = Value::Null;
+    for _ in 0..31 {
+        last = c.request("config.patch", json!({"raw": "{}", "baseHash": "hmac-sha256:v1:x"})).await.unwrap();
+    }
+    let e = err(&last);
+    assert_eq!(e["code"], "UNAVAILABLE");
+    assert_eq!(e["details"], json!({"method": "config.patch", "limit": "30 per 60s"}));
+    assert!(e["retryAfterMs"].as_u64().unwrap() > 1000);
+    // Other methods are unaffected.
+    assert!(ok(&c.request("sessions.list", json!({})).await.unwrap())["sessions"].is_array());
+}
