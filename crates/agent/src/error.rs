@@ -15,6 +15,8 @@ pub enum TurnError {
     NoModel(String),
     #[error("provider `{provider}` has no API key: set {var} or models.providers.{provider}.apiKey")]
     MissingKey { provider: String, var: String },
+    #[error("the session is busy with another run; retry when it finishes")]
+    Busy,
     #[error("state store error: {0}")]
     Store(#[from] clawline_store::StoreError),
     #[error("internal error: {0}")]
@@ -30,6 +32,7 @@ impl TurnError {
             TurnError::EmptyMessage => "empty_message",
             TurnError::NoModel(_) => "no_model",
             TurnError::MissingKey { .. } => "missing_api_key",
+            TurnError::Busy => "session_busy",
             TurnError::Store(_) => "store_error",
             TurnError::Internal(_) => "internal_error",
         }

@@ -24,4 +24,5 @@ pub mod workspace;
 
 pub use error::TurnError;
 pub use events::RunEvent;
+pub use lanes::LaneGuard;
 pub use runtime::{RunHandle, Runtime, TurnRequest, TurnStart};

@@ -46,6 +46,9 @@ pub struct TurnRequest {
     /// The run's id; a new UUID when `None`. Protocol clients pick their own (OpenClaw uses the
     /// idempotency key), so they can wait on or abort the run by that name.
     pub run_id: Option<String>,
+    /// How long to wait for a busy session; `None` waits as long as it takes. Past the wait the
+    /// turn is refused with [`TurnError::Busy`] and nothing is stored.
+    pub lane_wait: Option<Duration>,
 }
 
 /// A run that started.
@@ -233,7 +236,17 @@ impl Runtime {
     async fn drive(self, turn: Turn, reply: oneshot::Sender<Result<TurnStart, TurnError>>) {
         let Turn { agent, provider, model, key, req } = turn;
         let workspace = self.inner.workspaces.get(&agent.id).cloned().unwrap_or_else(|| agent.workspace.clone());
-        let lane = self.inner.lanes.acquire(key.as_str()).await;
+        let lane = match req.lane_wait {
+            None => self.inner.lanes.acquire(key.as_str()).await,
+            Some(wait) => match tokio::time::timeout(wait, self.inner.lanes.acquire(key.as_str())).await {
+                Ok(lane) => lane,
+                Err(_) => {
+                    let _ = reply.send(Err(TurnError::Busy));
+                    return;
+                }
+            },
+        };
+        // Past this point the turn is stored and runs to the end whatever the caller does.
         if reply.is_closed() {
             // The caller left while waiting for the lane: nothing was acknowledged, nothing is stored.
             return;

@@ -213,6 +213,19 @@ async fn hooks_have_their_own_token_and_limits() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 
+    // A retried call with the same idempotency key finds the first call's run.
+    let call = || {
+        http()
+            .post(&agent_url)
+            .bearer_auth(HOOKS_TOKEN)
+            .json(&json!({"message": "deploy done", "idempotencyKey": "ci/run#42"}))
+            .send()
+    };
+    let first: Value = call().await.unwrap().json().await.unwrap();
+    let retry: Value = call().await.unwrap().json().await.unwrap();
+    assert_eq!(first["sessionKey"], "agent:main:hook:idem-ci_run_42", "{first}");
+    assert_eq!((retry["runId"].clone(), retry["duplicate"].clone()), (first["runId"].clone(), json!(true)), "{retry}");
+
     let wake = http()
         .post(format!("{}/hooks/wake", gw.base_url))
         .bearer_auth(HOOKS_TOKEN)
@@ -250,6 +263,24 @@ async fn hooks_have_their_own_token_and_limits() {
     // The rest of the gateway is unaffected.
     let models = http().get(format!("{}/v1/models", gw.base_url)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(models.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_agent_allow_list_covers_the_default_agent() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.set_fallback(Reply::text("ok"));
+    let hooks = "hooks: { enabled: true, token: \"${HOOKS_TOKEN}\", allowedAgentIds: [\"helper\"] },";
+    let (_dir, gw) = gateway(&server, hooks).await;
+    let res = http()
+        .post(format!("{}/hooks/agent", gw.base_url))
+        .bearer_auth(HOOKS_TOKEN)
+        .json(&json!({"message": "no agent named"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "the default agent is not on the list");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("default agent `main`"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -526,3 +526,85 @@ async fn password_mode_node_role_pairing_decisions_and_write_limits() {
     // Other methods are unaffected.
     assert!(ok(&c.request("sessions.list", json!({})).await.unwrap())["sessions"].is_array());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_cannot_escalate_tokens_revoke_and_non_readers_see_little() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let (_dir, gw) = gateway(&server, "trustedProxies: [\"127.0.0.1\"]").await;
+    let url = ws_url(&gw.base_url);
+    let mut admin_c = admin(&url).await;
+    let (_tui, res) = Client::connect(&url, &[], tui_params(TOKEN, ADMIN), Some(&Device::generate())).await.unwrap();
+    ok(&res);
+    let everyone = admin_c.request("system-presence", json!({})).await.unwrap();
+    assert_eq!(ok(&everyone).as_array().map(Vec::len), Some(2), "a reader sees the gateway and the TUI");
+
+    // An operator that may only pair: it sees the gateway but not who else is connected.
+    let (mut pairer, res) = Client::connect(&url, &[], cli_params(TOKEN, &["operator.pairing"]), None).await.unwrap();
+    let hello = ok(&res);
+    assert_eq!(hello["snapshot"]["presence"].as_array().map(Vec::len), Some(1), "only the gateway: {hello}");
+    assert_eq!(hello["snapshot"]["health"]["ok"], true);
+    assert!(hello["snapshot"]["health"].get("sessions").is_none(), "no state for a non-reader");
+    let health = pairer.request("health", json!({})).await.unwrap();
+    let keys: Vec<&String> = ok(&health).as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["durationMs", "ok", "ts"], "{health}");
+
+    // A remote device asks for admin. Retrying asks again under the same id.
+    let phone = Device::generate();
+    let remote = [("X-Forwarded-For", "203.0.113.8")];
+    let (_, res) = Client::connect(&url, &remote, tui_params(TOKEN, ADMIN), Some(&phone)).await.unwrap();
+    let id = err(&res)["details"]["requestId"].as_str().unwrap().to_string();
+    let requested = pairer.event(T, |e| e["event"] == "device.pair.requested").await.expect("the pairer is told");
+    assert_eq!(requested["payload"]["requestId"], id.as_str());
+    let (_, res) = Client::connect(&url, &remote, tui_params(TOKEN, ADMIN), Some(&phone)).await.unwrap();
+    assert_eq!(err(&res)["details"]["requestId"], id.as_str(), "a retry is the same request");
+    let announced = pairer.frames.iter().filter(|f| f["event"] == "device.pair.requested").count();
+    assert_eq!(announced, 1, "announced once");
+
+    // The pairer cannot hand out admin; an admin can.
+    let refused = pairer.request("device.pair.approve", json!({"requestId": id})).await.unwrap();
+    assert_eq!(err(&refused)["details"]["code"], "SCOPE_ESCALATION", "{refused}");
+    assert!(err(&refused)["message"].as_str().unwrap().contains("operator.admin"));
+    ok(&admin_c.request("device.pair.approve", json!({"requestId": id})).await.unwrap());
+
+    // Revoking the device's token closes its connection and the token stops working.
+    let (mut p, res) = Client::connect(&url, &remote, tui_params(TOKEN, ADMIN), Some(&phone)).await.unwrap();
+    let token = ok(&res)["auth"]["deviceToken"].as_str().unwrap().to_string();
+    let revoked = admin_c.request("device.token.revoke", json!({"deviceId": phone.id(), "role": "operator"})).await;
+    assert_eq!(ok(&revoked.unwrap())["revoked"], true);
+    assert!(p.closed(T).await.is_some(), "its connection is closed");
+    let mut with_token = tui_params(&token, ADMIN);
+    with_token["auth"] = json!({"deviceToken": token});
+    let (_, res) = Client::connect(&url, &remote, with_token, Some(&phone)).await.unwrap();
+    assert!(err(&res)["details"]["code"].as_str().unwrap().starts_with("AUTH_"), "{res}");
+    let unknown = admin_c.request("device.token.revoke", json!({"deviceId": "nope", "role": "operator"})).await;
+    assert_eq!(err(&unknown.unwrap())["code"], "INVALID_REQUEST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_session_refuses_retryably_and_stores_nothing() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.push(Reply::slow("slow ", 2, Duration::from_secs(4)));
+    let (_dir, gw) = gateway(&server, "").await;
+    let url = ws_url(&gw.base_url);
+    let mut c = admin(&url).await;
+    let first =
+        c.request("chat.send", json!({"sessionKey": "main", "message": "long one", "idempotencyKey": "busy-1"}));
+    assert_eq!(ok(&first.await.unwrap())["status"], "started");
+
+    // The second send waits five seconds for the session, then is refused with nothing stored.
+    let second =
+        c.request("chat.send", json!({"sessionKey": "main", "message": "too soon", "idempotencyKey": "busy-2"}));
+    let second = second.await.unwrap();
+    let e = err(&second);
+    assert_eq!((e["code"].as_str(), e["details"]["code"].as_str()), (Some("UNAVAILABLE"), Some("session_busy")), "{e}");
+    assert_eq!(e["retryable"], true);
+
+    // Resetting stops the run and waits for it, then the transcript is empty.
+    ok(&c.request("sessions.reset", json!({"key": "main"})).await.unwrap());
+    let history = c.request("chat.history", json!({"sessionKey": "main"})).await.unwrap();
+    assert_eq!(ok(&history)["messages"], json!([]), "{history}");
+    let wait = c.request("agent.wait", json!({"runId": "busy-1", "timeoutMs": 5000})).await.unwrap();
+    assert_eq!(ok(&wait)["status"], "aborted", "{wait}");
+    let wait = c.request("agent.wait", json!({"runId": "busy-2", "timeoutMs": 100})).await.unwrap();
+    assert_eq!(err(&wait)["message"], "unknown run: busy-2", "the refused send left no run");
+}

@@ -36,6 +36,7 @@ mod runs;
 mod server;
 mod state;
 mod tool_invoke;
+mod turn_start;
 mod views;
 mod wake;
 mod ws;

@@ -43,13 +43,18 @@ impl MethodLimiter {
     pub fn check(&self, method: &str, client: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= MAX_TRACKED {
+        let key = format!("{method}\u{0}{client}");
+        if entries.len() >= MAX_TRACKED && !entries.contains_key(&key) {
             entries.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-            if entries.len() >= MAX_TRACKED {
-                entries.clear();
+            // Still full: the oldest window goes (never everyone's, which would reset the
+            // budget of a client that is being held back).
+            if entries.len() >= MAX_TRACKED
+                && let Some(oldest) = entries.iter().min_by_key(|(_, (start, _))| *start).map(|(k, _)| k.clone())
+            {
+                entries.remove(&oldest);
             }
         }
-        let e = entries.entry(format!("{method}\u{0}{client}")).or_insert((now, 0));
+        let e = entries.entry(key).or_insert((now, 0));
         if now.duration_since(e.0) >= self.window {
             *e = (now, 0);
         }

@@ -2,7 +2,7 @@
 //! kept for `agent.wait` and the second answer of `agent`.
 //!
 //! A run started by `chat.send` or `agent` gets a pump task: it reads the run's events, merges
-//! text deltas that arrive together, broadcasts `agent`/`chat` events, and records the ending
+//! text deltas that arrive within [`TEXT_EVERY`] of each other, broadcasts `agent`/`chat` events, and records the ending
 //! here. Endings are kept for the last [`KEEP_FINISHED`] runs; older ones are read back from the
 //! store's run table, which is the durable record.
 
@@ -97,6 +97,9 @@ pub async fn wait_for(
     tokio::time::timeout(timeout, wait).await.ok().flatten()
 }
 
+/// Text deltas of one run are sent at most this often (the ones in between are merged).
+pub const TEXT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A tracked run whose events are not flowing yet (see [`track`]).
 pub struct Tracked {
     state: Arc<AppState>,
@@ -152,11 +155,27 @@ async fn pump(state: Arc<AppState>, mut handle: RunHandle, started_at: i64) {
         stream.session_id = Some(row.session_id);
     }
     let mut finished = false;
+    let mut last_text: Option<tokio::time::Instant> = None;
     while let Some(first) = handle.events.recv().await {
-        // Merge text deltas that are already waiting into one event.
         let mut batch = vec![first];
+        // Text deltas go out at most every TEXT_EVERY: a model streaming one token per event
+        // would otherwise cost every watching client one frame per token. The first delta
+        // goes at once; any other kind of event ends the wait, so nothing else is delayed.
+        if let (RunEvent::Text { .. }, Some(last)) = (&batch[0], last_text) {
+            let due = last + TEXT_EVERY;
+            while let Ok(Some(next)) = tokio::time::timeout_at(due, handle.events.recv()).await {
+                let more_text = matches!(next, RunEvent::Text { .. });
+                batch.push(next);
+                if !more_text {
+                    break;
+                }
+            }
+        }
         while let Ok(next) = handle.events.try_recv() {
             batch.push(next);
+        }
+        if batch.iter().any(|e| matches!(e, RunEvent::Text { .. })) {
+            last_text = Some(tokio::time::Instant::now());
         }
         for event in merge_text(batch) {
             let now = clawline_store::now_ms();

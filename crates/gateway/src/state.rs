@@ -90,6 +90,8 @@ pub struct AppState {
     pub recent_tools: crate::tool_invoke::Recent,
     /// Failed hook authentications (20 per minute, then a minute's lockout; loopback too).
     pub hook_limiter: FailureLimiter,
+    /// This machine's name, read once (presence shows it).
+    hostname: std::sync::OnceLock<String>,
 }
 
 impl AppState {
@@ -119,6 +121,7 @@ impl AppState {
                 lockout_ms: 60_000,
                 exempt_loopback: false,
             }),
+            hostname: std::sync::OnceLock::new(),
         }
     }
 
@@ -144,6 +147,17 @@ impl AppState {
             // A failed RNG leaves a zero key: hashes still detect concurrent edits, they are just guessable.
             let _ = aws_lc_rs::rand::fill(&mut key);
             key
+        })
+    }
+
+    /// This machine's name (`/etc/hostname`, else `localhost`), read on first use.
+    pub fn hostname(&self) -> &str {
+        self.hostname.get_or_init(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into())
         })
     }
 

@@ -6,24 +6,27 @@
 //! gateway does not run yet, so it is refused with a message that says what to use instead —
 //! an event queued for a heartbeat that never comes would be lost silently.
 
-use clawline_agent::{TurnRequest, TurnStart};
+use std::sync::Arc;
+
+use clawline_agent::TurnRequest;
 
 use crate::protocol::error::RpcError;
-use crate::runs;
 use crate::state::AppState;
-use std::sync::Arc;
+use crate::turn_start::{self, Started};
 
 /// The note added to the prompt of a turn started by a wake.
 pub const WAKE_NOTE: &str = "This turn was started by a system event (a wake from another program), not by a message from the user. Act on the event if it calls for it; reply briefly otherwise.";
 
-/// Starts the wake's turn; returns its run id.
+/// Starts the wake's turn, waiting at most `lane_wait` for a busy session. The new run comes
+/// back tracked, for the caller to start its events once it has answered.
 pub async fn wake(
     state: &Arc<AppState>,
     text: &str,
     mode: &str,
     agent_id: Option<&str>,
     session_key: Option<&str>,
-) -> Result<String, RpcError> {
+    lane_wait: std::time::Duration,
+) -> Result<Started, RpcError> {
     if mode != "now" {
         return Err(RpcError::bad(
             "mode \"next-heartbeat\" needs a heartbeat, and this gateway runs none yet; use mode \"now\"",
@@ -37,13 +40,5 @@ pub async fn wake(
         run_id: Some(uuid::Uuid::new_v4().to_string()),
         ..Default::default()
     };
-    match crate::methods::start_turn(state, req).await? {
-        TurnStart::Started(handle) => {
-            let tracked = runs::track(state, handle);
-            let id = tracked.info.run_id.clone();
-            tracked.start(None);
-            Ok(id)
-        }
-        TurnStart::Duplicate(run) => Ok(run.run_id),
-    }
+    turn_start::start(state, req, lane_wait).await.map_err(turn_start::turn_error)
 }

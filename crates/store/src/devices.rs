@@ -60,7 +60,18 @@ pub struct PairingRequest {
 }
 
 /// Pending requests older than this are dropped.
-pub const PAIRING_REQUEST_TTL_MS: i64 = 60 * 60 * 1000;
+pub const PAIRING_REQUEST_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// What [`Store::request_pairing`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairingOutcome {
+    /// The live request for the device and role.
+    pub request: PairingRequest,
+    /// `false` when a live request with the same scopes already existed (a client retrying).
+    pub created: bool,
+    /// A request for the same device and role with other scopes, dropped for this one.
+    pub replaced: Option<String>,
+}
 
 fn token_hash(token: &str) -> String {
     digest::digest(&digest::SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -250,27 +261,41 @@ impl Store {
             .await
     }
 
-    /// Records (or refreshes) a pending request for a device and role; returns it.
-    pub async fn request_pairing(&self, mut request: PairingRequest) -> Result<PairingRequest, StoreError> {
+    /// Records a pending request for a device and role.
+    ///
+    /// A live request asking for the same scopes is kept as it is — same id, same age — with
+    /// the client's latest description, so a client that keeps retrying neither resets the
+    /// expiry nor announces itself again. A request asking for other scopes gets a new id and
+    /// the old one is dropped: an id, once shown to an approver, always means the same scopes.
+    pub async fn request_pairing(&self, mut request: PairingRequest) -> Result<PairingOutcome, StoreError> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM pairing_requests WHERE created_at < ?1", [now_ms() - PAIRING_REQUEST_TTL_MS])?;
-            let existing: Option<String> = tx
+            let existing = tx
                 .query_row(
-                    "SELECT request_id FROM pairing_requests WHERE device_id = ?1 AND role = ?2",
+                    &format!("SELECT {REQUEST_COLUMNS} FROM pairing_requests WHERE device_id = ?1 AND role = ?2"),
                     [&request.device_id, &request.role],
-                    |r| r.get(0),
+                    request_from_row,
                 )
                 .optional()?;
-            if let Some(id) = existing {
-                request.request_id = id;
+            let mut replaced = None;
+            if let Some(old) = existing {
+                if old.scopes == request.scopes && old.public_key == request.public_key {
+                    tx.execute(
+                        "UPDATE pairing_requests SET client_json = ?2, remote_ip = ?3, reason = ?4 WHERE request_id = ?1",
+                        params![old.request_id, request.client.to_string(), request.remote_ip, request.reason],
+                    )?;
+                    tx.commit()?;
+                    request.request_id = old.request_id;
+                    request.created_at = old.created_at;
+                    return Ok(PairingOutcome { request, created: false, replaced: None });
+                }
+                tx.execute("DELETE FROM pairing_requests WHERE request_id = ?1", [&old.request_id])?;
+                replaced = Some(old.request_id);
             }
             tx.execute(
                 "INSERT INTO pairing_requests (request_id, device_id, public_key, role, scopes_json, client_json, \
-                 remote_ip, reason, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT(request_id) DO UPDATE SET public_key = excluded.public_key, \
-                 scopes_json = excluded.scopes_json, client_json = excluded.client_json, \
-                 remote_ip = excluded.remote_ip, reason = excluded.reason, created_at = excluded.created_at",
+                 remote_ip, reason, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     request.request_id,
                     request.device_id,
@@ -284,7 +309,21 @@ impl Store {
                 ],
             )?;
             tx.commit()?;
-            Ok(request)
+            Ok(PairingOutcome { request, created: true, replaced })
+        })
+        .await
+    }
+
+    /// A live pending request by id.
+    pub async fn get_pairing_request(&self, request_id: &str) -> Result<Option<PairingRequest>, StoreError> {
+        let id = request_id.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM pairing_requests WHERE request_id = ?1 AND created_at >= ?2"),
+                params![id, now_ms() - PAIRING_REQUEST_TTL_MS],
+                request_from_row,
+            )
+            .optional()?)
         })
         .await
     }
@@ -381,9 +420,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
         let first = store.request_pairing(request("d1")).await.unwrap();
+        assert!(first.created && first.replaced.is_none());
+        let first = first.request;
         let mut again = request("d1");
         again.request_id = "other".into();
-        assert_eq!(store.request_pairing(again).await.unwrap().request_id, first.request_id, "one request per device");
+        again.created_at = first.created_at + 60_000;
+        let retry = store.request_pairing(again).await.unwrap();
+        assert!(!retry.created, "a retry is the same request");
+        assert_eq!(retry.request.request_id, first.request_id, "one request per device");
+        assert_eq!(retry.request.created_at, first.created_at, "a retry does not extend the expiry");
+        assert_eq!(store.get_pairing_request(&first.request_id).await.unwrap().unwrap().scopes, first.scopes);
+
+        // Other scopes: a new id, the old one gone, so an approved id always means what it showed.
+        let mut wider = request("d1");
+        wider.request_id = "req-wider".into();
+        wider.scopes = vec!["operator.admin".into()];
+        let wider = store.request_pairing(wider).await.unwrap();
+        assert_eq!((wider.created, wider.replaced.as_deref()), (true, Some(first.request_id.as_str())));
+        assert!(store.get_pairing_request(&first.request_id).await.unwrap().is_none());
+        assert!(store.approve_pairing(&first.request_id).await.unwrap().is_none());
+        assert!(store.reject_pairing("req-wider").await.unwrap().is_some());
+        let first = store.request_pairing(request("d1")).await.unwrap().request;
         assert_eq!(store.list_pairing_requests().await.unwrap().len(), 1);
 
         let device = store.approve_pairing(&first.request_id).await.unwrap().unwrap();

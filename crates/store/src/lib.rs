@@ -24,12 +24,12 @@ mod sessions;
 pub use changes::{Appended, Change, SessionChange, StoredRecord};
 pub use crypto::{MasterKey, random_hex};
 pub use db::Store;
-pub use devices::{DeviceRow, DeviceTokenRow, PairingRequest};
+pub use devices::{DeviceRow, DeviceTokenRow, PairingOutcome, PairingRequest};
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
 pub use paths::{RunLock, StatePaths, ensure_private_dir, write_private_file};
 pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
-pub use sessions::{SessionPage, SessionPatch, SessionRow, UsageDelta};
+pub use sessions::{SessionPage, SessionPatch, SessionQuery, SessionRow, UsageDelta};
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {

@@ -252,6 +252,25 @@ impl Store {
     }
 }
 
+/// Which sessions [`Store::list_sessions_page`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub agent_id: Option<String>,
+    /// Text the key or label contains.
+    pub search: Option<String>,
+    /// `Some(false)`: only sessions not archived; `Some(true)`: only archived; `None`: all.
+    pub archived: Option<bool>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl SessionQuery {
+    /// The first `limit` sessions of every agent, archived or not.
+    pub fn first(limit: usize) -> Self {
+        SessionQuery { limit, ..Default::default() }
+    }
+}
+
 /// One page of sessions.
 #[derive(Debug, Clone)]
 pub struct SessionPage {
@@ -280,28 +299,25 @@ fn records_from(rows: Vec<(i64, String)>) -> Result<Vec<StoredRecord>, StoreErro
 }
 
 impl Store {
-    /// Sessions, most recently updated first, with paging and an optional text filter on the key
-    /// and label.
-    pub async fn list_sessions_page(
-        &self,
-        agent_id: Option<String>,
-        search: Option<String>,
-        limit: usize,
-        offset: usize,
-    ) -> Result<SessionPage, StoreError> {
+    /// Sessions, most recently updated first, filtered and paged in SQL, so the total and the
+    /// pages agree with the filter.
+    pub async fn list_sessions_page(&self, q: SessionQuery) -> Result<SessionPage, StoreError> {
         self.call(move |c| {
-            let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
-            let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR session_key LIKE ?2 OR label LIKE ?2)";
+            let pattern = q.search.map(|s| format!("%{}%", s.replace(['%', '_'], "")));
+            let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR session_key LIKE ?2 OR label LIKE ?2) \
+                          AND (?3 IS NULL OR (COALESCE(json_extract(flags_json, '$.archived'), 0) = 1) = ?3)";
             let total: i64 = c.query_row(
                 &format!("SELECT COUNT(*) FROM sessions WHERE {filter}"),
-                params![agent_id, pattern],
+                params![q.agent_id, pattern, q.archived],
                 |r| r.get(0),
             )?;
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE {filter} \
-                 ORDER BY updated_at DESC, session_key LIMIT ?3 OFFSET ?4"
+                 ORDER BY updated_at DESC, session_key LIMIT ?4 OFFSET ?5"
             ))?;
-            let rows = stmt.query_map(params![agent_id, pattern, limit as i64, offset as i64], session_from_row)?;
+            let (limit, offset) =
+                (i64::try_from(q.limit).unwrap_or(i64::MAX), i64::try_from(q.offset).unwrap_or(i64::MAX));
+            let rows = stmt.query_map(params![q.agent_id, pattern, q.archived, limit, offset], session_from_row)?;
             Ok(SessionPage { sessions: rows.collect::<Result<Vec<_>, _>>()?, total: total as usize })
         })
         .await
@@ -538,10 +554,27 @@ mod lifecycle_tests {
         assert!(matches!(&*feed.recv().await.unwrap(), Change::Session { change: SessionChange::Reset, .. }));
 
         store.ensure_session("agent:main:b", "main", "/w").await.unwrap();
-        let page = store.list_sessions_page(None, Some("b".into()), 10, 0).await.unwrap();
+        let q = |search: Option<&str>, archived: Option<bool>, limit, offset| SessionQuery {
+            agent_id: Some("main".into()),
+            search: search.map(String::from),
+            archived,
+            limit,
+            offset,
+        };
+        let page = store.list_sessions_page(q(Some("b"), None, 10, 0)).await.unwrap();
         assert_eq!((page.total, page.sessions[0].session_key.as_str()), (1, "agent:main:b"));
-        let page = store.list_sessions_page(Some("main".into()), None, 1, 1).await.unwrap();
+        let page = store.list_sessions_page(q(None, None, 1, 1)).await.unwrap();
         assert_eq!((page.total, page.sessions.len()), (2, 1));
+        let archive = SessionPatch {
+            flags: [("archived".to_string(), serde_json::json!(true))].into_iter().collect(),
+            ..Default::default()
+        };
+        store.patch_session("agent:main:b", archive).await.unwrap();
+        let page = store.list_sessions_page(q(None, Some(false), 10, 0)).await.unwrap();
+        assert_eq!((page.total, page.sessions[0].session_key.as_str()), (1, "agent:main:a"), "archived ones left out");
+        let page = store.list_sessions_page(q(None, Some(true), 10, 0)).await.unwrap();
+        assert_eq!((page.total, page.sessions[0].session_key.as_str()), (1, "agent:main:b"));
+        assert_eq!(store.list_sessions_page(SessionQuery::first(10)).await.unwrap().total, 2);
 
         assert!(store.delete_session("agent:main:a", true).await.unwrap().is_some());
         assert!(store.get_session("agent:main:a").await.unwrap().is_none());

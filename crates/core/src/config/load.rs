@@ -133,11 +133,11 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
     }
 }
 
-/// Paths of the secret-bearing keys present in `file`.
-pub fn secret_paths(file: &ConfigFile) -> Vec<String> {
-    let mut out =
-        vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string(), "hooks.token".to_string()];
-    out.extend(file.models.providers.keys().map(|id| format!("models.providers.{id}.apiKey")));
+/// Paths (as segments: provider ids may contain dots) of the secret-bearing keys in `file`.
+pub fn secret_paths(file: &ConfigFile) -> Vec<Vec<String>> {
+    let s = |p: &[&str]| p.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut out = vec![s(&["gateway", "auth", "token"]), s(&["gateway", "auth", "password"]), s(&["hooks", "token"])];
+    out.extend(file.models.providers.keys().map(|id| s(&["models", "providers", id, "apiKey"])));
     out
 }
 
@@ -189,8 +189,9 @@ fn de_error(text: &str, ctx: &LoadContext<'_>, e: &DeError) -> ConfigError {
 fn literal_secret_warnings(raw: &Node, file: &ConfigFile, text: &str, ctx: &LoadContext<'_>) -> Vec<ConfigError> {
     secret_paths(file)
         .into_iter()
-        .filter_map(|path| {
-            let node = raw.at_path(&path)?;
+        .filter_map(|segments| {
+            let node = raw.at_segments(&segments)?;
+            let path = segments.join(".");
             let Value::String(s) = &node.value else { return None };
             if is_single_reference(s) {
                 return None;

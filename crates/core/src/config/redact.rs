@@ -12,15 +12,23 @@ use crate::json5::{self, Node, Value, split_path};
 /// The marker OpenClaw clients recognize in redacted config text.
 pub const SECRET_MARKER: &str = "__OPENCLAW_REDACTED__";
 
-/// Key paths (dotted) in `tree` that may hold secrets.
-pub fn secret_paths_in(tree: &Node) -> Vec<String> {
+/// A key path as its segments: provider ids and header names may contain dots, so secret
+/// paths are never joined into dotted strings to be split again.
+pub type Segments = Vec<String>;
+
+fn segs(path: &[&str]) -> Segments {
+    path.iter().map(|s| s.to_string()).collect()
+}
+
+/// Key paths in `tree` that may hold secrets.
+pub fn secret_paths_in(tree: &Node) -> Vec<Segments> {
     let mut out =
-        vec!["gateway.auth.token".to_string(), "gateway.auth.password".to_string(), "hooks.token".to_string()];
+        vec![segs(&["gateway", "auth", "token"]), segs(&["gateway", "auth", "password"]), segs(&["hooks", "token"])];
     if let Some(Value::Object(providers)) = tree.at_path("models.providers").map(|n| &n.value) {
         for (id, provider) in providers {
-            out.push(format!("models.providers.{}.apiKey", id.name));
+            out.push(segs(&["models", "providers", &id.name, "apiKey"]));
             if let Some(Value::Object(headers)) = provider.get("headers").map(|n| &n.value) {
-                out.extend(headers.iter().map(|(h, _)| format!("models.providers.{}.headers.{}", id.name, h.name)));
+                out.extend(headers.iter().map(|(h, _)| segs(&["models", "providers", &id.name, "headers", &h.name])));
             }
         }
     }
@@ -32,38 +40,43 @@ fn is_reference(s: &str) -> bool {
 }
 
 /// The literal secrets in `tree`: path and node.
-fn literal_secrets(tree: &Node) -> Vec<(String, &Node)> {
+fn literal_secrets(tree: &Node) -> Vec<(Segments, &Node)> {
     secret_paths_in(tree)
         .into_iter()
         .filter_map(|p| {
-            let node = tree.at_path(&p)?;
+            let node = tree.at_segments(&p)?;
             matches!(&node.value, Value::String(s) if !is_reference(s) && s != SECRET_MARKER).then_some((p, node))
         })
         .collect()
 }
 
-/// Replaces literal secrets at or below `path` in `value` (the JSON of the node at `path`).
+/// A JSON pointer for `segments` (`~` and `/` escaped).
+fn pointer(segments: &[String]) -> String {
+    segments.iter().map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1"))).collect()
+}
+
+/// Replaces literal secrets at or below `path` (dotted, as a person types it) in `value` (the
+/// JSON of the node at `path`).
 pub fn redact_value(tree: &Node, path: &str, value: &mut serde_json::Value, marker: &str) {
-    let prefix = split_path(path).join(".");
+    let prefix = split_path(path);
     for (secret, _) in literal_secrets(tree) {
-        if secret == prefix {
-            *value = serde_json::Value::String(marker.into());
+        let under = secret.len() >= prefix.len() && secret.iter().zip(&prefix).all(|(a, b)| a == b);
+        if !under {
             continue;
         }
-        let below = if prefix.is_empty() { Some(secret.as_str()) } else { secret.strip_prefix(&format!("{prefix}.")) };
-        if let Some(rest) = below {
-            let pointer = format!("/{}", rest.replace('.', "/"));
-            if let Some(v) = value.pointer_mut(&pointer) {
-                *v = serde_json::Value::String(marker.into());
-            }
+        let rest = &secret[prefix.len()..];
+        if rest.is_empty() {
+            *value = serde_json::Value::String(marker.into());
+        } else if let Some(v) = value.pointer_mut(&pointer(rest)) {
+            *v = serde_json::Value::String(marker.into());
         }
     }
 }
 
-/// Is `path` one of the secret paths of `tree`?
+/// Is `path` (dotted) one of the secret paths of `tree`?
 pub fn is_secret_path(tree: &Node, path: &str) -> bool {
-    let path = split_path(path).join(".");
-    secret_paths_in(tree).contains(&path)
+    let path = split_path(path);
+    secret_paths_in(tree).iter().any(|s| s.iter().eq(path.iter().copied()))
 }
 
 fn splice(text: &str, mut edits: Vec<(usize, usize, String)>) -> String {
@@ -92,14 +105,19 @@ pub fn restore_text(new_text: &str, old_text: &str) -> Result<String, String> {
     let old = json5::parse(old_text).ok();
     let mut edits = Vec::new();
     for path in secret_paths_in(&new) {
-        let Some(node) = new.at_path(&path) else { continue };
+        let Some(node) = new.at_segments(&path) else { continue };
         if !matches!(&node.value, Value::String(s) if s == SECRET_MARKER) {
             continue;
         }
-        let original = old.as_ref().and_then(|o| o.at_path(&path)).map(|n| &old_text[n.span.start..n.span.end]);
+        let original = old.as_ref().and_then(|o| o.at_segments(&path)).map(|n| &old_text[n.span.start..n.span.end]);
         match original {
             Some(o) => edits.push((node.span.start, node.span.end, o.to_string())),
-            None => return Err(format!("`{path}` holds the redaction marker but has no stored value to restore")),
+            None => {
+                return Err(format!(
+                    "`{}` holds the redaction marker but has no stored value to restore",
+                    path.join(".")
+                ));
+            }
         }
     }
     Ok(splice(new_text, edits))
@@ -141,5 +159,22 @@ mod tests {
         assert_eq!(v["providers"]["a"]["apiKey"], "${A_KEY}");
         assert!(is_secret_path(&tree, "gateway.auth.token"));
         assert!(!is_secret_path(&tree, "gateway.port"));
+    }
+
+    #[test]
+    fn keys_with_dots_and_slashes_are_still_secrets() {
+        let file =
+            r#"{ models: { providers: { "my.llm": { apiKey: "sk-dot", headers: { "x.api/key~1": "hv-dot" } } } } }"#;
+        let red = redact_text(file).unwrap();
+        assert!(!red.contains("sk-dot") && !red.contains("hv-dot"), "{red}");
+        assert_eq!(restore_text(&red, file).unwrap(), file);
+        let tree = json5::parse(file).unwrap();
+        let mut v = tree.to_json();
+        redact_value(&tree, "", &mut v, "[x]");
+        assert_eq!(v["models"]["providers"]["my.llm"]["apiKey"], "[x]");
+        assert_eq!(v["models"]["providers"]["my.llm"]["headers"]["x.api/key~1"], "[x]");
+        let mut v = tree.at_path("models").unwrap().to_json();
+        redact_value(&tree, "models", &mut v, "[x]");
+        assert!(!v.to_string().contains("-dot"), "{v}");
     }
 }

@@ -24,8 +24,13 @@ pub enum EditError {
 /// Returns `src` with the value at `path` set to `value` (rendered as JSON, which is valid JSON5).
 /// Missing intermediate objects are created; an existing value is replaced in place.
 pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, EditError> {
+    set_segments(src, &split_path(path), value)
+}
+
+/// [`set`] with the path as its segments, for keys that contain `.` or `[` (a header name, a
+/// provider id) and so cannot be written as a dotted path.
+pub fn set_segments(src: &str, segments: &[&str], value: &serde_json::Value) -> Result<String, EditError> {
     let root = parse(src).map_err(|e| EditError::Parse(e.message))?;
-    let segments = split_path(path);
     if segments.is_empty() {
         return Err(EditError::EmptyPath);
     }
@@ -71,10 +76,14 @@ pub fn set(src: &str, path: &str, value: &serde_json::Value) -> Result<String, E
 /// Returns `src` without the object member at `path` (and its separating comma). A path that
 /// does not exist leaves the text unchanged. Comments around the member are kept.
 pub fn remove(src: &str, path: &str) -> Result<String, EditError> {
+    remove_segments(src, &split_path(path))
+}
+
+/// [`remove`] with the path as its segments (see [`set_segments`]).
+pub fn remove_segments(src: &str, segments: &[&str]) -> Result<String, EditError> {
     let root = parse(src).map_err(|e| EditError::Parse(e.message))?;
-    let segments = split_path(path);
     let Some((last, init)) = segments.split_last() else { return Err(EditError::EmptyPath) };
-    let Some(parent) = root.at_path(&init.join(".")) else { return Ok(src.to_string()) };
+    let Some(parent) = root.at_segments(init) else { return Ok(src.to_string()) };
     let Value::Object(members) = &parent.value else {
         return Err(EditError::NotAnObject(init.join("."), last.to_string()));
     };

@@ -74,11 +74,15 @@ impl Node {
     /// The node at a dotted path (`gateway.auth.token`; array items by index, `models.0.id`).
     /// The empty path is the node itself.
     pub fn at_path(&self, path: &str) -> Option<&Node> {
+        self.at_segments(&split_path(path))
+    }
+
+    /// The node at a path given as its segments (keys may contain `.`); no segments is the node
+    /// itself.
+    pub fn at_segments<S: AsRef<str>>(&self, segments: &[S]) -> Option<&Node> {
         let mut node = self;
-        if path.is_empty() {
-            return Some(node);
-        }
-        for segment in split_path(path) {
+        for segment in segments {
+            let segment = segment.as_ref();
             node = match &node.value {
                 Value::Object(_) => node.get(segment)?,
                 Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use clawline_agent::{TurnRequest, TurnStart};
+use clawline_agent::TurnRequest;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::chat::{run_status, start};
+use super::chat::run_status;
 use super::sessions::resolve_key;
 use super::{Access, Ctx, Method, Reply, method, parse};
 use crate::protocol::error::RpcError;
@@ -20,6 +20,10 @@ use crate::protocol::scopes::{ADMIN, READ, WRITE};
 use crate::run_events::{Ending, usage_json};
 use crate::runs::{self, wait_for};
 use crate::state::AppState;
+use crate::turn_start::{Started, start_for_protocol};
+
+/// How often `agent.wait` reads the store for a run this process does not track.
+const STORE_POLL: Duration = Duration::from_millis(500);
 
 static AGENT: Object = Object {
     props: &[
@@ -156,12 +160,9 @@ async fn agent(ctx: Ctx, p: Value) -> Reply {
         extra_system: p.extra_system_prompt,
         ..Default::default()
     };
-    let (run_id, tracked) = match start(state, req).await? {
-        TurnStart::Started(handle) => {
-            let tracked = runs::track(state, handle);
-            (tracked.info.run_id.clone(), Some(tracked))
-        }
-        TurnStart::Duplicate(run) => (run.run_id, None),
+    let (run_id, tracked) = match start_for_protocol(state, req).await? {
+        Started::New(tracked) => (tracked.info.run_id.clone(), Some(tracked)),
+        Started::Duplicate(run) => (run.run_id, None),
     };
     let written = ctx.conn.respond_ok_notify(
         &ctx.id,
@@ -172,7 +173,8 @@ async fn agent(ctx: Ctx, p: Value) -> Reply {
         t.start(Some(written));
     }
     let agent_timeout = state.runtime.config().agent(&agent).map(|a| a.timeout_secs).unwrap_or(600);
-    let wait = Duration::from_secs(p.timeout.filter(|t| *t > 0).unwrap_or(agent_timeout) + 30);
+    let wait =
+        Duration::from_secs(p.timeout.filter(|t| *t > 0).unwrap_or(agent_timeout).min(86_400).saturating_add(30));
     let session_id = state.runtime.store().get_session(&key).await.ok().flatten().map(|r| r.session_id);
     if let Some(rx) = state.runs.watch(&run_id) {
         return match wait_for(rx, wait).await {
@@ -197,7 +199,8 @@ struct WaitParams {
 async fn wait(ctx: Ctx, p: Value) -> Reply {
     let p: WaitParams = parse("agent.wait", p)?;
     let state = &ctx.state;
-    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000));
+    // At most a day: the wait is bounded whatever the client asks.
+    let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).min(86_400_000));
     let answer = |end: &Ending, started: Option<i64>| {
         json!({
             "runId": p.run_id,
@@ -215,14 +218,20 @@ async fn wait(ctx: Ctx, p: Value) -> Reply {
             None => json!({"runId": p.run_id, "status": "timeout", "startedAt": started}),
         });
     }
-    match stored_ending(state, &p.run_id).await? {
-        Some((_, run)) if run.status == clawline_store::RunStatus::Running => {
-            // Running, but not started through this connection's gateway process.
-            tokio::time::sleep(timeout.min(Duration::from_secs(1))).await;
-            Ok(json!({"runId": p.run_id, "status": "timeout", "startedAt": run.started_at}))
+    // Not tracked here (started before a restart, or by another path): the store is the record.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match stored_ending(state, &p.run_id).await? {
+            Some((_, run)) if run.status == clawline_store::RunStatus::Running => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(json!({"runId": p.run_id, "status": "timeout", "startedAt": run.started_at}));
+                }
+                let next = (tokio::time::Instant::now() + STORE_POLL).min(deadline);
+                tokio::time::sleep_until(next).await;
+            }
+            Some((end, run)) => return Ok(answer(&end, Some(run.started_at))),
+            None => return Err(RpcError::bad(format!("unknown run: {}", p.run_id))),
         }
-        Some((end, run)) => Ok(answer(&end, Some(run.started_at))),
-        None => Err(RpcError::bad(format!("unknown run: {}", p.run_id))),
     }
 }
 

@@ -142,7 +142,9 @@ async fn invoke(ctx: Ctx, p: Value) -> Reply {
     .await
     {
         Ok(out) => out,
-        Err(e @ tool_invoke::NotRun::UnknownAgent(_)) => return Err(RpcError::bad(e.message())),
+        Err(e @ (tool_invoke::NotRun::UnknownAgent(_) | tool_invoke::NotRun::KeyReused(_))) => {
+            return Err(RpcError::bad(e.message()));
+        }
         Err(e @ tool_invoke::NotRun::NotAvailable(_)) => {
             return Ok(
                 json!({"ok": false, "toolName": p.name, "error": {"code": "not_found", "message": e.message()}}),

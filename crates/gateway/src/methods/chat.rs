@@ -7,9 +7,7 @@
 //! progress arrives as `chat` and `agent` events. If the session is busy with another run, the
 //! send waits briefly for it and otherwise fails retryably: nothing is stored in that case.
 
-use std::time::Duration;
-
-use clawline_agent::{TurnError, TurnRequest, TurnStart};
+use clawline_agent::TurnRequest;
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, Usage};
 use clawline_core::transcript::NewRecord;
 use clawline_store::RunStatus;
@@ -18,15 +16,12 @@ use serde_json::{Value, json};
 
 use super::sessions::{defaults, resolve_key, rows_json};
 use super::{Access, Ctx, Method, Reply, method, parse};
-use crate::protocol::error::{ErrorCode, RpcError};
+use crate::protocol::error::RpcError;
 use crate::protocol::schema::{Object, Schema, opt, req};
 use crate::protocol::scopes::{ADMIN, READ, WRITE};
-use crate::runs;
 use crate::state::AppState;
+use crate::turn_start::{LANE_WAIT, Started, start_for_protocol};
 use crate::views;
-
-/// How long a send waits for a busy session before giving up (nothing is stored then).
-pub const LANE_WAIT: Duration = Duration::from_secs(5);
 
 static ATTACHMENT: Object = Object {
     props: &[
@@ -123,32 +118,6 @@ pub fn methods() -> Vec<Method> {
     ]
 }
 
-/// A refused turn as a protocol error.
-pub fn turn_error(e: TurnError) -> RpcError {
-    let code = e.code();
-    match e {
-        TurnError::Store(clawline_store::StoreError::RunIdTaken(id)) => {
-            RpcError::bad(format!("idempotencyKey {id} was already used for another session; use a new one"))
-        }
-        e if e.is_client_error() => RpcError::bad(e.to_string()).details(json!({"code": code})),
-        e @ (TurnError::NoModel(_) | TurnError::MissingKey { .. }) => {
-            RpcError::new(ErrorCode::Unavailable, e.to_string()).details(json!({"code": code}))
-        }
-        e => RpcError::unavailable(e.to_string()).details(json!({"code": code})),
-    }
-}
-
-/// Starts a turn for the protocol, waiting at most [`LANE_WAIT`] for a busy session.
-pub async fn start(state: &AppState, req: TurnRequest) -> Result<TurnStart, RpcError> {
-    match tokio::time::timeout(LANE_WAIT, state.runtime.start_turn(req)).await {
-        Ok(r) => r.map_err(turn_error),
-        Err(_) => Err(RpcError::unavailable(
-            "the session is busy with another run; retry when it finishes, or stop it with chat.abort",
-        )
-        .retry_after(2000)),
-    }
-}
-
 /// The status word of a stored run, as the protocol reports it.
 pub fn run_status(status: RunStatus) -> &'static str {
     match status {
@@ -184,14 +153,13 @@ async fn send(ctx: Ctx, p: Value) -> Reply {
         run_id: Some(p.idempotency_key),
         ..Default::default()
     };
-    match start(&ctx.state, req).await? {
-        TurnStart::Started(handle) => {
-            let tracked = runs::track(&ctx.state, handle);
+    match start_for_protocol(&ctx.state, req).await? {
+        Started::New(tracked) => {
             let run_id = tracked.info.run_id.clone();
             ctx.after_response(move |written| tracked.start(Some(written)));
             Ok(json!({"runId": run_id, "status": "started"}))
         }
-        TurnStart::Duplicate(run) => Ok(json!({"runId": run.run_id, "status": run_status(run.status)})),
+        Started::Duplicate(run) => Ok(json!({"runId": run.run_id, "status": run_status(run.status)})),
     }
 }
 

@@ -109,7 +109,7 @@ async fn get(ctx: Ctx, _p: Value) -> Reply {
     let text = read(file).await?;
     let exists = text.is_some();
     let text = text.unwrap_or_else(|| "{}\n".into());
-    let (valid, issues, warnings) = match (file.check)(&text) {
+    let (valid, issues, warnings) = match check(file, &text).await? {
         Ok(w) => (true, Vec::new(), w),
         Err(problems) => (false, problems, Vec::new()),
     };
@@ -140,6 +140,13 @@ async fn get(ctx: Ctx, _p: Value) -> Reply {
     }))
 }
 
+/// Runs the binary's config check off the async threads (it may read secret files and
+/// resolve the whole config).
+async fn check(file: &ConfigFile, text: &str) -> Result<Result<Vec<String>, Vec<String>>, RpcError> {
+    let (check, text) = (file.check.clone(), text.to_string());
+    tokio::task::spawn_blocking(move || check(&text)).await.map_err(|e| RpcError::unavailable(e.to_string()))
+}
+
 /// One config write at a time, so a check of `baseHash` and the write it allows are atomic.
 static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -163,7 +170,7 @@ async fn write(state: &AppState, current: Option<String>, base_hash: Option<&str
     }
     let text = redact::restore_text(&new_text, current.as_deref().unwrap_or("{}"))
         .map_err(|e| RpcError::bad(format!("invalid config: {e}")))?;
-    let warnings = (file.check)(&text).map_err(|problems| {
+    let warnings = check(file, &text).await?.map_err(|problems| {
         RpcError::bad(format!("invalid config: {}", problems.join("; "))).details(json!({"issues": problems}))
     })?;
     let path = file.path.clone();
@@ -210,14 +217,19 @@ async fn replace(state: &AppState, p: RawParams) -> Reply {
     write(state, current, p.base_hash.as_deref(), p.raw).await
 }
 
-/// The leaf edits a merge patch makes: `(path, Some(value))` sets, `(path, None)` removes.
-fn patch_edits(prefix: &str, patch: &Value, replace: &[String], out: &mut Vec<(String, Option<Value>)>) {
+/// A leaf edit of a merge patch: the key path as segments (keys may contain dots), and
+/// `Some(value)` to set or `None` to remove.
+type PatchEdit = (Vec<String>, Option<Value>);
+
+/// The leaf edits a merge patch makes. `replace` names (dotted) objects set whole, not merged.
+fn patch_edits(prefix: &[String], patch: &Value, replace: &[String], out: &mut Vec<PatchEdit>) {
     let Value::Object(map) = patch else { return };
     for (k, v) in map {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let mut path = prefix.to_vec();
+        path.push(k.clone());
         match v {
             Value::Null => out.push((path, None)),
-            Value::Object(_) if !replace.contains(&path) => patch_edits(&path, v, replace, out),
+            Value::Object(_) if !replace.contains(&path.join(".")) => patch_edits(&path, v, replace, out),
             other => out.push((path, Some(other.clone()))),
         }
     }
@@ -245,13 +257,14 @@ async fn patch(ctx: Ctx, p: Value) -> Reply {
     let current = read(file(&ctx.state)?).await?;
     let mut text = current.clone().unwrap_or_else(|| "{}\n".into());
     let mut edits = Vec::new();
-    patch_edits("", &patch, &p.replace_paths, &mut edits);
+    patch_edits(&[], &patch, &p.replace_paths, &mut edits);
     for (path, value) in edits {
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
         text = match value {
-            Some(v) => json5::edit::set(&text, &path, &v),
-            None => json5::edit::remove(&text, &path),
+            Some(v) => json5::edit::set_segments(&text, &segments, &v),
+            None => json5::edit::remove_segments(&text, &segments),
         }
-        .map_err(|e| RpcError::bad(format!("cannot patch `{path}`: {e}")))?;
+        .map_err(|e| RpcError::bad(format!("cannot patch `{}`: {e}", path.join("."))))?;
     }
     write(&ctx.state, current, p.base_hash.as_deref(), text).await
 }
@@ -262,9 +275,10 @@ mod tests {
 
     #[test]
     fn merge_patch_edits() {
+        let p = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let mut out = Vec::new();
         patch_edits(
-            "",
+            &[],
             &json!({"gateway": {"port": 1, "auth": null}, "tools": {"exec": {"safeBins": ["ls"]}}}),
             &[],
             &mut out,
@@ -273,13 +287,20 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ("gateway.auth".to_string(), None),
-                ("gateway.port".to_string(), Some(json!(1))),
-                ("tools.exec.safeBins".to_string(), Some(json!(["ls"]))),
+                (p(&["gateway", "auth"]), None),
+                (p(&["gateway", "port"]), Some(json!(1))),
+                (p(&["tools", "exec", "safeBins"]), Some(json!(["ls"]))),
             ]
         );
         let mut out = Vec::new();
-        patch_edits("", &json!({"agents": {"entries": {"a": {}}}}), &["agents.entries".to_string()], &mut out);
-        assert_eq!(out, vec![("agents.entries".to_string(), Some(json!({"a": {}})))]);
+        patch_edits(&[], &json!({"agents": {"entries": {"a": {}}}}), &["agents.entries".to_string()], &mut out);
+        assert_eq!(out, vec![(p(&["agents", "entries"]), Some(json!({"a": {}})))]);
+        // A key with a dot is one key, not two levels.
+        let mut out = Vec::new();
+        patch_edits(&[], &json!({"models": {"providers": {"my.llm": {"baseUrl": "http://x"}}}}), &[], &mut out);
+        assert_eq!(out, vec![(p(&["models", "providers", "my.llm", "baseUrl"]), Some(json!("http://x")))]);
+        let text =
+            json5::edit::set_segments("{}", &["models", "providers", "my.llm", "baseUrl"], &json!("http://x")).unwrap();
+        assert_eq!(json5::parse(&text).unwrap().to_json()["models"]["providers"]["my.llm"]["baseUrl"], "http://x");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Each [`Method`] names the scope it needs, declares its parameters (closed objects: unknown
 //! keys are refused), and has a handler that receives validated parameters. [`dispatch`] does
-//! the checks in a fixed order — method exists, role, scope, rate limit, parameters — so every
+//! the checks in a fixed order — role, method exists, scope, rate limit, parameters — so every
 //! handler starts from a request that is allowed and well formed, and every refusal is worded
 //! the same way. `hello-ok.features.methods` is this table's names: nothing is advertised that
 //! is not implemented.
@@ -16,7 +16,7 @@
 //! | `models.rs` | `models.list` |
 //! | `config.rs` | `config.get|set|patch|apply|schema` |
 //! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list`, `send` |
-//! | `devices.rs` | `device.pair.list|approve|reject|remove|rename` |
+//! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
 
 mod agent;
 mod catalog;
@@ -42,8 +42,7 @@ use crate::protocol::scopes::{self, Role};
 use crate::state::AppState;
 use crate::ws::conn::Conn;
 
-pub use chat::start as start_turn;
-pub use devices::pending_json;
+pub use devices::{announce_resolved, pending_json};
 pub use system::{health_snapshot, self_presence};
 
 /// Work to do once the response has been queued; it gets a receiver that resolves when the
@@ -162,12 +161,22 @@ const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 /// Answers one request: checks, then the handler.
 pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     let Request { id, method, params } = req;
+    // `health` is for everyone who got in; everything else is for operators. A client that
+    // keeps calling what its role may not is closed.
+    if method != "health" && conn.role != Role::Operator {
+        conn.respond_err(&id, &RpcError::invalid(format!("unauthorized role: {}", conn.role.as_str())));
+        let streak = conn.unauthorized_streak.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        if streak > MAX_UNAUTHORIZED_STREAK {
+            conn.out.close(1008, "repeated unauthorized calls");
+        }
+        return;
+    }
+    conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
     let after = Arc::new(std::sync::Mutex::new(Vec::new()));
     let reply = check_and_run(state, conn.clone(), &id, &method, params, after.clone()).await;
     let hooks: Vec<AfterResponse> = std::mem::take(&mut *after.lock().unwrap_or_else(|p| p.into_inner()));
     match reply {
         Ok(v) => {
-            conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
             if hooks.is_empty() {
                 conn.respond_ok(&id, &v);
             } else {
@@ -178,17 +187,7 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
                 }
             }
         }
-        Err(e) => {
-            conn.respond_err(&id, &e);
-            if e.message.starts_with("unauthorized role:") {
-                let streak = conn.unauthorized_streak.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
-                if streak > MAX_UNAUTHORIZED_STREAK {
-                    conn.out.close(1008, "repeated unauthorized calls");
-                }
-            } else {
-                conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
-            }
-        }
+        Err(e) => conn.respond_err(&id, &e),
     }
 }
 
@@ -200,10 +199,6 @@ async fn check_and_run(
     params: Value,
     after: Arc<std::sync::Mutex<Vec<AfterResponse>>>,
 ) -> Reply {
-    // `health` is for everyone who got in; everything else is for operators.
-    if name != "health" && conn.role != Role::Operator {
-        return Err(RpcError::invalid(format!("unauthorized role: {}", conn.role.as_str())));
-    }
     let admin = conn.allows(scopes::ADMIN);
     if name == "connect" {
         return Err(if admin {

@@ -13,9 +13,10 @@ use crate::protocol::error::RpcError;
 use crate::protocol::schema::{EMPTY, Object, Schema, opt, req};
 use crate::protocol::scopes::{ADMIN, READ, WRITE};
 use crate::state::AppState;
+use crate::turn_start::LANE_WAIT;
 use crate::views;
 
-const NULLABLE_LABEL: Schema = Schema::AnyOf(&[Schema::str_range(1, 512), Schema::Any]);
+const NULLABLE_LABEL: Schema = Schema::AnyOf(&[Schema::str_range(1, 512), Schema::Null]);
 
 static LIST: Object = Object {
     props: &[
@@ -70,11 +71,14 @@ static PATCH: Object = Object {
         opt("archived", Schema::Bool),
         opt("pinned", Schema::Bool),
         opt("unread", Schema::Bool),
-        opt("icon", Schema::AnyOf(&[Schema::STRING, Schema::Any])),
-        opt("color", Schema::AnyOf(&[Schema::STRING, Schema::Any])),
-        opt("category", Schema::AnyOf(&[Schema::str_range(1, 512), Schema::Any])),
-        opt("attention", Schema::Any),
-        opt("statusNote", Schema::AnyOf(&[Schema::str_max(120), Schema::Any])),
+        opt("icon", Schema::AnyOf(&[Schema::STRING, Schema::Null])),
+        opt("color", Schema::AnyOf(&[Schema::STRING, Schema::Null])),
+        opt("category", Schema::AnyOf(&[Schema::str_range(1, 512), Schema::Null])),
+        opt(
+            "attention",
+            Schema::AnyOf(&[Schema::Enum(&["hand", "key", "alert", "flag", "lock", "hourglass"]), Schema::Null]),
+        ),
+        opt("statusNote", Schema::AnyOf(&[Schema::str_max(120), Schema::Null])),
         opt("boardFace", Schema::Enum(&["chat", "dashboard"])),
     ],
     closed: true,
@@ -197,18 +201,20 @@ async fn list(ctx: Ctx, p: Value) -> Reply {
     let limit = p.limit.unwrap_or(100).min(1000);
     let offset = p.offset.unwrap_or(0);
     let search = p.search.or(p.label).filter(|s| !s.trim().is_empty());
-    let page = state.runtime.store().list_sessions_page(p.agent_id, search, limit, offset).await.map_err(store_err)?;
-    let mut rows = rows_json(state, &page.sessions).await?;
-    if p.spawned_by.is_some() {
-        // No session is spawned by another in clawline (there are no sub-agents yet).
-        rows.clear();
-    }
-    match p.archived {
-        Some(Value::Bool(want)) => rows.retain(|r| r["archived"].as_bool() == Some(want)),
-        Some(_) => {}
-        None => rows.retain(|r| r["archived"].as_bool() != Some(true)),
-    }
-    let next = offset + page.sessions.len();
+    let archived = match p.archived {
+        Some(Value::Bool(want)) => Some(want),
+        Some(_) => None, // "all"
+        None => Some(false),
+    };
+    // No session is spawned by another in clawline (there are no sub-agents yet).
+    let page = if p.spawned_by.is_some() {
+        clawline_store::SessionPage { sessions: Vec::new(), total: 0 }
+    } else {
+        let q = clawline_store::SessionQuery { agent_id: p.agent_id, search, archived, limit, offset };
+        state.runtime.store().list_sessions_page(q).await.map_err(store_err)?
+    };
+    let rows = rows_json(state, &page.sessions).await?;
+    let next = offset.saturating_add(page.sessions.len());
     Ok(json!({
         "ts": clawline_store::now_ms(),
         "path": state.runtime.store().path().display().to_string(),
@@ -315,12 +321,22 @@ async fn patch(ctx: Ctx, p: Value) -> Reply {
     }
 }
 
+/// Stops the session's runs and waits (briefly) until the last of them has written its final
+/// records, then holds the session so no new run starts while the caller changes it. Without
+/// the wait an aborted run could append to a transcript that was just reset or deleted.
+pub async fn stop_and_hold(state: &AppState, key: &str, why: &str) -> Result<clawline_agent::LaneGuard, RpcError> {
+    for run in state.runtime.abort_session(key) {
+        tracing::info!(run_id = %run, session = %key, "aborted by a session {why}");
+    }
+    tokio::time::timeout(LANE_WAIT, state.runtime.lanes().acquire(key)).await.map_err(|_| {
+        RpcError::unavailable(format!("the session's run did not stop in time; retry the {why}")).retry_after(2000)
+    })
+}
+
 async fn reset(ctx: Ctx, p: Value) -> Reply {
     let p: KeyParams = parse("sessions.reset", p)?;
     let (key, agent) = resolve_key(&ctx.state, &p.key, p.agent_id.as_deref())?;
-    for run in ctx.state.runtime.abort_session(&key) {
-        tracing::info!(run_id = %run, session = %key, "aborted by a session reset");
-    }
+    let _held = stop_and_hold(&ctx.state, &key, "reset").await?;
     let cwd = ctx.state.runtime.config().agent(&agent).map(|a| a.workspace.display().to_string()).unwrap_or_default();
     let row = ctx.state.runtime.store().reset_session(&key, &agent, &cwd).await.map_err(store_err)?;
     Ok(json!({"ok": true, "key": key, "entry": rows_json(&ctx.state, &[row]).await?.pop()}))
@@ -350,7 +366,7 @@ async fn delete(ctx: Ctx, p: Value) -> Reply {
             )));
         }
     }
-    ctx.state.runtime.abort_session(&key);
+    let _held = stop_and_hold(&ctx.state, &key, "delete").await?;
     let deleted = store.delete_session(&key, p.delete_transcript.unwrap_or(true)).await.map_err(store_err)?.is_some();
     Ok(json!({"ok": true, "key": key, "deleted": deleted, "archived": []}))
 }

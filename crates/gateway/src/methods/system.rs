@@ -65,15 +65,29 @@ struct WakeParams {
 
 async fn wake(ctx: Ctx, p: Value) -> Reply {
     let p: WakeParams = parse("wake", p)?;
-    let run_id =
-        crate::wake::wake(&ctx.state, &p.text, &p.mode, p.agent_id.as_deref(), p.session_key.as_deref()).await?;
+    let started = crate::wake::wake(
+        &ctx.state,
+        &p.text,
+        &p.mode,
+        p.agent_id.as_deref(),
+        p.session_key.as_deref(),
+        crate::turn_start::LANE_WAIT,
+    )
+    .await?;
+    let run_id = match started {
+        crate::turn_start::Started::New(tracked) => {
+            let id = tracked.info.run_id.clone();
+            ctx.after_response(move |written| tracked.start(Some(written)));
+            id
+        }
+        crate::turn_start::Started::Duplicate(run) => run.run_id,
+    };
     Ok(json!({"ok": true, "runId": run_id}))
 }
 
 /// The gateway's own presence entry.
 pub fn self_presence(state: &AppState) -> Value {
-    let host =
-        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let host = state.hostname();
     json!({
         "host": host,
         "version": env!("CARGO_PKG_VERSION"),
@@ -92,7 +106,7 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
     let started = std::time::Instant::now();
     let store = state.runtime.store();
     let page = store
-        .list_sessions_page(None, None, 5, 0)
+        .list_sessions_page(clawline_store::SessionQuery::first(5))
         .await
         .map_err(|e| RpcError::unavailable(format!("the state store does not answer: {e}")))?;
     let now = clawline_store::now_ms();
@@ -106,7 +120,10 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
     let mut agents = Vec::new();
     for a in config.agents.values() {
         let mine = store
-            .list_sessions_page(Some(a.id.clone()), None, 5, 0)
+            .list_sessions_page(clawline_store::SessionQuery {
+                agent_id: Some(a.id.clone()),
+                ..clawline_store::SessionQuery::first(5)
+            })
             .await
             .map_err(|e| RpcError::unavailable(e.to_string()))?;
         agents.push(json!({
@@ -140,6 +157,11 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
 const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn health(ctx: Ctx, _p: Value) -> Reply {
+    // A connection that may not read the gateway's state (a node, a pairing-only operator)
+    // learns that it answers, and nothing about sessions or agents.
+    if !ctx.conn.allows(READ) {
+        return Ok(json!({"ok": true, "ts": clawline_store::now_ms(), "durationMs": 0}));
+    }
     let cached = ctx.state.health_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some((_, snapshot)) = cached.filter(|(at, _)| at.elapsed() < HEALTH_TTL) {
         return Ok(snapshot);
@@ -154,17 +176,20 @@ async fn health(ctx: Ctx, _p: Value) -> Reply {
     Ok(snapshot)
 }
 
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+async fn rss_bytes() -> Option<u64> {
+    let status = tokio::fs::read_to_string("/proc/self/status").await.ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    Some(kib.saturating_mul(1024))
 }
 
 async fn status(ctx: Ctx, _p: Value) -> Reply {
     let state = &ctx.state;
     let store = state.runtime.store();
-    let page = store.list_sessions_page(None, None, 10, 0).await.map_err(|e| RpcError::unavailable(e.to_string()))?;
+    let page = store
+        .list_sessions_page(clawline_store::SessionQuery::first(10))
+        .await
+        .map_err(|e| RpcError::unavailable(e.to_string()))?;
     let config = state.runtime.config();
     let default = config.default_agent();
     let now = clawline_store::now_ms();
@@ -193,7 +218,7 @@ async fn status(ctx: Ctx, _p: Value) -> Reply {
         },
         "connections": state.hub.len(),
         "uptimeMs": state.uptime_ms(),
-        "processMemory": {"rssBytes": rss_bytes()},
+        "processMemory": {"rssBytes": rss_bytes().await},
     }))
 }
 
@@ -246,31 +271,33 @@ fn tail(dir: &Path, cursor: Option<u64>, limit: usize, max_bytes: u64) -> std::i
         }
         None => size.saturating_sub(max_bytes),
     };
-    let end = (start + max_bytes).min(size);
+    let end = start.saturating_add(max_bytes).min(size);
     f.seek(SeekFrom::Start(start))?;
     let mut buf = vec![0u8; (end - start) as usize];
     f.read_exact(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    // Without a cursor the first line may be cut; drop it. A last line without newline is not
-    // finished yet: leave it for the next call.
-    let mut consumed = buf.len() as u64;
-    if !text.ends_with('\n') {
-        if let Some(last) = lines.pop() {
-            consumed -= last.len() as u64;
-        }
-    } else {
-        lines.pop();
-    }
+    // Split on newline bytes first, so every offset is a byte offset even when a line is not
+    // valid UTF-8 (each line is decoded on its own, lossily).
+    let mut pieces: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+    // A last piece without a newline is not finished yet: leave it for the next call, unless it
+    // fills the whole read (a line longer than max_bytes would otherwise stall the cursor).
+    let unfinished = pieces.pop().unwrap_or_default();
+    let mut consumed = (buf.len() - unfinished.len()) as u64;
     let mut skipped = 0u64;
-    if cursor.is_none() && start > 0 && !lines.is_empty() {
-        skipped = lines.remove(0).len() as u64 + 1;
+    if pieces.is_empty() && !unfinished.is_empty() && buf.len() as u64 >= max_bytes {
+        consumed = buf.len() as u64;
+        skipped = consumed;
     }
+    // Without a cursor the first line may be cut; drop it.
+    if cursor.is_none() && start > 0 && !pieces.is_empty() {
+        skipped = pieces.remove(0).len() as u64 + 1;
+    }
+    let decoded: Vec<String> = pieces.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    let lines: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let truncated = lines.len() > limit;
     let keep: Vec<&str> = lines.iter().rev().take(limit).rev().copied().collect();
     let mut out = json!({
         "file": path.display().to_string(),
-        "cursor": start + consumed,
+        "cursor": start.saturating_add(consumed),
         "size": size,
         "lines": keep,
     });
@@ -321,5 +348,19 @@ mod tests {
         let t = tail(dir.path(), None, 10, 10).unwrap();
         assert_eq!(t["lines"], json!(["four"]), "a cut first line is skipped");
         assert!(t["skippedBytes"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn cursors_are_byte_offsets_even_for_invalid_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clawline-2026-12-01.jsonl");
+        std::fs::write(&file, b"a\xff\xfeb\nsecond\n").unwrap();
+        let t = tail(dir.path(), Some(0), 10, 1000).unwrap();
+        assert_eq!(t["cursor"], 12, "exactly the bytes read");
+        assert_eq!(t["lines"][1], "second");
+        // A line longer than one read is skipped, not read forever.
+        std::fs::write(&file, "x".repeat(50)).unwrap();
+        let t = tail(dir.path(), Some(0), 10, 20).unwrap();
+        assert_eq!((t["cursor"].as_u64(), t["skippedBytes"].as_u64()), (Some(20), Some(20)));
     }
 }

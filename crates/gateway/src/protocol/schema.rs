@@ -19,6 +19,8 @@ use serde_json::Value;
 pub enum Schema {
     /// Anything, including `null`.
     Any,
+    /// Only `null` (with [`Schema::AnyOf`], a value that may be cleared).
+    Null,
     Bool,
     /// A string of `min..=max` characters (Unicode scalar values).
     Str {
@@ -145,6 +147,11 @@ impl Checker {
     fn check(&mut self, schema: &Schema, value: &Value, path: &str) {
         match schema {
             Schema::Any => {}
+            Schema::Null => {
+                if !value.is_null() {
+                    self.other(path, "must be null".into());
+                }
+            }
             Schema::Bool => {
                 if !value.is_boolean() {
                     self.other(path, "must be boolean".into());

@@ -8,8 +8,9 @@
 //!
 //! `…/agent {message, agentId?, sessionKey?, idempotencyKey?, name?}` answers once the turn is
 //! admitted — the message is stored and the run started — with `{ok, runId, sessionKey}`; the
-//! run goes on after the answer. Every call gets a session of its own (`hook:<uuid>`) unless
-//! `hooks.defaultSessionKey` names one, or `hooks.allowRequestSessionKey` lets the caller pick
+//! run goes on after the answer. Every call gets a session of its own (`hook:<uuid>`, or
+//! `hook:idem-<key>` when it carries an idempotency key, so a retry finds the first call's
+//! run) unless `hooks.defaultSessionKey` names one, or `hooks.allowRequestSessionKey` lets the caller pick
 //! one under `hooks.allowedSessionKeyPrefixes`. `…/wake {text, mode?, agentId?, sessionKey?}`
 //! wakes the agent (see `wake.rs`). Delivering to a chat platform needs channels, which do
 //! not exist yet, so `deliver: true` is refused rather than ignored.
@@ -20,7 +21,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use clawline_agent::{TurnRequest, TurnStart};
+use clawline_agent::{TurnError, TurnRequest};
 use clawline_core::config::HookSettings;
 use serde::Deserialize;
 use serde_json::json;
@@ -28,8 +29,8 @@ use serde_json::json;
 use crate::auth::LimitKey;
 use crate::client_addr::ClientAddr;
 use crate::error::ApiError;
-use crate::runs;
 use crate::state::AppState;
+use crate::turn_start::{self, HOOK_LANE_WAIT, Started};
 
 /// Largest hook body accepted.
 const MAX_BODY: usize = 256 * 1024;
@@ -133,11 +134,9 @@ pub async fn handle(
         }
     }
     let name = req.uri().path().strip_prefix(&hooks.path).unwrap_or_default().trim_start_matches('/').to_string();
-    let bytes = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+    let bytes = match crate::body::read_bytes(req, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return fail(StatusCode::PAYLOAD_TOO_LARGE, format!("hook bodies are limited to {} KiB", MAX_BODY / 1024));
-        }
+        Err((status, why)) => return fail(status, why),
     };
     match name.as_str() {
         "agent" => match serde_json::from_slice::<AgentHook>(&bytes) {
@@ -155,16 +154,34 @@ pub async fn handle(
 /// A refusal: status and message (made into a response by [`fail`]).
 type Refusal = (StatusCode, String);
 
-fn check_agent(hooks: &HookSettings, agent: Option<&str>) -> Result<(), Refusal> {
-    match agent {
-        Some(a) if !hooks.allowed_agent_ids.is_empty() && !hooks.allowed_agent_ids.iter().any(|x| x == a) => {
-            Err((StatusCode::FORBIDDEN, format!("hooks may not run agent `{a}` (hooks.allowedAgentIds)")))
-        }
-        _ => Ok(()),
+/// The agent a hook runs — the one named, else the default — if `hooks.allowedAgentIds` lets
+/// hooks run it. The default agent is checked too: an allow-list that leaves it out means
+/// hooks must name one of the listed agents.
+fn hook_agent(state: &AppState, hooks: &HookSettings, requested: Option<&str>) -> Result<String, Refusal> {
+    let agent = requested.map(String::from).unwrap_or_else(|| state.runtime.config().default_agent.clone());
+    if !hooks.allowed_agent_ids.is_empty() && !hooks.allowed_agent_ids.contains(&agent) {
+        let why = match requested {
+            Some(_) => format!("hooks may not run agent `{agent}` (hooks.allowedAgentIds)"),
+            None => format!(
+                "hooks may not run the default agent `{agent}` (hooks.allowedAgentIds); name one of the allowed agents in agentId"
+            ),
+        };
+        return Err((StatusCode::FORBIDDEN, why));
     }
+    Ok(agent)
 }
 
-fn session_for(hooks: &HookSettings, agent: &str, requested: Option<&str>) -> Result<String, Refusal> {
+/// The part of an idempotency key that may appear in a session key.
+fn key_safe(key: &str) -> String {
+    key.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn session_for(
+    hooks: &HookSettings,
+    agent: &str,
+    requested: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Result<String, Refusal> {
     if let Some(key) = requested {
         if !hooks.allow_request_session_key {
             let why = "hooks may not choose their session (hooks.allowRequestSessionKey is off)";
@@ -180,16 +197,20 @@ fn session_for(hooks: &HookSettings, agent: &str, requested: Option<&str>) -> Re
         }
         return Ok(key.to_string());
     }
-    Ok(match &hooks.default_session_key {
-        Some(k) => k.clone(),
-        None => format!("agent:{agent}:hook:{}", uuid::Uuid::new_v4()),
+    // A retried call with the same idempotency key must land in the same session, or the key
+    // could not find the first call's run.
+    Ok(match (&hooks.default_session_key, idempotency_key) {
+        (Some(k), _) => k.clone(),
+        (None, Some(idem)) => format!("agent:{agent}:hook:idem-{}", key_safe(idem)),
+        (None, None) => format!("agent:{agent}:hook:{}", uuid::Uuid::new_v4()),
     })
 }
 
 async fn agent(state: &Arc<AppState>, hooks: &HookSettings, body: AgentHook) -> Response {
-    if let Err((status, why)) = check_agent(hooks, body.agent_id.as_deref()) {
-        return fail(status, why);
-    }
+    let agent = match hook_agent(state, hooks, body.agent_id.as_deref()) {
+        Ok(a) => a,
+        Err((status, why)) => return fail(status, why),
+    };
     if body.deliver || body.channel.is_some() || body.to.is_some() {
         return fail(StatusCode::BAD_REQUEST, "delivering the answer needs a chat channel, and none is configured yet");
     }
@@ -199,8 +220,7 @@ async fn agent(state: &Arc<AppState>, hooks: &HookSettings, body: AgentHook) -> 
             "per-run model overrides are not supported; set the agent's model instead",
         );
     }
-    let agent = body.agent_id.clone().unwrap_or_else(|| state.runtime.config().default_agent.clone());
-    let session_key = match session_for(hooks, &agent, body.session_key.as_deref()) {
+    let session_key = match session_for(hooks, &agent, body.session_key.as_deref(), body.idempotency_key.as_deref()) {
         Ok(k) => k,
         Err((status, why)) => return fail(status, why),
     };
@@ -212,18 +232,19 @@ async fn agent(state: &Arc<AppState>, hooks: &HookSettings, body: AgentHook) -> 
         run_id: Some(uuid::Uuid::new_v4().to_string()),
         ..Default::default()
     };
-    let admission = tokio::time::timeout(std::time::Duration::from_secs(15), state.runtime.start_turn(req)).await;
-    match admission {
-        Err(_) => fail(StatusCode::SERVICE_UNAVAILABLE, "the session is busy; the run was not admitted within 15 s"),
-        Ok(Err(e)) if e.is_client_error() => fail(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok(Err(e)) => fail(StatusCode::BAD_GATEWAY, e.to_string()),
-        Ok(Ok(TurnStart::Started(handle))) => {
-            let tracked = runs::track(state, handle);
+    match turn_start::start(state, req, HOOK_LANE_WAIT).await {
+        Err(TurnError::Busy) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the session is busy; the run was not admitted within {} s", HOOK_LANE_WAIT.as_secs()),
+        ),
+        Err(e) if e.is_client_error() => fail(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => fail(StatusCode::BAD_GATEWAY, e.to_string()),
+        Ok(Started::New(tracked)) => {
             let (run_id, key) = (tracked.info.run_id.clone(), tracked.info.session_key.clone());
             tracked.start(None);
             Json(json!({"ok": true, "runId": run_id, "sessionKey": key})).into_response()
         }
-        Ok(Ok(TurnStart::Duplicate(run))) => {
+        Ok(Started::Duplicate(run)) => {
             Json(json!({"ok": true, "runId": run.run_id, "sessionKey": run.session_key, "duplicate": true}))
                 .into_response()
         }
@@ -231,20 +252,25 @@ async fn agent(state: &Arc<AppState>, hooks: &HookSettings, body: AgentHook) -> 
 }
 
 async fn wake(state: &Arc<AppState>, hooks: &HookSettings, body: WakeHook) -> Response {
-    if let Err((status, why)) = check_agent(hooks, body.agent_id.as_deref()) {
-        return fail(status, why);
-    }
+    let agent = match hook_agent(state, hooks, body.agent_id.as_deref()) {
+        Ok(a) => a,
+        Err((status, why)) => return fail(status, why),
+    };
     let mode = body.mode.as_deref().unwrap_or("now");
-    let agent = body.agent_id.clone().unwrap_or_else(|| state.runtime.config().default_agent.clone());
     let session = match &body.session_key {
-        Some(k) => match session_for(hooks, &agent, Some(k)) {
+        Some(k) => match session_for(hooks, &agent, Some(k), None) {
             Ok(k) => Some(k),
             Err((status, why)) => return fail(status, why),
         },
         None => None,
     };
-    match crate::wake::wake(state, &body.text, mode, Some(&agent), session.as_deref()).await {
-        Ok(run_id) => Json(json!({"ok": true, "runId": run_id})).into_response(),
+    match crate::wake::wake(state, &body.text, mode, Some(&agent), session.as_deref(), HOOK_LANE_WAIT).await {
+        Ok(Started::New(tracked)) => {
+            let run_id = tracked.info.run_id.clone();
+            tracked.start(None);
+            Json(json!({"ok": true, "runId": run_id})).into_response()
+        }
+        Ok(Started::Duplicate(run)) => Json(json!({"ok": true, "runId": run.run_id})).into_response(),
         Err(e) => fail(StatusCode::BAD_REQUEST, e.message),
     }
 }

@@ -182,6 +182,8 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         preamble,
         extra_system: (!system.is_empty()).then(|| system.join("\n\n")),
         run_id: None,
+        // An HTTP caller waits for a busy session as long as it stays connected.
+        lane_wait: None,
     })
 }
 

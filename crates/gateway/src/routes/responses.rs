@@ -177,6 +177,8 @@ async fn turn_request(state: &AppState, headers: &HeaderMap, req: &ResponsesRequ
         preamble,
         extra_system: (!system.is_empty()).then(|| system.join("\n\n")),
         run_id: Some(uuid::Uuid::new_v4().to_string()),
+        // An HTTP caller waits for a busy session as long as it stays connected.
+        lane_wait: None,
     })
 }
 

@@ -82,5 +82,6 @@ pub async fn invoke(
         }
         Err(e @ NotRun::UnknownAgent(_)) => Ok(refusal(StatusCode::NOT_FOUND, "not_found", e.message())),
         Err(e @ NotRun::NotAvailable(_)) => Ok(refusal(StatusCode::NOT_FOUND, "not_found", e.message())),
+        Err(e @ NotRun::KeyReused(_)) => Ok(refusal(StatusCode::CONFLICT, "idempotency_key_reused", e.message())),
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
@@ -42,14 +42,35 @@ pub async fn favicon(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 /// `GET /control-ui-config.json`: the Control UI's runtime settings, for a valid Bearer (the
-/// gateway token or a device token).
-pub async fn control_ui_config(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// gateway token or a device token). Wrong tokens count towards the same lockout as every other
+/// authentication, so this is no side door for guessing tokens.
+pub async fn control_ui_config(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    client: Option<axum::Extension<crate::client_addr::ClientAddr>>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = client.map_or(peer.ip(), |c| c.ip);
+    let key = crate::auth::LimitKey { ip, scope: "control-ui-config".into(), browser: false };
+    if let Err(wait) = s.limiter.check(&key) {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications; try again later",
+        )
+        .code("auth_rate_limited");
+        e.retry_after = Some(wait.as_secs().max(1));
+        return e.into_response();
+    }
+    // No token is no guess: the page asks before it has one.
     let Some(token) = crate::guard::bearer(&headers) else { return ApiError::unauthorized().into_response() };
     let valid =
         s.credentials.accepts(token) || matches!(s.runtime.store().check_device_token(token).await, Ok(Some(_)));
     if !valid {
+        s.limiter.failure(&key);
         return ApiError::unauthorized().into_response();
     }
+    s.limiter.success(&key);
     let agent = s.runtime.config().default_agent();
     Json(super::control_ui::config_json(&agent.name, &agent.id)).into_response()
 }

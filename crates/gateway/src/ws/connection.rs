@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -143,17 +144,11 @@ where
 
     let Some((connect_id, grant)) = handshake(&state, &mut stream, &out, &cap, &peer).await else {
         drop(pending);
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await;
+        finish_writer(&mut writer_task).await;
         return;
     };
     cap.lift();
     drop(pending);
-    if state.hub.len() >= state.ws.max_connections {
-        let e = RpcError::unavailable("too many connections to this gateway; try again later").retry_after(5000);
-        refuse(&out, Some(&connect_id), e, CLOSE_TRY_LATER);
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await;
-        return;
-    }
 
     let conn = Arc::new(Conn {
         id: uuid::Uuid::new_v4().to_string(),
@@ -169,19 +164,24 @@ where
         unauthorized_streak: Default::default(),
     });
     let hello = hello::payload(&state, &grant, &conn.id).await;
-    conn.respond_ok(&connect_id, &hello);
+    let self_entry = methods::self_presence(&state);
+    // Short-lived clients (one CLI command) do not appear in presence.
+    let ephemeral = matches!(conn.client.mode.as_str(), "cli" | "backend" | "probe");
+    // Counted and registered in one step, so a burst of connects cannot overshoot the limit;
+    // `hello-ok` is queued before any broadcast can reach the connection.
+    let registered = state.hub.try_register(conn.clone(), state.ws.max_connections, !ephemeral, &self_entry, || {
+        conn.respond_ok(&connect_id, &hello)
+    });
+    if !registered {
+        let e = RpcError::unavailable("too many connections to this gateway; try again later").retry_after(5000);
+        refuse(&out, Some(&connect_id), e, CLOSE_TRY_LATER);
+        finish_writer(&mut writer_task).await;
+        return;
+    }
     tracing::info!(
         conn = %conn.id, client_id = %conn.client.id, mode = %conn.client.mode, auth = grant.method,
         scopes = ?conn.scopes, device = conn.device_id.as_deref().unwrap_or("-"), "WebSocket client connected"
     );
-    let self_entry = methods::self_presence(&state);
-    // Short-lived clients (one CLI command) do not appear in presence.
-    let ephemeral = matches!(conn.client.mode.as_str(), "cli" | "backend" | "probe");
-    if !ephemeral {
-        state.hub.register(conn.clone(), &self_entry);
-    } else {
-        state.hub.register_quiet(conn.clone());
-    }
     if conn.allows(crate::protocol::scopes::READ)
         && let Ok(h) = methods::health_snapshot(&state).await
     {
@@ -189,6 +189,9 @@ where
     }
 
     let in_flight = Arc::new(Semaphore::new(state.ws.max_in_flight));
+    // The connection's requests: reaped as they finish, stopped when the connection ends (a
+    // run they started goes on; only the waiting for it stops).
+    let mut tasks = JoinSet::new();
     let tick_every = Duration::from_millis(state.ws.tick_interval_ms);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     let mut writer_done = false;
@@ -213,6 +216,7 @@ where
                 writer_done = true;
                 break;
             }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tick.tick() => {
                 conn.send(Event::new("tick", &json!({"ts": clawline_store::now_ms()})));
             }
@@ -238,7 +242,7 @@ where
                     Ok(req) => match in_flight.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let (state, conn) = (state.clone(), conn.clone());
-                            tokio::spawn(async move {
+                            tasks.spawn(async move {
                                 methods::dispatch(state, conn, req).await;
                                 drop(permit);
                             });
@@ -252,10 +256,19 @@ where
             }
         }
     }
+    tasks.abort_all();
     state.hub.unregister(&conn.id, &self_entry, !ephemeral);
     out.close(CLOSE_NORMAL, "");
     if !writer_done {
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await;
+        finish_writer(&mut writer_task).await;
     }
     tracing::info!(conn = %conn.id, "WebSocket client disconnected");
+}
+
+/// Gives the writer two seconds to flush what is queued and close; then stops it, so a client
+/// that never reads cannot keep the task (and its socket) alive.
+async fn finish_writer<T>(writer: &mut tokio::task::JoinHandle<T>) {
+    if tokio::time::timeout(Duration::from_secs(2), &mut *writer).await.is_err() {
+        writer.abort();
+    }
 }

@@ -593,7 +593,7 @@ pub async fn authorize(state: &AppState, peer: &Peer, challenge: &Challenge, par
                 .map_err(unavailable)?;
             tracing::info!(device = %dev.id, client_id = %client.id, reason, "approved a local device silently");
         } else {
-            let request = store
+            let outcome = store
                 .request_pairing(clawline_store::PairingRequest {
                     request_id: uuid::Uuid::new_v4().to_string(),
                     device_id: dev.id.clone(),
@@ -607,9 +607,18 @@ pub async fn authorize(state: &AppState, peer: &Peer, challenge: &Challenge, par
                 })
                 .await
                 .map_err(unavailable)?;
-            let event =
-                crate::protocol::frame::Event::new("device.pair.requested", &crate::methods::pending_json(&request));
-            state.hub.broadcast(&event, |_| true);
+            if let Some(old) = &outcome.replaced {
+                crate::methods::announce_resolved(state, old, &dev.id, "superseded");
+            }
+            let request = outcome.request;
+            // Announced once: a client retrying its connect does not page the approvers again.
+            if outcome.created {
+                let event = crate::protocol::frame::Event::new(
+                    "device.pair.requested",
+                    &crate::methods::pending_json(&request),
+                );
+                state.hub.broadcast(&event, |c| c.allows(scopes::PAIRING));
+            }
             let (requirement, remedy) = pairing_text(reason);
             let mut details = json!({
                 "code": "PAIRING_REQUIRED",

@@ -2,8 +2,9 @@
 //! the limits the client must respect.
 //!
 //! `features.methods` and `features.events` list exactly what this gateway implements (clients
-//! use them to decide what to offer). The auth mode and the paths of the state directory and
-//! config file are shown only to admins.
+//! use them to decide what to offer). Health and presence are shown in full only to
+//! connections with `operator.read` (others see the gateway itself and `ok`); the auth mode and
+//! the paths of the state directory and config file only to admins.
 
 use serde_json::{Value, json};
 
@@ -14,8 +15,14 @@ use crate::state::AppState;
 
 pub async fn payload(state: &AppState, grant: &Grant, conn_id: &str) -> Value {
     let config = state.runtime.config();
-    let health = methods::health_snapshot(state).await.unwrap_or_else(|_| json!({}));
-    let presence = state.hub.presence(&methods::self_presence(state));
+    // Only readers see the state; everyone else learns that the gateway is there.
+    let reader = scopes::satisfied(scopes::READ, &grant.scopes);
+    let self_entry = methods::self_presence(state);
+    let (health, presence) = if reader {
+        (methods::health_snapshot(state).await.unwrap_or_else(|_| json!({})), state.hub.presence(&self_entry))
+    } else {
+        (json!({"ok": true, "ts": clawline_store::now_ms(), "durationMs": 0}), vec![self_entry])
+    };
     let default_agent = &config.default_agent;
     let mut snapshot = json!({
         "presence": presence,

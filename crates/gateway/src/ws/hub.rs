@@ -1,8 +1,8 @@
 //! The hub: every live connection, and the one way to send an event to many of them.
 //!
 //! Broadcasts are filtered per connection by scope (events about conversations need
-//! `operator.read`; pairing events need `operator.pairing`; `tick`, `presence` and `shutdown`
-//! go to everyone) and by subscription where the event is opt-in. The payload is serialized
+//! `operator.read`, presence too; pairing events need `operator.pairing`; `tick` and
+//! `shutdown` go to everyone) and by subscription where the event is opt-in. The payload is serialized
 //! once per broadcast, not once per connection. Presence (who is connected) is derived from the
 //! registry, with a version counter clients use to order snapshots.
 
@@ -20,8 +20,8 @@ use crate::protocol::scopes;
 /// Who may receive an event, by its name. Unknown names are delivered to nobody.
 pub fn required_scope(event: &str) -> Option<Option<&'static str>> {
     match event {
-        "tick" | "presence" | "shutdown" => Some(None),
-        "health" | "chat" | "agent" | "sessions.changed" | "session.message" | "heartbeat" | "cron" => {
+        "tick" | "shutdown" => Some(None),
+        "presence" | "health" | "chat" | "agent" | "sessions.changed" | "session.message" | "heartbeat" | "cron" => {
             Some(Some(scopes::READ))
         }
         e if e.starts_with("device.pair.") || e.starts_with("node.pair.") => Some(Some(scopes::PAIRING)),
@@ -86,7 +86,8 @@ impl Hub {
         Some(PendingGuard { pending: self.pending.clone(), ip })
     }
 
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    fn pending(&self) -> usize {
         self.pending.total.load(Ordering::Acquire)
     }
 
@@ -96,10 +97,6 @@ impl Hub {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Conn>> {
-        self.conns().get(id).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Conn>> {
@@ -113,15 +110,29 @@ impl Hub {
         }
     }
 
-    /// Adds a connection and tells everyone the presence changed.
-    pub fn register(&self, conn: Arc<Conn>, self_entry: &Value) {
-        self.conns().insert(conn.id.clone(), conn);
-        self.presence_changed(self_entry);
-    }
-
-    /// Adds a connection that does not show in presence (a one-off CLI call).
-    pub fn register_quiet(&self, conn: Arc<Conn>) {
-        self.conns().insert(conn.id.clone(), conn);
+    /// Adds a connection unless `max` are already registered; `first` runs before any broadcast
+    /// can reach it (to queue `hello-ok`). `announce` tells everyone the presence changed
+    /// (false for one-off CLI calls, which do not show in presence).
+    pub fn try_register(
+        &self,
+        conn: Arc<Conn>,
+        max: usize,
+        announce: bool,
+        self_entry: &Value,
+        first: impl FnOnce(),
+    ) -> bool {
+        {
+            let mut conns = self.conns();
+            if conns.len() >= max {
+                return false;
+            }
+            first();
+            conns.insert(conn.id.clone(), conn);
+        }
+        if announce {
+            self.presence_changed(self_entry);
+        }
+        true
     }
 
     /// Removes a connection; `announce` tells everyone the presence changed.

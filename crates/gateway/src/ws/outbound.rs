@@ -125,11 +125,6 @@ impl Outbound {
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
     }
-
-    /// Bytes waiting to be written.
-    pub fn queued_bytes(&self) -> usize {
-        self.shared.queued.load(Ordering::Acquire)
-    }
 }
 
 fn close_message(code: u16, reason: String) -> Message {
