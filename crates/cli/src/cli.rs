@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the gateway: web chat, OpenAI-compatible API and agent runs on one port.
+    /// Run the gateway: OpenClaw protocol (CLI, TUI, Control UI), web chat, OpenAI-compatible API and agent runs on one port.
     ///
     /// On first start this creates the state directory, a commented config file and a gateway
     /// token (printed once; `clawline token` shows it again).
