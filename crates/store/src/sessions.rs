@@ -467,7 +467,8 @@ mod tests {
     use super::*;
     use clawline_core::message::{UserContent, UserMessage};
 
-    fn user(text: &str) -> NewRecord {
+    /// A user message record (shared with the lifecycle tests).
+    pub(super) fn user(text: &str) -> NewRecord {
         NewRecord::Message(Message::User(UserMessage {
             content: UserContent::Text(text.into()),
             timestamp: 1,
@@ -508,16 +509,8 @@ mod tests {
 
 #[cfg(test)]
 mod lifecycle_tests {
+    use super::tests::user;
     use super::*;
-    use clawline_core::message::{UserContent, UserMessage};
-
-    fn user(text: &str) -> NewRecord {
-        NewRecord::Message(Message::User(UserMessage {
-            content: UserContent::Text(text.into()),
-            timestamp: 1,
-            idempotency_key: None,
-        }))
-    }
 
     #[tokio::test]
     async fn feed_reset_patch_delete_and_tail() {
