@@ -15,7 +15,7 @@
 //! | `agent.rs` | `agent`, `agent.wait`, `agent.identity.get`, `agents.list` |
 //! | `models.rs` | `models.list` |
 //! | `config.rs` | `config.get|set|patch|apply|schema` |
-//! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list`, `send` |
+//! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list` (no `send` until there are channels to send to) |
 //! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
 
 mod agent;
