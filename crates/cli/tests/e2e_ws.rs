@@ -32,6 +32,16 @@ async fn gateway(
     (dir, gw)
 }
 
+/// A state dir whose config has `auth` in place of the default token-only auth block.
+fn dir_with_auth(server: &ModelServer, auth: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_config_with(dir.path(), server, Api::OpenAi, "", "");
+    let path = dir.path().join("clawline.json");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("auth: { token: \"${E2E_TOKEN}\" }", auth, 1);
+    std::fs::write(&path, text).unwrap();
+    dir
+}
+
 async fn admin(url: &str) -> Client {
     let (c, res) = Client::connect(url, &[], cli_params(TOKEN, ADMIN), None).await.unwrap();
     assert_eq!(res["ok"], true, "{res}");
@@ -209,15 +219,7 @@ async fn chat_send_streams_events_and_agent_answers_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_precise_and_the_gateway_keeps_serving() {
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config_with(dir.path(), &server, Api::OpenAi, "", "");
-    let path = dir.path().join("clawline.json");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "auth: { token: \"${E2E_TOKEN}\" }",
-        "auth: { token: \"${E2E_TOKEN}\", rateLimit: { exemptLoopback: false } }",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    let dir = dir_with_auth(&server, "auth: { token: \"${E2E_TOKEN}\", rateLimit: { exemptLoopback: false } }");
     let gw = clawline_testkit::gateway::GatewayProcess::spawn(
         &bin(),
         dir.path(),
@@ -441,15 +443,10 @@ async fn config_writes_need_the_base_hash_and_keep_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_mode_node_role_pairing_decisions_and_write_limits() {
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config_with(dir.path(), &server, Api::OpenAi, "", "");
-    let path = dir.path().join("clawline.json");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "auth: { token: \"${E2E_TOKEN}\" }",
+    let dir = dir_with_auth(
+        &server,
         "auth: { mode: \"password\", token: \"${E2E_TOKEN}\", password: \"e2e-password-long-enough\" }, trustedProxies: [\"127.0.0.1\"]",
-        1,
     );
-    std::fs::write(&path, text).unwrap();
     let gw = spawn(dir.path()).await;
     let url = ws_url(&gw.base_url);
 

@@ -16,6 +16,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// HTTP 429 for a client locked out after failed authentications, with `Retry-After`.
+    pub fn auth_locked_out(wait: std::time::Duration) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications; try again later",
+        )
+        .code("auth_rate_limited");
+        e.retry_after = Some(wait.as_secs().max(1));
+        e
+    }
+
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, kind, code: None, message: message.into(), retry_after: None }
     }

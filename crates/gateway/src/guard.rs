@@ -115,14 +115,7 @@ pub async fn guard(
         let ip = client.ip;
         let key = crate::auth::LimitKey::http(ip);
         if let Err(wait) = state.limiter.check(&key) {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed authentications; try again later",
-            )
-            .code("auth_rate_limited");
-            e.retry_after = Some(wait.as_secs().max(1));
-            return secure(e.into_response(), false);
+            return secure(ApiError::auth_locked_out(wait).into_response(), false);
         }
         match bearer(headers) {
             Some(t) if state.credentials.accepts(t) => state.limiter.success(&key),

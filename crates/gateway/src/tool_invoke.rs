@@ -43,7 +43,7 @@ pub struct Recent {
 
 fn fingerprint(agent: &str, tool: &str, args: &serde_json::Map<String, Value>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (agent, tool, Value::Object(args.clone()).to_string()).hash(&mut h);
+    (agent, tool, serde_json::to_string(args).unwrap_or_default()).hash(&mut h);
     h.finish()
 }
 
@@ -116,14 +116,21 @@ pub async fn run(
     if !tools::is_enabled(name, &ctx.settings) {
         return Err(NotRun::NotAvailable(name.to_string()));
     }
+    let slot = match idempotency_key {
+        Some(key) => Some(
+            state
+                .recent_tools
+                .slot(key, fingerprint(id, name, &args))
+                .ok_or_else(|| NotRun::KeyReused(key.to_string()))?,
+        ),
+        None => None,
+    };
     let call = async {
         tracing::info!(tool = name, agent = id, caller, "tool invoked directly");
-        let out = tools::call(name, &Value::Object(args.clone()), &ctx).await;
+        let out = tools::call(name, &Value::Object(args), &ctx).await;
         Outcome { text: out.text, is_error: out.is_error }
     };
-    let Some(key) = idempotency_key else { return Ok(call.await) };
-    let slot =
-        state.recent_tools.slot(key, fingerprint(id, name, &args)).ok_or_else(|| NotRun::KeyReused(key.to_string()))?;
+    let Some(slot) = slot else { return Ok(call.await) };
     // A retry while the first call runs waits for it here; it never runs the tool a second time.
     Ok(slot.get_or_init(|| call).await.clone())
 }

@@ -14,13 +14,13 @@ use clawline_store::RunStatus;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::sessions::{defaults, resolve_key, rows_json};
+use super::sessions::{defaults, hold, resolve_key, rows_json};
 use super::{Access, Ctx, Method, Reply, method, parse};
 use crate::protocol::error::RpcError;
 use crate::protocol::schema::{Object, Schema, opt, req};
 use crate::protocol::scopes::{ADMIN, READ, WRITE};
 use crate::state::AppState;
-use crate::turn_start::{LANE_WAIT, Started, start_for_protocol};
+use crate::turn_start::{Started, start_for_protocol};
 use crate::views;
 
 static ATTACHMENT: Object = Object {
@@ -269,9 +269,7 @@ async fn inject(ctx: Ctx, p: Value) -> Reply {
     let p: InjectParams = parse("chat.inject", p)?;
     let (key, agent) = resolve_key(&ctx.state, &p.session_key, p.agent_id.as_deref())?;
     // Hold the session's lane so the note never lands in the middle of a run's records.
-    let Ok(_lane) = tokio::time::timeout(LANE_WAIT, ctx.state.runtime.lanes().acquire(&key)).await else {
-        return Err(RpcError::unavailable("the session is busy with a run; retry when it finishes").retry_after(2000));
-    };
+    let _lane = hold(&ctx.state, &key, "the session is busy with a run; retry when it finishes").await?;
     let store = ctx.state.runtime.store();
     let cwd = ctx.state.runtime.config().agent(&agent).map(|a| a.workspace.display().to_string()).unwrap_or_default();
     store.ensure_session(&key, &agent, &cwd).await.map_err(|e| RpcError::unavailable(e.to_string()))?;

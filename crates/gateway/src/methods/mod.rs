@@ -43,7 +43,7 @@ use crate::state::AppState;
 use crate::ws::conn::Conn;
 
 pub use devices::{announce_resolved, pending_json};
-pub use system::{health_snapshot, self_presence};
+pub use system::{health_snapshot, minimal_health, self_presence};
 
 /// Work to do once the response has been queued; it gets a receiver that resolves when the
 /// response is on the socket.

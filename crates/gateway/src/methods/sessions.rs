@@ -328,9 +328,15 @@ pub async fn stop_and_hold(state: &AppState, key: &str, why: &str) -> Result<cla
     for run in state.runtime.abort_session(key) {
         tracing::info!(run_id = %run, session = %key, "aborted by a session {why}");
     }
-    tokio::time::timeout(LANE_WAIT, state.runtime.lanes().acquire(key)).await.map_err(|_| {
-        RpcError::unavailable(format!("the session's run did not stop in time; retry the {why}")).retry_after(2000)
-    })
+    hold(state, key, &format!("the session's run did not stop in time; retry the {why}")).await
+}
+
+/// Holds the session's lane (no run starts or writes meanwhile), waiting at most
+/// [`LANE_WAIT`] for a run to end; `busy` is the refusal's message past that.
+pub async fn hold(state: &AppState, key: &str, busy: &str) -> Result<clawline_agent::LaneGuard, RpcError> {
+    tokio::time::timeout(LANE_WAIT, state.runtime.lanes().acquire(key))
+        .await
+        .map_err(|_| RpcError::unavailable(busy).retry_after(2000))
 }
 
 async fn reset(ctx: Ctx, p: Value) -> Reply {

@@ -156,11 +156,15 @@ pub async fn health_snapshot(state: &AppState) -> Result<Value, RpcError> {
 /// How long a health snapshot is reused.
 const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a connection that may not read the gateway's state (a node, a pairing-only operator)
+/// learns from `health`: that it answers, and nothing about sessions or agents.
+pub fn minimal_health() -> Value {
+    json!({"ok": true, "ts": clawline_store::now_ms(), "durationMs": 0})
+}
+
 async fn health(ctx: Ctx, _p: Value) -> Reply {
-    // A connection that may not read the gateway's state (a node, a pairing-only operator)
-    // learns that it answers, and nothing about sessions or agents.
     if !ctx.conn.allows(READ) {
-        return Ok(json!({"ok": true, "ts": clawline_store::now_ms(), "durationMs": 0}));
+        return Ok(minimal_health());
     }
     let cached = ctx.state.health_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some((_, snapshot)) = cached.filter(|(at, _)| at.elapsed() < HEALTH_TTL) {

@@ -53,14 +53,7 @@ pub async fn control_ui_config(
     let ip = client.map_or(peer.ip(), |c| c.ip);
     let key = crate::auth::LimitKey { ip, scope: "control-ui-config".into(), browser: false };
     if let Err(wait) = s.limiter.check(&key) {
-        let mut e = ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed authentications; try again later",
-        )
-        .code("auth_rate_limited");
-        e.retry_after = Some(wait.as_secs().max(1));
-        return e.into_response();
+        return ApiError::auth_locked_out(wait).into_response();
     }
     // No token is no guess: the page asks before it has one.
     let Some(token) = crate::guard::bearer(&headers) else { return ApiError::unauthorized().into_response() };

@@ -617,7 +617,7 @@ pub async fn authorize(state: &AppState, peer: &Peer, challenge: &Challenge, par
                     "device.pair.requested",
                     &crate::methods::pending_json(&request),
                 );
-                state.hub.broadcast(&event, |c| c.allows(scopes::PAIRING));
+                state.hub.broadcast(&event, |_| true);
             }
             let (requirement, remedy) = pairing_text(reason);
             let mut details = json!({

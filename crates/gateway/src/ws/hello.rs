@@ -21,7 +21,7 @@ pub async fn payload(state: &AppState, grant: &Grant, conn_id: &str) -> Value {
     let (health, presence) = if reader {
         (methods::health_snapshot(state).await.unwrap_or_else(|_| json!({})), state.hub.presence(&self_entry))
     } else {
-        (json!({"ok": true, "ts": clawline_store::now_ms(), "durationMs": 0}), vec![self_entry])
+        (methods::minimal_health(), vec![self_entry])
     };
     let default_agent = &config.default_agent;
     let mut snapshot = json!({
