@@ -152,7 +152,12 @@ mod tests {
         Message::Assistant(AssistantMessage {
             content: ids
                 .iter()
-                .map(|id| ContentBlock::ToolCall { id: id.to_string(), name: "ls".into(), arguments: json!({}) })
+                .map(|id| ContentBlock::ToolCall {
+                    id: id.to_string(),
+                    name: "ls".into(),
+                    arguments: json!({}),
+                    thought_signature: None,
+                })
                 .collect(),
             api: "a".into(),
             provider: "p".into(),

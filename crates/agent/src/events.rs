@@ -19,6 +19,9 @@ pub enum RunEvent {
     /// A tool finished; `output` is a preview (at most 2000 characters).
     #[serde(rename_all = "camelCase")]
     ToolEnd { id: String, name: String, is_error: bool, output: String },
+    /// Another model than the selected one answered (the selected one was rate limited, down
+    /// or resting). Sent once per run, before that model's output. `notice` is a line for people.
+    Fallback { selected: String, used: String, reason: String, notice: String },
     /// The run finished. `text` is everything the model said in this turn.
     #[serde(rename_all = "camelCase")]
     Done { run_id: String, text: String, stop_reason: String, usage: Usage, model_calls: u32 },
@@ -36,6 +39,7 @@ impl RunEvent {
             RunEvent::Thinking { .. } => "thinking",
             RunEvent::ToolStart { .. } => "tool_start",
             RunEvent::ToolEnd { .. } => "tool_end",
+            RunEvent::Fallback { .. } => "fallback",
             RunEvent::Done { .. } => "done",
             RunEvent::Error { .. } => "error",
         }

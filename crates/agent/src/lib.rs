@@ -13,10 +13,13 @@
 //! The agent knows nothing about HTTP, WebSockets or chat platforms; callers turn
 //! [`RunEvent`]s into whatever their clients speak.
 
+pub mod auth_profiles;
 pub mod context;
 mod error;
 mod events;
 pub mod lanes;
+pub mod oauth_refresh;
+pub mod routes;
 mod run;
 mod runtime;
 pub mod tools;

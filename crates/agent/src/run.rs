@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage};
 use clawline_core::transcript::NewRecord;
-use clawline_providers::{ModelClient, ModelRequest, StreamEvent};
+use clawline_providers::{ModelRequest, Router, StreamEvent};
 use clawline_store::{RunStatus, Store, UsageDelta};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
@@ -28,7 +28,8 @@ pub(crate) struct RunParams {
     pub run_id: String,
     pub session_key: String,
     pub model_label: String,
-    pub client: ModelClient,
+    /// The routes (model × credential) each model call may take, primary first.
+    pub router: Router,
     pub request: ModelRequest,
     pub tool_ctx: ToolContext,
     pub max_turns: u32,
@@ -49,6 +50,8 @@ struct State {
     usage: Usage,
     model_calls: u32,
     last_stop: Option<StopReason>,
+    /// Whether the user was told that a fallback model answered.
+    fallback_told: bool,
 }
 
 enum Ending {
@@ -100,12 +103,23 @@ impl RunParams {
             _ => {}
         };
         state.model_calls += 1;
-        let result = self.client.stream(&self.request, &mut on_event).await;
+        let result = self.router.stream(&self.request, &mut on_event).await;
         match result {
-            Ok(msg) => {
+            Ok(answer) => {
                 // Saved with the message: a later timeout must not save this text again.
                 state.partial.clear();
-                Ok(msg)
+                if let Some(note) = answer.fallback
+                    && !state.fallback_told
+                {
+                    state.fallback_told = true;
+                    self.emit(RunEvent::Fallback {
+                        notice: note.notice(),
+                        selected: note.selected,
+                        used: note.used,
+                        reason: note.reason,
+                    });
+                }
+                Ok(answer.message)
             }
             Err(err) => {
                 if !state.partial.is_empty() {
@@ -122,12 +136,15 @@ impl RunParams {
     }
 
     fn partial_message(&self, text: &str, stop: StopReason, error: Option<String>) -> AssistantMessage {
-        let s = self.client.settings();
+        let (api, provider, model) = match self.router.current() {
+            Some(r) => (r.client.settings().api.as_str().to_string(), r.model.provider.clone(), r.model.model.clone()),
+            None => (String::new(), String::new(), self.request.model.clone()),
+        };
         AssistantMessage {
             content: vec![ContentBlock::Text { text: text.to_string() }],
-            api: s.api.as_str().to_string(),
-            provider: s.id.clone(),
-            model: self.request.model.clone(),
+            api,
+            provider,
+            model,
             usage: Usage::default(),
             stop_reason: stop,
             timestamp: now_ms(),

@@ -7,24 +7,25 @@
 //! and is still recorded.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use clawline_core::config::{AgentSettings, Config, ProviderSettings, provider_key_var};
 use clawline_core::message::{ContentBlock, Message, ToolResultMessage, UserContent, UserMessage};
 use clawline_core::session_key::SessionKey;
 use clawline_core::transcript::NewRecord;
-use clawline_providers::{ModelClient, ModelRequest};
+use clawline_providers::{CooldownBook, ModelRequest, Route, Router};
 use clawline_store::{BeginTurn, RunRow, Store, TurnStart as StoreTurnStart};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_profiles::AuthProfile;
 use crate::context;
 use crate::error::TurnError;
 use crate::events::RunEvent;
 use crate::lanes::Lanes;
+use crate::routes::CredentialTable;
 use crate::run::{self, RunParams};
 use crate::tools::{self, ToolContext};
 use crate::workspace;
@@ -77,6 +78,10 @@ struct Inner {
     /// Runs in progress: run id → (session key, how to stop it).
     active: Mutex<HashMap<String, (String, CancellationToken)>>,
     providers: HashMap<String, Arc<ProviderSettings>>,
+    /// Every provider's credentials; rebuilt when auth profiles change.
+    credentials: RwLock<Arc<CredentialTable>>,
+    /// Failures per profile and model, shared by every run.
+    cooldowns: CooldownBook,
     workspaces: HashMap<String, PathBuf>,
     http: OnceLock<reqwest::Client>,
 }
@@ -85,14 +90,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
-}
-
-fn is_loopback_url(url: &str) -> bool {
-    let host = url.split("://").nth(1).unwrap_or_default().split(['/', '?']).next().unwrap_or_default();
-    let host =
-        host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Runtime {
@@ -106,7 +103,9 @@ impl Runtime {
             }
             workspaces.insert(agent.id.clone(), path);
         }
-        let providers = config.providers.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
+        let providers: HashMap<String, Arc<ProviderSettings>> =
+            config.providers.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
+        let credentials = RwLock::new(Arc::new(CredentialTable::build(&providers, &[])));
         Ok(Runtime {
             inner: Arc::new(Inner {
                 config,
@@ -114,6 +113,8 @@ impl Runtime {
                 lanes: Lanes::default(),
                 active: Mutex::new(HashMap::new()),
                 providers,
+                credentials,
+                cooldowns: CooldownBook::default(),
                 workspaces,
                 http: OnceLock::new(),
             }),
@@ -130,6 +131,21 @@ impl Runtime {
 
     pub fn lanes(&self) -> &Lanes {
         &self.inner.lanes
+    }
+
+    /// Makes the stored auth profiles usable (called at start and whenever they change).
+    pub fn set_auth_profiles(&self, profiles: &[AuthProfile]) {
+        let table = Arc::new(CredentialTable::build(&self.inner.providers, profiles));
+        *self.inner.credentials.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+
+    fn credentials(&self) -> Arc<CredentialTable> {
+        self.inner.credentials.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Failures per profile and model, for status displays.
+    pub fn cooldowns(&self) -> &CooldownBook {
+        &self.inner.cooldowns
     }
 
     /// The HTTP client for model calls, built on first use (it loads TLS roots, which takes time
@@ -192,23 +208,34 @@ impl Runtime {
     /// Whether the provider `id` can be called: it exists and has a key (or is a local server
     /// that needs none). The error says what is missing.
     pub fn check_provider(&self, id: &str) -> Result<(), String> {
-        let provider = self.inner.providers.get(id).ok_or_else(|| format!("provider `{id}` is not configured"))?;
-        if provider.api_key.is_none() && !is_loopback_url(&provider.base_url) {
-            return Err(format!("no API key: set {} or models.providers.{id}.apiKey", provider_key_var(id)));
+        if !self.inner.providers.contains_key(id) {
+            return Err(format!("provider `{id}` is not configured"));
+        }
+        if self.credentials().usable(id, None).next().is_none() {
+            return Err(format!(
+                "no API key: set {} or models.providers.{id}.apiKey, or run `clawline auth add {id}`",
+                provider_key_var(id)
+            ));
         }
         Ok(())
     }
 
-    /// Checks that `agent` can call its model; returns the provider.
-    pub fn check_model(&self, agent_id: Option<&str>) -> Result<Arc<ProviderSettings>, TurnError> {
+    /// Checks that `agent` can call its model (or one of its fallbacks); returns the routes
+    /// its turn may take, primary first.
+    pub fn check_model(&self, agent_id: Option<&str>) -> Result<Vec<Route>, TurnError> {
         let agent = self.agent(agent_id)?;
         let model = agent.model.as_ref().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
-        let provider =
-            self.inner.providers.get(&model.provider).cloned().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
-        if provider.api_key.is_none() && !is_loopback_url(&provider.base_url) {
-            return Err(TurnError::MissingKey { provider: provider.id.clone(), var: provider_key_var(&provider.id) });
+        if !self.inner.providers.contains_key(&model.provider) {
+            return Err(TurnError::NoModel(agent.id.clone()));
         }
-        Ok(provider)
+        let routes = self.credentials().routes(agent, &self.http());
+        if routes.is_empty() {
+            return Err(TurnError::MissingKey {
+                provider: model.provider.clone(),
+                var: provider_key_var(&model.provider),
+            });
+        }
+        Ok(routes)
     }
 
     /// Starts a turn (see the module docs).
@@ -218,7 +245,7 @@ impl Runtime {
     /// a departed caller means nothing is stored; after, the run goes on without it.
     pub async fn start_turn(&self, req: TurnRequest) -> Result<TurnStart, TurnError> {
         let agent = self.agent(req.agent_id.as_deref())?.clone();
-        let provider = self.check_model(Some(&agent.id))?;
+        let routes = self.check_model(Some(&agent.id))?;
         let model = agent.model.clone().ok_or_else(|| TurnError::NoModel(agent.id.clone()))?;
         let key = match req.session_key.as_deref() {
             Some(raw) => SessionKey::from_client(&agent.id, raw)?,
@@ -228,13 +255,13 @@ impl Runtime {
             return Err(TurnError::EmptyMessage);
         }
         let (reply, answer) = oneshot::channel();
-        let turn = Turn { agent, provider, model, key, req };
+        let turn = Turn { agent, routes, model, key, req };
         tokio::spawn(self.clone().drive(turn, reply));
         answer.await.unwrap_or_else(|_| Err(TurnError::Internal("the turn stopped before it started".into())))
     }
 
     async fn drive(self, turn: Turn, reply: oneshot::Sender<Result<TurnStart, TurnError>>) {
-        let Turn { agent, provider, model, key, req } = turn;
+        let Turn { agent, routes, model, key, req } = turn;
         let workspace = self.inner.workspaces.get(&agent.id).cloned().unwrap_or_else(|| agent.workspace.clone());
         let lane = match req.lane_wait {
             None => self.inner.lanes.acquire(key.as_str()).await,
@@ -325,22 +352,22 @@ impl Runtime {
             system.push_str(&extra);
             system.push('\n');
         }
-        let entry = provider.model(&model.model);
-        let max_tokens = agent.max_tokens.or(entry.and_then(|m| m.max_tokens)).or(provider.max_tokens).unwrap_or(4096);
+        // Model, prices, quirks and the token cap are filled in per route by the router.
         let request = ModelRequest {
             model: model.model.clone(),
             system,
             messages: context::history(&records),
             tools: tool_specs,
-            max_tokens,
-            cost: entry.map(|m| m.cost).unwrap_or_default(),
-            compat: entry.map(|m| m.compat.clone()).unwrap_or_default(),
+            max_tokens: routes.first().map_or(4096, |r| r.max_tokens),
+            thinking_budget: None,
+            ..Default::default()
         };
+        let router = Router::new(routes, self.inner.cooldowns.clone(), Default::default());
         run::execute(RunParams {
             run_id: run_id.clone(),
             session_key: key.to_string(),
             model_label,
-            client: ModelClient::new(provider, self.http()),
+            router,
             request,
             tool_ctx: ToolContext { workspace, settings: config.tools.clone() },
             max_turns: agent.max_turns,
@@ -397,22 +424,8 @@ impl Runtime {
 /// A turn that passed the up-front checks.
 struct Turn {
     agent: AgentSettings,
-    provider: Arc<ProviderSettings>,
+    routes: Vec<Route>,
     model: clawline_core::config::ModelRef,
     key: SessionKey,
     req: TurnRequest,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback_url;
-
-    #[test]
-    fn loopback_detection() {
-        assert!(is_loopback_url("http://127.0.0.1:8080/v1"));
-        assert!(is_loopback_url("http://localhost/v1"));
-        assert!(is_loopback_url("http://[::1]:9000"));
-        assert!(!is_loopback_url("https://api.openai.com/v1"));
-        assert!(!is_loopback_url("http://10.0.0.2:8080"));
-    }
 }

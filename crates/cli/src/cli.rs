@@ -53,6 +53,97 @@ pub enum Command {
 
     /// Print the gateway token (or make a new one with --rotate).
     Token(TokenArgs),
+
+    /// List the models clawline can use, and why any cannot.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+
+    /// Store, list or remove model-provider credentials (auth profiles, encrypted at rest).
+    ///
+    /// A provider's credentials are tried in order: the config file's key (or <ID>_API_KEY),
+    /// stored profiles (OAuth, then tokens, then API keys), then <ID>_API_KEYS. A rate-limited
+    /// key rests and the next one is used. A running gateway picks up changes within 5 s.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Models of the configured providers (and of providers found in the environment), with
+    /// whether each can be called now.
+    List {
+        /// Also list every built-in provider that is not set up, and how to set it up.
+        #[arg(long)]
+        all: bool,
+        /// Ask providers that can list their models (Ollama, vLLM, OpenRouter, Bedrock, …).
+        #[arg(long)]
+        discover: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Store a credential. The secret is read from standard input (one line), never from the
+    /// command line: `printf %s "$KEY" | clawline auth add openai --name work`.
+    Add {
+        /// Provider id, e.g. `openai`, `anthropic`, `amazon-bedrock`.
+        provider: String,
+        /// Profile name; the profile id is `<provider>:<name>`.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// `api_key`, `token` or `aws-sdk` (AWS credentials are read from AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_REGION).
+        #[arg(long, default_value = "api_key")]
+        kind: String,
+        /// Only this agent uses the profile (default: every agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// A note shown by `auth list`, e.g. an e-mail address.
+        #[arg(long)]
+        label: Option<String>,
+        /// Read the secret from this environment variable instead of standard input.
+        #[arg(long, value_name = "VAR")]
+        from_env: Option<String>,
+    },
+    /// Sign in with OAuth and store the tokens as a profile (refreshed automatically).
+    ///
+    /// Browser sign-ins (Anthropic, OpenAI Codex, Google, Chutes) send the browser back to a
+    /// listener on 127.0.0.1; on a machine without a browser, open the printed address
+    /// elsewhere and paste the address it ends on (or use --paste). Device sign-ins (GitHub
+    /// Copilot, Qwen, Kimi) print a code to enter on the provider's page.
+    Login {
+        /// Provider id, e.g. `openai-codex`, `github-copilot`, `qwen-portal`.
+        provider: String,
+        /// Profile name; the profile id is `<provider>:<name>`.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Only this agent uses the profile (default: every agent).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Do not listen for the browser; paste the address it ends on instead.
+        #[arg(long)]
+        paste: bool,
+        /// Do not try to open a browser.
+        #[arg(long)]
+        no_open: bool,
+    },
+    /// List stored profiles (never their secrets).
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored profile.
+    Remove {
+        /// Profile id, `<provider>:<name>`.
+        profile: String,
+        /// The agent it belongs to (default: the every-agent profile).
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

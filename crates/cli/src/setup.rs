@@ -150,6 +150,10 @@ pub async fn gateway_token(
 pub fn secrets_of(config: &Config) -> Vec<String> {
     let mut out: Vec<String> =
         config.providers.values().filter_map(|p| p.api_key.as_ref()).map(|k| k.expose().to_string()).collect();
+    out.extend(config.providers.values().flat_map(|p| p.extra_keys.iter().map(|(_, k)| k.expose().to_string())));
+    out.extend(
+        config.providers.values().filter_map(|p| p.aws.as_ref()).map(|a| a.secret_access_key.expose().to_string()),
+    );
     // Header values often carry credentials too (`Authorization: Bearer …`).
     out.extend(config.providers.values().flat_map(|p| p.headers.values().cloned()));
     out.extend(config.gateway.token.iter().map(|t| t.expose().to_string()));
@@ -170,4 +174,37 @@ pub fn assemble(paths: &Paths) -> Result<(Assembled, Vec<clawline_core::config::
     let store = open_store(paths)?;
     let key = master_key(paths)?;
     Ok((Assembled { config: Arc::new(loaded.config), store, key }, loaded.warnings))
+}
+
+/// Loads the stored auth profiles into `runtime`, teaching `redactor` their secrets first.
+pub async fn apply_auth_profiles(
+    store: &Store,
+    key: &MasterKey,
+    runtime: &clawline_agent::Runtime,
+    redactor: &crate::logging::Redactor,
+) -> Result<usize> {
+    let profiles = clawline_agent::auth_profiles::load(store, key).await?;
+    redactor.add(profiles.iter().filter_map(|p| p.secret.as_ref()).map(|s| s.expose().to_string()));
+    redactor.add(profiles.iter().filter_map(|p| p.aws.as_ref()).map(|a| a.secret_access_key.expose().to_string()));
+    runtime.set_auth_profiles(&profiles);
+    Ok(profiles.len())
+}
+
+/// Refreshes OAuth profiles, with each provider's token endpoint (the config's overrides applied).
+pub fn oauth_refresher(
+    config: &Arc<Config>,
+    store: &Store,
+    key: MasterKey,
+) -> clawline_agent::oauth_refresh::Refresher {
+    let config = config.clone();
+    let http = clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new());
+    clawline_agent::oauth_refresh::Refresher::new(
+        store.clone(),
+        Arc::new(key),
+        http,
+        Arc::new(move |provider: &str| {
+            let overrides = config.file.models.providers.get(provider).map(|p| p.oauth.clone()).unwrap_or_default();
+            clawline_providers::oauth::providers::sign_in(provider, &overrides, &env).ok().map(|(_, r)| r)
+        }),
+    )
 }

@@ -201,7 +201,7 @@ async fn missing_provider_key_is_refused_before_anything_runs() {
     assert!(v["error"]["message"].as_str().unwrap().contains("REMOTE_API_KEY"), "{v}");
     let doctor = cli(dir.path(), &["doctor"]).await;
     assert!(!doctor.status.success());
-    assert!(stdout(&doctor).contains("provider `remote` has no API key"), "{}", stdout(&doctor));
+    assert!(stdout(&doctor).contains("provider `remote` has no credentials"), "{}", stdout(&doctor));
     assert_eq!(http().get(format!("{}/healthz", gw.base_url)).send().await.unwrap().status(), 200);
 }
 

@@ -59,6 +59,9 @@ pub enum ContentBlock {
         id: String,
         name: String,
         arguments: serde_json::Value,
+        /// Gemini's opaque `thoughtSignature` for this call, sent back with it on the next turn.
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "thoughtSignature")]
+        thought_signature: Option<String>,
     },
     Thinking {
         thinking: String,
@@ -185,7 +188,7 @@ impl AssistantMessage {
     /// The tool calls in this message, in order.
     pub fn tool_calls(&self) -> impl Iterator<Item = (&str, &str, &serde_json::Value)> {
         self.content.iter().filter_map(|b| match b {
-            ContentBlock::ToolCall { id, name, arguments } => Some((id.as_str(), name.as_str(), arguments)),
+            ContentBlock::ToolCall { id, name, arguments, .. } => Some((id.as_str(), name.as_str(), arguments)),
             _ => None,
         })
     }
@@ -212,7 +215,12 @@ mod tests {
         let m = Message::Assistant(AssistantMessage {
             content: vec![
                 ContentBlock::Text { text: "hi".into() },
-                ContentBlock::ToolCall { id: "c1".into(), name: "read".into(), arguments: json!({"path": "a"}) },
+                ContentBlock::ToolCall {
+                    id: "c1".into(),
+                    name: "read".into(),
+                    arguments: json!({"path": "a"}),
+                    thought_signature: None,
+                },
             ],
             api: "openai-completions".into(),
             provider: "mock".into(),

@@ -138,6 +138,20 @@ impl RunStream {
                 let c = self.chat("delta", json!({"deltaText": delta, "message": self.message(now)}));
                 vec![a, c]
             }
+            RunEvent::Fallback { selected, used, reason, .. } => {
+                // The model changes for the rest of the run: say so the way a run announces its model.
+                let (provider, model) = used.split_once('/').unwrap_or(("", used));
+                self.provider = provider.into();
+                self.model = model.into();
+                vec![self.agent(
+                    "lifecycle",
+                    json!({
+                        "phase": "model", "provider": self.provider, "model": self.model,
+                        "fallback": {"selected": selected, "reason": reason},
+                    }),
+                    now,
+                )]
+            }
             RunEvent::Thinking { delta } => {
                 vec![self.agent("thinking", json!({"delta": delta}), now)]
             }

@@ -69,7 +69,7 @@ pub fn wire_messages(messages: &[Message]) -> Vec<Value> {
                     .iter()
                     .filter_map(|b| match b {
                         ContentBlock::Text { text } if !text.is_empty() => Some(json!({"type": "text", "text": text})),
-                        ContentBlock::ToolCall { id, name, arguments } => {
+                        ContentBlock::ToolCall { id, name, arguments, .. } => {
                             let input = if arguments.is_object() { arguments.clone() } else { json!({}) };
                             Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
                         }
@@ -101,6 +101,12 @@ pub fn wire_messages(messages: &[Message]) -> Vec<Value> {
     out.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect()
 }
 
+/// The beta flag Anthropic requires with OAuth bearer tokens.
+const OAUTH_BETA: &str = "oauth-2025-04-20";
+
+/// Anthropic's smallest accepted `thinking.budget_tokens`.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
 /// The JSON request body.
 pub fn request_body(req: &ModelRequest) -> Value {
     let mut body = json!({
@@ -111,6 +117,15 @@ pub fn request_body(req: &ModelRequest) -> Value {
     });
     if !req.system.is_empty() {
         body["system"] = json!(req.system);
+    }
+    // Extended thinking: the budget must be at least 1024 tokens and below `max_tokens`, so the
+    // cap is raised to leave room for the answer when it would not.
+    if let Some(budget) = req.thinking_budget.filter(|b| *b > 0) {
+        let budget = budget.max(MIN_THINKING_BUDGET);
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        if req.max_tokens <= budget {
+            body["max_tokens"] = json!(budget.saturating_add(MIN_THINKING_BUDGET));
+        }
     }
     if !req.tools.is_empty() {
         body["tools"] = Value::Array(
@@ -342,7 +357,7 @@ impl Accumulator {
                     } else {
                         serde_json::from_str::<Value>(&json).unwrap_or(Value::String(json))
                     };
-                    content.push(ContentBlock::ToolCall { id, name, arguments });
+                    content.push(ContentBlock::ToolCall { id, name, arguments, thought_signature: None });
                 }
                 Block::Thinking { text, signature } => {
                     content.push(ContentBlock::Thinking { thinking: text, signature })
@@ -387,8 +402,11 @@ pub(crate) async fn call(
         .header("anthropic-version", VERSION)
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .json(&request_body(req));
-    if let Some(k) = key {
-        builder = builder.header("x-api-key", k);
+    match (key, settings.bearer) {
+        // OAuth access tokens and setup tokens go as a bearer token, with the OAuth beta flag.
+        (Some(k), true) => builder = builder.bearer_auth(k).header("anthropic-beta", OAUTH_BETA),
+        (Some(k), false) => builder = builder.header("x-api-key", k),
+        (None, _) => {}
     }
     for (name, value) in &settings.headers {
         builder = builder.header(name, value);

@@ -14,8 +14,9 @@ use clawline_core::config::{ApiKind, ProviderSettings};
 use clawline_core::message::{AssistantMessage, Usage};
 
 use crate::error::{ErrorKind, ProviderError};
+use crate::types::DiscoveredModel;
 use crate::types::{ModelRequest, StreamEvent};
-use crate::{anthropic_messages, openai_completions};
+use crate::{anthropic_messages, bedrock, google_generative_ai, ollama, openai_completions, openai_responses};
 
 /// How transient failures are retried.
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32, err: &ProviderError) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, err: &ProviderError) -> Duration {
         if let Some(after) = err.retry_after {
             return after.min(self.max_delay);
         }
@@ -108,9 +109,15 @@ impl ModelClient {
                 ApiKind::OpenAiCompletions => {
                     openai_completions::call(&self.http, &self.settings, req, &mut sink).await
                 }
+                ApiKind::OpenAiResponses => openai_responses::call(&self.http, &self.settings, req, &mut sink).await,
                 ApiKind::AnthropicMessages => {
                     anthropic_messages::call(&self.http, &self.settings, req, &mut sink).await
                 }
+                ApiKind::GoogleGenerativeAi => {
+                    google_generative_ai::call(&self.http, &self.settings, req, &mut sink).await
+                }
+                ApiKind::BedrockConverseStream => bedrock::call(&self.http, &self.settings, req, &mut sink).await,
+                ApiKind::Ollama => ollama::call(&self.http, &self.settings, req, &mut sink).await,
             };
             match result {
                 Err(err) if !produced && err.kind.is_transient() && attempt < self.retry.max_retries => {
@@ -131,12 +138,32 @@ impl ModelClient {
                         err.message = format!("{} (after {} attempts)", err.message, attempt + 1);
                     }
                     if err.kind == ErrorKind::Auth && self.settings.api_key.is_none() {
-                        err.message.push_str("; no API key is configured for this provider");
+                        err.message.push_str(if self.settings.aws.is_some() {
+                            "; check the AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and region"
+                        } else {
+                            "; no API key is configured for this provider"
+                        });
                     }
                     return Err(err);
                 }
                 Ok(msg) => return Ok(msg),
             }
+        }
+    }
+}
+
+impl ModelClient {
+    /// Asks the provider which models it serves, where its API can say (Ollama's `/api/tags`,
+    /// Bedrock's `ListFoundationModels`, `GET /models` of OpenAI-compatible servers).
+    /// `Ok(None)`: this API has no discovery.
+    pub async fn discover(&self) -> Result<Option<Vec<DiscoveredModel>>, ProviderError> {
+        match self.settings.api {
+            ApiKind::OpenAiCompletions | ApiKind::OpenAiResponses => {
+                openai_completions::discover(&self.http, &self.settings).await.map(Some)
+            }
+            ApiKind::Ollama => ollama::discover(&self.http, &self.settings).await.map(Some),
+            ApiKind::BedrockConverseStream => bedrock::discover(&self.http, &self.settings).await.map(Some),
+            _ => Ok(None),
         }
     }
 }

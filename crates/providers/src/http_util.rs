@@ -69,6 +69,20 @@ pub(crate) async fn read_error_body(resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
+/// Reads a whole response body of at most `limit` bytes as text. `Err(None)`: it was larger.
+pub(crate) async fn read_body_limited(resp: reqwest::Response, limit: usize) -> Result<String, Option<reqwest::Error>> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Some)?;
+        if body.len() + chunk.len() > limit {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Maps a transport failure from reqwest.
 pub(crate) fn transport_error(provider: &str, e: &reqwest::Error, key: Option<&str>) -> ProviderError {
     let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Network };

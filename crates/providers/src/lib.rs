@@ -5,7 +5,11 @@
 //! [`StreamEvent`]s followed by the finished [`AssistantMessage`](clawline_core::message::AssistantMessage):
 //!
 //! - [`openai_completions`]: `POST {baseUrl}/chat/completions` (OpenAI and every compatible server)
+//! - [`openai_responses`]: `POST {baseUrl}/responses` (OpenAI Responses, what Codex uses)
 //! - [`anthropic_messages`]: `POST {baseUrl}/v1/messages`
+//! - [`google_generative_ai`]: `POST {baseUrl}/models/{model}:streamGenerateContent?alt=sse` (Gemini)
+//! - [`bedrock`]: `POST {baseUrl}/model/{modelId}/converse-stream`, SigV4-signed, binary event stream
+//! - [`ollama`]: `POST {baseUrl}/api/chat`, newline-delimited JSON
 //!
 //! [`ModelClient`] picks the module from the provider's `api`, adds bounded retries for transient
 //! failures that happen before any output, and classifies every failure into an [`ErrorKind`].
@@ -14,10 +18,16 @@
 //! key: errors carry the provider's message with the key scrubbed out.
 
 pub mod anthropic_messages;
+pub mod bedrock;
 mod client;
 mod error;
+pub mod google_generative_ai;
 mod http_util;
+pub mod oauth;
+pub mod ollama;
 pub mod openai_completions;
+pub mod openai_responses;
+pub mod routing;
 pub mod sse;
 mod types;
 
@@ -27,4 +37,5 @@ mod test_support;
 pub use client::{ModelClient, RetryPolicy};
 pub use error::{ErrorKind, ProviderError};
 pub use http_util::build_http_client;
-pub use types::{ModelRequest, StreamEvent, ToolSpec};
+pub use routing::{Answer, CooldownBook, FallbackNote, Route, Router};
+pub use types::{DiscoveredModel, ModelRequest, StreamEvent, ToolSpec};

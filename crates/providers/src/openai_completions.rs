@@ -90,6 +90,16 @@ pub fn wire_messages(system: &str, messages: &[Message]) -> Vec<Value> {
     out
 }
 
+/// OpenAI's `reasoning_effort` for a thinking budget in tokens.
+pub fn reasoning_effort(budget: u32) -> &'static str {
+    match budget {
+        0 => "minimal",
+        1..=2048 => "low",
+        2049..=8192 => "medium",
+        _ => "high",
+    }
+}
+
 /// The JSON request body.
 pub fn request_body(req: &ModelRequest) -> Value {
     let mut body = json!({
@@ -105,6 +115,9 @@ pub fn request_body(req: &ModelRequest) -> Value {
         _ => "max_completion_tokens",
     };
     body[field] = json!(req.max_tokens);
+    if let Some(budget) = req.thinking_budget {
+        body["reasoning_effort"] = json!(reasoning_effort(budget));
+    }
     if !req.tools.is_empty() && req.compat.supports_tools != Some(false) {
         body["tools"] = Value::Array(
             req.tools
@@ -377,7 +390,7 @@ impl Accumulator {
                 serde_json::from_str::<Value>(&args).unwrap_or(Value::String(args))
             };
             let id = if id.is_empty() { format!("call_{i}") } else { id };
-            content.push(ContentBlock::ToolCall { id, name, arguments });
+            content.push(ContentBlock::ToolCall { id, name, arguments, thought_signature: None });
         }
         let stop_reason = match self.finish.as_deref() {
             Some("length") => StopReason::Length,
@@ -446,9 +459,116 @@ pub(crate) async fn call(
     Ok(msg)
 }
 
+/// Model lists are read up to this size (OpenRouter's is about 2 MB).
+const MAX_MODEL_LIST: usize = 16 * 1024 * 1024;
+
+/// One entry of `GET /models`, with the extensions routers and local servers add.
+#[derive(Deserialize)]
+struct ListedModel {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    /// OpenRouter, Hugging Face, Kilo.
+    #[serde(default)]
+    context_length: Option<u64>,
+    /// vLLM.
+    #[serde(default)]
+    max_model_len: Option<u64>,
+    #[serde(default)]
+    architecture: Option<Architecture>,
+}
+
+#[derive(Deserialize)]
+struct Architecture {
+    #[serde(default)]
+    input_modalities: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ListedModel>,
+}
+
+/// Turns a `GET /models` body into discovered models.
+pub(crate) fn parse_model_list(
+    provider: &str,
+    body: &str,
+) -> Result<Vec<crate::types::DiscoveredModel>, ProviderError> {
+    let list: ModelList = parse_json(provider, body)?;
+    Ok(list
+        .data
+        .into_iter()
+        .filter(|m| !m.id.is_empty())
+        .map(|m| {
+            let mut input = vec!["text".to_string()];
+            if m.architecture.is_some_and(|a| a.input_modalities.iter().any(|i| i == "image")) {
+                input.push("image".to_string());
+            }
+            crate::types::DiscoveredModel {
+                context_window: m.context_length.or(m.max_model_len),
+                id: m.id,
+                name: m.name,
+                input,
+                streaming: true,
+            }
+        })
+        .collect())
+}
+
+/// `GET {baseUrl}/models`: the models an OpenAI-compatible server or router offers.
+pub(crate) async fn discover(
+    http: &reqwest::Client,
+    settings: &clawline_core::config::ProviderSettings,
+) -> Result<Vec<crate::types::DiscoveredModel>, ProviderError> {
+    let provider = settings.id.as_str();
+    let key = settings.api_key.as_ref().map(|k| k.expose());
+    let mut builder = http.get(format!("{}/models", settings.base_url.trim_end_matches('/')));
+    if let Some(k) = key {
+        builder = builder.bearer_auth(k);
+    }
+    for (name, value) in &settings.headers {
+        builder = builder.header(name, value);
+    }
+    let wait = Duration::from_secs(settings.timeout_secs.min(30));
+    let resp = tokio::time::timeout(wait, builder.send())
+        .await
+        .map_err(|_| ProviderError::new(ErrorKind::Timeout, provider, "the model list did not arrive in time"))?
+        .map_err(|e| transport_error(provider, &e, key))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = tokio::time::timeout(wait, read_error_body(resp)).await.unwrap_or_default();
+        return Err(error_from(provider, Some(status.as_u16()), &body, key));
+    }
+    let body = tokio::time::timeout(wait, crate::http_util::read_body_limited(resp, MAX_MODEL_LIST))
+        .await
+        .map_err(|_| ProviderError::new(ErrorKind::Timeout, provider, "the model list did not arrive in time"))?
+        .map_err(|e| match e {
+            Some(err) => transport_error(provider, &err, key),
+            None => ProviderError::new(ErrorKind::Protocol, provider, "the model list is larger than 16 MiB"),
+        })?;
+    parse_model_list(provider, &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_model_lists_of_servers_and_routers() {
+        let body = r#"{"object":"list","data":[
+            {"id":"gpt-5-mini","object":"model","owned_by":"openai"},
+            {"id":"anthropic/claude-sonnet-4.5","name":"Claude Sonnet 4.5","context_length":1000000,
+             "architecture":{"input_modalities":["text","image"]}},
+            {"id":"Qwen/Qwen3-8B","max_model_len":32768},
+            {"id":""}]}"#;
+        let models = parse_model_list("p", body).unwrap();
+        assert_eq!(models.len(), 3);
+        assert_eq!(models[0].context_window, None);
+        assert_eq!(models[1].name.as_deref(), Some("Claude Sonnet 4.5"));
+        assert_eq!((models[1].context_window, models[1].input.len()), (Some(1_000_000), 2));
+        assert_eq!(models[2].context_window, Some(32768));
+        assert_eq!(parse_model_list("p", r#"{"models":[]}"#).unwrap_err().kind, ErrorKind::Protocol);
+    }
     use clawline_core::message::{ToolResultMessage, UserMessage};
 
     fn apply_all(events: &[&str]) -> Result<AssistantMessage, ProviderError> {
@@ -538,7 +658,12 @@ mod tests {
                     idempotency_key: None,
                 }),
                 Message::Assistant(AssistantMessage {
-                    content: vec![ContentBlock::ToolCall { id: "c1".into(), name: "ls".into(), arguments: json!({}) }],
+                    content: vec![ContentBlock::ToolCall {
+                        id: "c1".into(),
+                        name: "ls".into(),
+                        arguments: json!({}),
+                        thought_signature: None,
+                    }],
                     api: API.into(),
                     provider: "p".into(),
                     model: "gpt-x".into(),

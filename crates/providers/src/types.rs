@@ -24,6 +24,9 @@ pub struct ModelRequest {
     /// Prices used to fill `usage.cost`.
     pub cost: ModelCost,
     pub compat: ModelCompat,
+    /// Ask the model to think first, with at most this many tokens of reasoning (`None`: the
+    /// provider's default, which for most models is no visible reasoning).
+    pub thinking_budget: Option<u32>,
 }
 
 /// Output as it arrives. The finished message is returned separately when the call ends.
@@ -36,4 +39,20 @@ pub enum StreamEvent {
         id: String,
         name: String,
     },
+}
+
+/// A model a provider reports it can serve (Ollama's `/api/tags`, Bedrock's
+/// `ListFoundationModels`, an OpenAI-compatible `GET /models`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct DiscoveredModel {
+    /// The id to put after `provider/`.
+    pub id: String,
+    /// A display name, when the provider gives one.
+    pub name: Option<String>,
+    /// Context window in tokens, when known.
+    pub context_window: Option<u64>,
+    /// Input kinds: `text`, `image`.
+    pub input: Vec<String>,
+    /// Whether the model streams its answers (Bedrock lists some that cannot).
+    pub streaming: bool,
 }

@@ -4,16 +4,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawline_core::config::schema::ModelCost;
 use clawline_core::config::{ApiKind, ProviderSettings};
 use clawline_core::message::{
     AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage, UserContent, UserMessage,
 };
 use clawline_core::secret::SecretString;
 use clawline_providers::{ErrorKind, ModelClient, ModelRequest, ProviderError, RetryPolicy, StreamEvent, ToolSpec};
-use clawline_testkit::model_server::{Api, ModelServer, Reply, ToolCall};
+use clawline_testkit::model_server::{Api, ModelServer, Reply, ReplyExtras, TokenUsage, ToolCall};
 use serde_json::json;
 
 const KEY: &str = "sk-test-0123456789";
+/// A 1×1 PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 fn client(server: &ModelServer, api: Api, key: Option<&str>) -> ModelClient {
     let settings = ProviderSettings {
@@ -30,6 +33,7 @@ fn client(server: &ModelServer, api: Api, key: Option<&str>) -> ModelClient {
         max_tokens: None,
         models: vec![],
         implicit: false,
+        ..Default::default()
     };
     ModelClient::new(Arc::new(settings), reqwest::Client::new()).with_retry(RetryPolicy {
         max_retries: 2,
@@ -238,7 +242,12 @@ async fn the_twin_refuses_unanswered_tool_calls() {
         server.push(Reply::text("unused"));
         let c = client(&server, api, Some(KEY));
         let orphan = Message::Assistant(AssistantMessage {
-            content: vec![ContentBlock::ToolCall { id: "call_x".into(), name: "ls".into(), arguments: json!({}) }],
+            content: vec![ContentBlock::ToolCall {
+                id: "call_x".into(),
+                name: "ls".into(),
+                arguments: json!({}),
+                thought_signature: None,
+            }],
             api: "x".into(),
             provider: "twin".into(),
             model: "m".into(),
@@ -286,6 +295,7 @@ async fn unreachable_server_is_a_network_error() {
         max_tokens: None,
         models: vec![],
         implicit: false,
+        ..Default::default()
     };
     let c = ModelClient::new(Arc::new(settings), reqwest::Client::new()).with_retry(RetryPolicy {
         max_retries: 1,
@@ -295,4 +305,249 @@ async fn unreachable_server_is_a_network_error() {
     let err = c.stream(&request(vec![user("hi")]), &mut |_| {}).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network, "{err}");
     assert!(err.hint().is_some());
+}
+
+fn image_message(data: &str, mime_type: &str) -> Message {
+    Message::User(UserMessage {
+        content: UserContent::Blocks(vec![
+            ContentBlock::Text { text: "What is in this picture?".into() },
+            ContentBlock::Image { data: data.into(), mime_type: mime_type.into() },
+        ]),
+        timestamp: 0,
+        idempotency_key: None,
+    })
+}
+
+#[tokio::test]
+async fn image_input_reaches_the_twin_in_each_apis_shape() {
+    for api in both() {
+        let server = ModelServer::start(api, Some(KEY)).await;
+        server.push(Reply::text("A single pixel."));
+        let c = client(&server, api, Some(KEY));
+        let msg =
+            run(&c, &request(vec![image_message(PNG, "image/png")])).await.0.unwrap_or_else(|e| panic!("{api:?}: {e}"));
+        assert_eq!(msg.text(), "A single pixel.");
+        let body = &server.requests()[0].body;
+        match api {
+            Api::OpenAi => assert_eq!(
+                body["messages"][1]["content"],
+                json!([
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}")}},
+                ])
+            ),
+            Api::Anthropic => assert_eq!(
+                body["messages"][0]["content"],
+                json!([
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                ])
+            ),
+        }
+
+        // The twin refuses images the real APIs refuse, without using a reply.
+        for (data, mime, expect) in [
+            ("aGVsbG8gd29ybGQ=", "image/png", if api == Api::OpenAi { "unsupported image" } else { "does not match" }),
+            ("not base64!!", "image/png", "base64"),
+            (PNG, "image/bmp", if api == Api::OpenAi { "unsupported MIME type 'image/bmp'" } else { "media_type" }),
+        ] {
+            let err = run(&c, &request(vec![image_message(data, mime)])).await.0.unwrap_err();
+            assert_eq!((err.kind, err.status), (ErrorKind::BadRequest, Some(400)), "{api:?}: {err}");
+            assert!(err.message.contains(expect), "{api:?}: {err}");
+        }
+        if api == Api::Anthropic {
+            let err = run(&c, &request(vec![image_message(PNG, "image/jpeg")])).await.0.unwrap_err();
+            assert!(err.message.contains("Image does not match the provided media type image/jpeg"), "{err}");
+        }
+        assert_eq!(server.pending(), 0);
+    }
+}
+
+#[tokio::test]
+async fn context_length_errors_are_classified_and_not_retried() {
+    for api in both() {
+        let server = ModelServer::start(api, Some(KEY)).await;
+        let c = client(&server, api, Some(KEY));
+        let (kind, message) = match api {
+            Api::OpenAi => (
+                "context_length_exceeded",
+                "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. Please reduce the length of the messages.",
+            ),
+            Api::Anthropic => ("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum"),
+        };
+        server.push(Reply::error(400, kind, message));
+        server.push(Reply::text("must not be used"));
+        let err = run(&c, &request(vec![user("a very long prompt")])).await.0.unwrap_err();
+        assert_eq!((err.kind, err.status), (ErrorKind::ContextLength, Some(400)), "{api:?}: {err}");
+        assert!(err.message.contains(message), "{api:?}: {err}");
+        if api == Api::OpenAi {
+            assert!(err.message.contains("context_length_exceeded"), "{err}");
+        }
+        assert!(err.hint().is_some_and(|h| h.contains("too long")));
+        assert_eq!((server.requests().len(), server.pending()), (1, 1), "{api:?}: context errors are not retried");
+    }
+}
+
+#[tokio::test]
+async fn usage_carries_cache_tokens_and_cost() {
+    for api in both() {
+        let server = ModelServer::start(api, Some(KEY)).await;
+        let usage = TokenUsage { input: 1_200, output: 300, cache_read: 800, cache_write: 400 };
+        server.push_with(Reply::text("Cached answer."), ReplyExtras::usage(usage));
+        let c = client(&server, api, Some(KEY));
+        let mut req = request(vec![user("hi")]);
+        req.cost = ModelCost { input: 3.0, output: 15.0, cache_read: 0.3, cache_write: 3.75 };
+        let msg = run(&c, &req).await.0.unwrap_or_else(|e| panic!("{api:?}: {e}"));
+        let u = &msg.usage;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        match api {
+            // OpenAI counts cached tokens inside prompt_tokens and has no cache writes.
+            Api::OpenAi => {
+                assert_eq!(
+                    (u.input, u.cache_read, u.cache_write, u.output, u.total_tokens),
+                    (1_200, 800, 0, 300, 2_300)
+                );
+                assert!(close(u.cost.cache_write, 0.0), "{:?}", u.cost);
+                assert!(close(u.cost.total, 0.0036 + 0.00024 + 0.0045), "{:?}", u.cost);
+            }
+            Api::Anthropic => {
+                assert_eq!(
+                    (u.input, u.cache_read, u.cache_write, u.output, u.total_tokens),
+                    (1_200, 800, 400, 300, 2_700)
+                );
+                assert!(close(u.cost.cache_write, 0.0015), "{:?}", u.cost);
+                assert!(close(u.cost.total, 0.0036 + 0.00024 + 0.0015 + 0.0045), "{:?}", u.cost);
+            }
+        }
+        assert!(
+            close(u.cost.input, 0.0036) && close(u.cost.cache_read, 0.00024) && close(u.cost.output, 0.0045),
+            "{:?}",
+            u.cost
+        );
+    }
+}
+
+#[tokio::test]
+async fn thinking_blocks_stream_with_their_signature_and_go_back_in_the_history() {
+    for api in both() {
+        let server = ModelServer::start(api, Some(KEY)).await;
+        let signature = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
+        server.push_with(Reply::text("The answer is 4."), ReplyExtras::thinking("Two plus two is four.", signature));
+        server.push(Reply::text("You're welcome."));
+        let c = client(&server, api, Some(KEY));
+        let mut req = request(vec![user("What is 2+2?")]);
+        req.max_tokens = 4096;
+        let (r, events) = run(&c, &req).await;
+        let msg = r.unwrap_or_else(|e| panic!("{api:?}: {e}"));
+        let expected_signature = (api == Api::Anthropic).then(|| signature.to_string());
+        assert_eq!(
+            msg.content[0],
+            ContentBlock::Thinking { thinking: "Two plus two is four.".into(), signature: expected_signature },
+            "{api:?}"
+        );
+        assert_eq!(msg.text(), "The answer is 4.");
+        let thinking: String = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ThinkingDelta(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(thinking, "Two plus two is four.", "{api:?}");
+        assert!(matches!(events[0], StreamEvent::ThinkingDelta(_)), "{api:?}: {events:?}");
+
+        // The signed block goes back with the assistant turn; the twin checks its signature.
+        let mut history = req.messages.clone();
+        history.push(Message::Assistant(msg));
+        history.push(user("thanks"));
+        let follow = ModelRequest { messages: history, ..req.clone() };
+        assert_eq!(run(&c, &follow).await.0.unwrap_or_else(|e| panic!("{api:?}: {e}")).text(), "You're welcome.");
+        if api == Api::Anthropic {
+            let sent = &server.requests()[1].body["messages"][1]["content"][0];
+            assert_eq!(*sent, json!({"type": "thinking", "thinking": "Two plus two is four.", "signature": signature}));
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_requests_thinking_when_a_budget_is_set() {
+    let server = ModelServer::start(Api::Anthropic, Some(KEY)).await;
+    server.push_with(Reply::text("4"), ReplyExtras::thinking("2+2=4", "sig-1"));
+    let c = client(&server, Api::Anthropic, Some(KEY));
+    let mut req = request(vec![user("What is 2+2?")]);
+    req.max_tokens = 4096;
+    req.thinking_budget = Some(2048);
+    run(&c, &req).await.0.unwrap();
+    assert_eq!(server.requests()[0].body["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+}
+
+#[tokio::test]
+async fn the_anthropic_twin_checks_thinking_parameters_and_signatures() {
+    let server = ModelServer::start(Api::Anthropic, Some(KEY)).await;
+    server.push(Reply::text("accepted"));
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        http.post(format!("{}/v1/messages", server.base_url()))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+    };
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        (json!({"type": "enabled", "budget_tokens": 512}), 4096, "greater than or equal to 1024"),
+        (
+            json!({"type": "enabled", "budget_tokens": 4096}),
+            4096,
+            "`max_tokens` must be greater than `thinking.budget_tokens`",
+        ),
+        (json!({"type": "sometimes"}), 4096, "does not match any of the expected tags"),
+    ];
+    for (thinking, max_tokens, expect) in cases {
+        let resp =
+            post(json!({"model": "m", "max_tokens": max_tokens, "stream": true, "messages": hi, "thinking": thinking}))
+                .await
+                .unwrap();
+        assert_eq!(resp.status(), 400);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains(expect), "{body}");
+    }
+    let unsigned = json!([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "4"}]},
+        {"role": "user", "content": "again"},
+    ]);
+    let resp = post(json!({"model": "m", "max_tokens": 64, "stream": true, "messages": unsigned})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "messages.1.content.0.thinking.signature: Field required");
+    let ok = post(json!({"model": "m", "max_tokens": 4096, "stream": true, "messages": hi,
+        "thinking": {"type": "enabled", "budget_tokens": 2048}}))
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(server.pending(), 0);
+}
+
+#[tokio::test]
+async fn anthropic_bearer_tokens_go_as_authorization_with_the_oauth_flag() {
+    let server = ModelServer::start(Api::Anthropic, Some(KEY)).await;
+    server.push(Reply::text("signed in"));
+    let settings = ProviderSettings {
+        id: "anthropic".into(),
+        api: ApiKind::AnthropicMessages,
+        base_url: server.base_url(),
+        api_key: Some(SecretString::new(KEY)),
+        bearer: true,
+        timeout_secs: 5,
+        ..Default::default()
+    };
+    let c = ModelClient::new(Arc::new(settings), reqwest::Client::new());
+    let msg = run(&c, &request(vec![user("hi")])).await.0.unwrap();
+    assert_eq!(msg.text(), "signed in");
+    let r = &server.requests()[0];
+    assert_eq!(r.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    assert!(r.header("x-api-key").is_none());
+    assert_eq!(r.header("anthropic-beta"), Some("oauth-2025-04-20"));
 }

@@ -10,6 +10,7 @@
 //! it); a user message and the run it starts are written together; secrets are stored only as
 //! AES-256-GCM ciphertext bound to their name.
 
+mod auth_profiles;
 mod changes;
 mod crypto;
 mod db;
@@ -21,6 +22,7 @@ mod runs;
 mod secrets;
 mod sessions;
 
+pub use auth_profiles::{ALL_AGENTS, AuthProfileRow};
 pub use changes::{Appended, Change, SessionChange, StoredRecord};
 pub use crypto::{MasterKey, random_hex};
 pub use db::Store;

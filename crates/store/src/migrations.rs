@@ -101,6 +101,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN label TEXT;
     ALTER TABLE sessions ADD COLUMN flags_json TEXT;
     "#,
+    // v3: model-provider auth profiles (credentials sealed like secrets).
+    r#"
+    CREATE TABLE auth_profiles (
+        agent_id    TEXT NOT NULL,
+        profile_id  TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        label       TEXT,
+        expires_at  INTEGER,
+        nonce       BLOB NOT NULL,
+        ciphertext  BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, profile_id)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -143,7 +159,16 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(
             tables(&conn),
-            ["device_tokens", "devices", "pairing_requests", "runs", "secrets", "sessions", "transcript_events"]
+            [
+                "auth_profiles",
+                "device_tokens",
+                "devices",
+                "pairing_requests",
+                "runs",
+                "secrets",
+                "sessions",
+                "transcript_events"
+            ]
         );
         // Running again is a no-op.
         assert_eq!(migrate(&mut conn, ":memory:").unwrap(), SCHEMA_VERSION);

@@ -5,6 +5,10 @@
 //!   receives the way the real services do (auth headers, required fields, tool-call/tool-result
 //!   pairing) and answers with scripted streams: text, tool calls, errors with the providers'
 //!   error bodies and `Retry-After`, slow streams, truncated and malformed streams.
+//! - [`oauth_server`]: an OAuth 2.0 authorization server twin (RFC 6749 code flow with PKCE
+//!   S256 per RFC 7636, refresh with rotation and revocation, RFC 8628 device flow, `/userinfo`)
+//!   enforcing loopback redirects, single-use expiring codes and polling intervals, with the
+//!   RFC 6749 §5.2 error bodies; other twins can check its access tokens.
 //! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
 //! - [`ws_client`]: a client of OpenClaw's gateway protocol (WebSocket) with Ed25519 device
@@ -12,8 +16,13 @@
 //!
 //! Nothing here talks to the internet.
 
+pub mod bedrock_server;
 pub mod browser;
 pub mod gateway;
+pub mod gemini_server;
 pub mod model_server;
+pub mod oauth_server;
+pub mod ollama_server;
+pub mod openai_responses_server;
 pub mod sse_client;
 pub mod ws_client;

@@ -7,9 +7,20 @@
 //! bodies: a missing or wrong key is a 401 (`invalid_api_key` / `authentication_error`),
 //! Anthropic requires `anthropic-version`, `max_tokens` and a user first message, both refuse
 //! a tool call that is not answered by a tool result right after it (and a tool result that
-//! answers nothing). A request that passes gets the next queued reply; when the queue is
-//! empty the server answers 500 with "testkit: no scripted reply left", so an unexpected extra
-//! model call fails the test loudly.
+//! answers nothing). Image parts must be what the references define: OpenAI `{"type":
+//! "image_url", "image_url": {"url": "data:<mime>;base64,…" | "https://…"}}`, Anthropic
+//! `{"type": "image", "source": {"type": "base64", "media_type", "data"}}` with `image/jpeg`,
+//! `image/png`, `image/gif` or `image/webp`, decodable base64 whose bytes are that format.
+//! Anthropic's `thinking: {type: "enabled", budget_tokens}` is checked (at least 1024, less than
+//! `max_tokens`), as is the `signature` of a `thinking` block sent back in the history. A
+//! request that passes gets the next queued reply; when the queue is empty the server answers
+//! 500 with "testkit: no scripted reply left", so an unexpected extra model call fails the test
+//! loudly.
+//!
+//! [`ModelServer::push_with`] adds [`ReplyExtras`] to a reply: exact usage with cache tokens
+//! (OpenAI `prompt_tokens_details.cached_tokens`, Anthropic `cache_read_input_tokens` /
+//! `cache_creation_input_tokens`) and a thinking block (Anthropic `thinking` block streamed as
+//! `thinking_delta`s and a `signature_delta`; OpenAI-compatible `reasoning_content` deltas).
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
@@ -102,6 +113,44 @@ impl Reply {
     }
 }
 
+/// Token counts a reply reports instead of the twin's estimate. `input` excludes cached tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input: u64,
+    pub output: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to the cache (Anthropic only; OpenAI has no such count).
+    pub cache_write: u64,
+}
+
+/// What a reply can carry beyond its [`Reply`].
+#[derive(Debug, Clone, Default)]
+pub struct ReplyExtras {
+    /// Usage to report: in `message_start` / `message_delta` (Anthropic) or the final usage
+    /// chunk (OpenAI: `prompt_tokens` = input + cache reads, `prompt_tokens_details.cached_tokens`).
+    pub usage: Option<TokenUsage>,
+    /// A thinking block streamed before the answer: `(text, signature)`. Anthropic streams a
+    /// `thinking` content block (`thinking_delta` pieces, then a `signature_delta`); OpenAI as
+    /// `delta.reasoning_content` pieces, as compatible reasoning servers do (no signature).
+    pub thinking: Option<(String, String)>,
+}
+
+impl ReplyExtras {
+    pub fn usage(usage: TokenUsage) -> Self {
+        ReplyExtras { usage: Some(usage), thinking: None }
+    }
+
+    pub fn thinking(text: &str, signature: &str) -> Self {
+        ReplyExtras { usage: None, thinking: Some((text.into(), signature.into())) }
+    }
+
+    pub fn with_usage(mut self, usage: TokenUsage) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+}
+
 /// A request the server received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -120,9 +169,11 @@ impl Recorded {
 struct Inner {
     api: Api,
     key: Option<String>,
-    replies: VecDeque<Reply>,
+    replies: VecDeque<(Reply, ReplyExtras)>,
     fallback: Option<Reply>,
     requests: Vec<Recorded>,
+    /// What `GET /v1/models` lists (OpenAI's `{"object":"list","data":[...]}` entries).
+    models: Vec<Value>,
 }
 
 /// A running twin. Dropping it stops the server.
@@ -148,10 +199,12 @@ impl ModelServer {
             replies: VecDeque::new(),
             fallback: None,
             requests: Vec::new(),
+            models: Vec::new(),
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/messages", post(handle))
+            .route("/v1/models", axum::routing::get(list_models))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind model server");
         let addr = listener.local_addr().expect("local addr");
@@ -180,7 +233,13 @@ impl ModelServer {
 
     /// Queues a reply for the next accepted request.
     pub fn push(&self, reply: Reply) -> &Self {
-        self.lock().replies.push_back(reply);
+        self.lock().replies.push_back((reply, ReplyExtras::default()));
+        self
+    }
+
+    /// Queues a reply that also reports `extras` (cache tokens, a thinking block).
+    pub fn push_with(&self, reply: Reply, extras: ReplyExtras) -> &Self {
+        self.lock().replies.push_back((reply, extras));
         self
     }
 
@@ -194,10 +253,41 @@ impl ModelServer {
         self.lock().requests.clone()
     }
 
+    /// Sets what `GET /v1/models` answers: model entries such as `{"id": "m", "context_length": 8192}`.
+    pub fn set_models(&self, models: Vec<Value>) {
+        self.lock().models = models;
+    }
+
     /// Replies not yet used.
     pub fn pending(&self) -> usize {
         self.lock().replies.len()
     }
+}
+
+/// `GET /v1/models`, OpenAI's list shape, behind the same key check as completions.
+async fn list_models(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let (key, models) = {
+        let g = inner.lock().unwrap_or_else(|p| p.into_inner());
+        (g.key.clone(), g.models.clone())
+    };
+    let got = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(expected) = key
+        && got != Some(expected.as_str())
+    {
+        return error_response(Api::OpenAi, 401, "invalid_api_key", "Incorrect API key provided.", None);
+    }
+    let data: Vec<Value> = models
+        .into_iter()
+        .map(|mut m| {
+            m["object"] = json!("model");
+            m["owned_by"] = json!("testkit");
+            m
+        })
+        .collect();
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"object": "list", "data": data}).to_string()))
+        .unwrap_or_default()
 }
 
 fn error_response(api: Api, status: u16, kind: &str, message: &str, retry_after: Option<&str>) -> Response {
@@ -253,10 +343,24 @@ fn validate(api: Api, key: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Re
             }
         }
         Api::Anthropic => {
-            if let Some(expected) = key
-                && h("x-api-key") != Some(expected)
-            {
-                return Err(error_response(api, 401, "authentication_error", "invalid x-api-key", None));
+            // OAuth access tokens come as a bearer token, accepted only with the OAuth beta flag.
+            let bearer = h("authorization").and_then(|v| v.strip_prefix("Bearer "));
+            if let Some(expected) = key {
+                match (h("x-api-key"), bearer) {
+                    (Some(k), _) if k == expected => {}
+                    (None, Some(t)) if t == expected => {
+                        if !h("anthropic-beta").is_some_and(|b| b.split(',').any(|f| f.trim() == "oauth-2025-04-20")) {
+                            return Err(error_response(
+                                api,
+                                401,
+                                "authentication_error",
+                                "OAuth authentication is currently not supported.",
+                                None,
+                            ));
+                        }
+                    }
+                    _ => return Err(error_response(api, 401, "authentication_error", "invalid x-api-key", None)),
+                }
             }
             if h("anthropic-version").is_none() {
                 return Err(error_response(
@@ -316,6 +420,7 @@ fn validate_openai(v: &Value, messages: &[Value]) -> Result<(), String> {
                 if !(m["content"].is_string() || m["content"].is_array()) {
                     return Err(format!("Invalid 'messages[{i}].content': expected a string or an array"));
                 }
+                check_openai_parts(i, role, &m["content"])?;
             }
             "assistant" => {
                 if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
@@ -377,6 +482,26 @@ fn validate_anthropic(v: &Value, messages: &[Value]) -> Result<(), String> {
             }
         }
     }
+    if let Some(t) = v.get("thinking") {
+        match t["type"].as_str() {
+            Some("enabled") => {
+                let budget = t["budget_tokens"].as_u64().ok_or("thinking.enabled.budget_tokens: Field required")?;
+                if budget < 1024 {
+                    return Err("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024".into());
+                }
+                if v["max_tokens"].as_u64().is_some_and(|max| budget >= max) {
+                    return Err("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size".into());
+                }
+            }
+            Some("disabled" | "adaptive") => {}
+            other => {
+                return Err(format!(
+                    "thinking: Input tag '{}' found using 'type' does not match any of the expected tags: 'disabled', 'enabled'",
+                    other.unwrap_or_default()
+                ));
+            }
+        }
+    }
     if messages[0]["role"] != "user" {
         return Err("messages: first message must use the \"user\" role".into());
     }
@@ -391,6 +516,7 @@ fn validate_anthropic(v: &Value, messages: &[Value]) -> Result<(), String> {
             Value::Array(a) => a.clone(),
             _ => return Err(format!("messages.{i}.content: Input should be a valid string or list")),
         };
+        check_anthropic_blocks(i, role, &blocks)?;
         if role == "user" {
             let answered: HashSet<String> = blocks
                 .iter()
@@ -426,6 +552,142 @@ fn validate_anthropic(v: &Value, messages: &[Value]) -> Result<(), String> {
     }
     if !pending.is_empty() {
         return Err("messages: the final assistant message has `tool_use` blocks without results".into());
+    }
+    Ok(())
+}
+
+/// The image formats both APIs accept.
+const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// The image format of `bytes`, from their signature.
+fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+fn decode_base64(data: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(data).ok()
+}
+
+/// Content parts of an OpenAI message (`text`; `image_url` in user messages).
+fn check_openai_parts(i: usize, role: &str, content: &Value) -> Result<(), String> {
+    let Some(parts) = content.as_array() else { return Ok(()) };
+    for (j, p) in parts.iter().enumerate() {
+        let path = format!("messages[{i}].content[{j}]");
+        match p["type"].as_str().unwrap_or_default() {
+            "text" => {
+                if !p["text"].is_string() {
+                    return Err(format!("Missing required parameter: '{path}.text'."));
+                }
+            }
+            "image_url" if role == "user" => {
+                let url = p["image_url"]["url"]
+                    .as_str()
+                    .ok_or_else(|| format!("Missing required parameter: '{path}.image_url.url'."))?;
+                if let Some(detail) = p["image_url"].get("detail")
+                    && !matches!(detail.as_str(), Some("auto" | "low" | "high"))
+                {
+                    return Err(format!(
+                        "Invalid value: '{detail}'. Supported values are: 'auto', 'low', and 'high'. ('{path}.image_url.detail')"
+                    ));
+                }
+                if url.starts_with("https://") || url.starts_with("http://") {
+                    continue;
+                }
+                let expected = "Expected a base64-encoded data URL with an image MIME type (e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU=')";
+                let Some((mime, data)) = url.strip_prefix("data:").and_then(|r| r.split_once(";base64,")) else {
+                    return Err(format!(
+                        "Invalid '{path}.image_url.url'. {expected}, but got a value with an invalid format."
+                    ));
+                };
+                if !IMAGE_TYPES.contains(&mime) {
+                    return Err(format!(
+                        "Invalid '{path}.image_url.url'. {expected}, but got unsupported MIME type '{mime}'."
+                    ));
+                }
+                let bytes = decode_base64(data).ok_or_else(|| {
+                    format!("Invalid '{path}.image_url.url'. {expected}, but got an invalid base64 payload.")
+                })?;
+                if sniff_image(&bytes).is_none() {
+                    return Err("You uploaded an unsupported image. Please make sure your image is valid.".into());
+                }
+            }
+            "image_url" => {
+                return Err(format!(
+                    "Invalid '{path}.type': image_url content parts are only supported in user messages."
+                ));
+            }
+            "input_audio" | "file" | "refusal" | "audio" => {}
+            other => {
+                return Err(format!(
+                    "Invalid value: '{other}'. Supported values are: 'text', 'image_url', 'input_audio', 'refusal', 'audio', and 'file'. ('{path}.type')"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Content blocks of an Anthropic message: user `image` blocks and assistant `thinking` blocks.
+fn check_anthropic_blocks(i: usize, role: &str, blocks: &[Value]) -> Result<(), String> {
+    for (j, b) in blocks.iter().enumerate() {
+        let path = format!("messages.{i}.content.{j}");
+        match (role, b["type"].as_str().unwrap_or_default()) {
+            ("user", "image") => {
+                let src = &b["source"];
+                match src["type"].as_str() {
+                    Some("base64") => {
+                        let media_type = src["media_type"].as_str().unwrap_or_default();
+                        if !IMAGE_TYPES.contains(&media_type) {
+                            return Err(format!(
+                                "{path}.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+                            ));
+                        }
+                        let data = src["data"]
+                            .as_str()
+                            .ok_or_else(|| format!("{path}.image.source.base64.data: Field required"))?;
+                        let bytes = decode_base64(data).ok_or_else(|| {
+                            format!("{path}.image.source.base64.data: The image data is not valid base64")
+                        })?;
+                        if sniff_image(&bytes) != Some(media_type) {
+                            return Err(format!(
+                                "{path}.image.source.base64.data: Image does not match the provided media type {media_type}"
+                            ));
+                        }
+                    }
+                    Some("url") => {
+                        if !src["url"].as_str().is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) {
+                            return Err(format!("{path}.image.source.url.url: Field required"));
+                        }
+                    }
+                    other => {
+                        return Err(format!(
+                            "{path}.image.source: Input tag '{}' found using 'type' does not match any of the expected tags: 'base64', 'url'",
+                            other.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            ("assistant", "thinking") => {
+                if !b["thinking"].is_string() {
+                    return Err(format!("{path}.thinking.thinking: Field required"));
+                }
+                if b["signature"].as_str().is_none_or(str::is_empty) {
+                    return Err(format!("{path}.thinking.signature: Field required"));
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -467,6 +729,10 @@ struct Stream {
     model: String,
     prompt_tokens: u64,
     include_usage: bool,
+    /// The index of the first text block (1 when a thinking block comes first).
+    first: usize,
+    usage: Option<TokenUsage>,
+    thinking: Option<(String, String)>,
 }
 
 fn sse(data: &Value) -> String {
@@ -485,20 +751,59 @@ impl Stream {
         }))
     }
 
-    /// Header events (before any content).
+    /// Header events (before any content), then the thinking block when there is one.
     fn open(&self) -> Vec<String> {
-        match self.api {
+        let mut out = match self.api {
             Api::OpenAi => vec![self.openai_chunk(json!({"role": "assistant", "content": ""}), Value::Null)],
-            Api::Anthropic => vec![
-                sse_named(
-                    "message_start",
-                    &json!({"type": "message_start", "message": {
-                    "id": "msg_testkit", "type": "message", "role": "assistant", "content": [], "model": self.model,
-                    "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1}}}),
-                ),
-                sse_named("ping", &json!({"type": "ping"})),
-            ],
+            Api::Anthropic => {
+                let usage = match self.usage {
+                    Some(u) => json!({"input_tokens": u.input, "cache_creation_input_tokens": u.cache_write,
+                        "cache_read_input_tokens": u.cache_read, "output_tokens": 1}),
+                    None => json!({"input_tokens": self.prompt_tokens, "output_tokens": 1}),
+                };
+                vec![
+                    sse_named(
+                        "message_start",
+                        &json!({"type": "message_start", "message": {
+                        "id": "msg_testkit", "type": "message", "role": "assistant", "content": [], "model": self.model,
+                        "stop_reason": null, "stop_sequence": null, "usage": usage}}),
+                    ),
+                    sse_named("ping", &json!({"type": "ping"})),
+                ]
+            }
+        };
+        if let Some((text, signature)) = &self.thinking {
+            out.extend(self.thinking_block(text, signature));
+        }
+        out
+    }
+
+    /// A thinking block at index 0.
+    fn thinking_block(&self, text: &str, signature: &str) -> Vec<String> {
+        let pieces = split_text(text);
+        match self.api {
+            Api::OpenAi => {
+                pieces.iter().map(|p| self.openai_chunk(json!({"reasoning_content": p}), Value::Null)).collect()
+            }
+            Api::Anthropic => {
+                let mut out = vec![sse_named(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                )];
+                for p in pieces {
+                    out.push(sse_named(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": p}}),
+                    ));
+                }
+                out.push(sse_named(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": signature}}),
+                ));
+                out.push(sse_named("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+                out
+            }
         }
     }
 
@@ -559,14 +864,23 @@ impl Stream {
     }
 
     fn close(&self, tool_use: bool, output_tokens: u64) -> Vec<String> {
+        let output_tokens = self.usage.map_or(output_tokens, |u| u.output);
         match self.api {
             Api::OpenAi => {
                 let mut out = vec![self.openai_chunk(json!({}), json!(if tool_use { "tool_calls" } else { "stop" }))];
                 if self.include_usage {
+                    let mut usage = json!({"prompt_tokens": self.prompt_tokens, "completion_tokens": output_tokens,
+                        "total_tokens": self.prompt_tokens + output_tokens});
+                    if let Some(u) = self.usage {
+                        let prompt = u.input + u.cache_read;
+                        usage = json!({"prompt_tokens": prompt, "completion_tokens": output_tokens,
+                            "total_tokens": prompt + output_tokens,
+                            "prompt_tokens_details": {"cached_tokens": u.cache_read, "audio_tokens": 0},
+                            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}});
+                    }
                     out.push(sse(&json!({
                         "id": "chatcmpl-testkit", "object": "chat.completion.chunk", "created": 1_795_000_000u64, "model": self.model,
-                        "choices": [], "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": output_tokens,
-                        "total_tokens": self.prompt_tokens + output_tokens}
+                        "choices": [], "usage": usage
                     })));
                 }
                 out.push("data: [DONE]\n\n".to_string());
@@ -596,11 +910,11 @@ impl Stream {
     /// A complete text answer.
     fn text(&self, chunks: &[String]) -> Vec<String> {
         let mut out = self.open();
-        out.extend(self.text_start(0));
+        out.extend(self.text_start(self.first));
         for c in chunks {
-            out.push(self.text_delta(0, c));
+            out.push(self.text_delta(self.first, c));
         }
-        out.extend(self.block_stop(0));
+        out.extend(self.block_stop(self.first));
         let tokens = chunks.iter().map(|c| c.len() as u64 / 4 + 1).sum();
         out.extend(self.close(false, tokens));
         out
@@ -646,9 +960,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
     };
     let reply = {
         let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.replies.pop_front().or_else(|| g.fallback.clone())
+        g.replies.pop_front().or_else(|| g.fallback.clone().map(|r| (r, ReplyExtras::default())))
     };
-    let Some(reply) = reply else {
+    let Some((reply, extras)) = reply else {
         return error_response(api, 500, "api_error", "testkit: no scripted reply left", None);
     };
     if request["stream"] != json!(true) {
@@ -665,6 +979,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         model: request["model"].as_str().unwrap_or_default().to_string(),
         prompt_tokens: body.len() as u64 / 4,
         include_usage: request["stream_options"]["include_usage"] == json!(true),
+        first: usize::from(extras.thinking.is_some()),
+        usage: extras.usage,
+        thinking: extras.thinking,
     };
     match reply {
         Reply::Text(t) => stream_response(stream.text(&split_text(&t)), Duration::ZERO),
@@ -675,15 +992,15 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         Reply::Chunks { chunks, delay } => {
             // Headers go out at once; each content chunk waits `delay`.
             let mut events = stream.open();
-            events.extend(stream.text_start(0));
+            events.extend(stream.text_start(stream.first));
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
             let tail: Vec<String> = {
                 let mut t = Vec::new();
-                t.extend(stream.block_stop(0));
+                t.extend(stream.block_stop(stream.first));
                 t.extend(stream.close(false, chunks.len() as u64));
                 t
             };
-            let deltas: Vec<String> = chunks.iter().map(|c| stream.text_delta(0, c)).collect();
+            let deltas: Vec<String> = chunks.iter().map(|c| stream.text_delta(stream.first, c)).collect();
             tokio::spawn(async move {
                 for e in events {
                     if tx.send(Bytes::from(e)).await.is_err() {
@@ -713,14 +1030,14 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         }
         Reply::Tools { text, calls } => {
             let mut events = stream.open();
-            let mut index = 0;
+            let mut index = stream.first;
             if let Some(t) = &text {
-                events.extend(stream.text_start(0));
+                events.extend(stream.text_start(stream.first));
                 for p in split_text(t) {
-                    events.push(stream.text_delta(0, &p));
+                    events.push(stream.text_delta(stream.first, &p));
                 }
-                events.extend(stream.block_stop(0));
-                index = 1;
+                events.extend(stream.block_stop(stream.first));
+                index = stream.first + 1;
             }
             for (i, call) in calls.iter().enumerate() {
                 events.extend(stream.tool_call(index + i, i, call));
@@ -733,8 +1050,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         }
         Reply::StreamError { text, kind, message } => {
             let mut events = stream.open();
-            events.extend(stream.text_start(0));
-            events.push(stream.text_delta(0, &text));
+            events.extend(stream.text_start(stream.first));
+            events.push(stream.text_delta(stream.first, &text));
             events.push(stream.error_event(&kind, &message));
             stream_response(events, Duration::ZERO)
         }
@@ -745,8 +1062,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             .unwrap_or_default(),
         Reply::Truncated(t) => {
             let mut events = stream.open();
-            events.extend(stream.text_start(0));
-            events.push(stream.text_delta(0, &t));
+            events.extend(stream.text_start(stream.first));
+            events.push(stream.text_delta(stream.first, &t));
             stream_response(events, Duration::ZERO)
         }
     }

@@ -159,12 +159,13 @@ async fn local(paths: &Paths, args: &AgentArgs) -> Result<ExitCode> {
     logging::init(
         LogLevel::Warn,
         Some((assembled.config.logging.level, assembled.config.logging.dir.clone())),
-        redactor,
+        redactor.clone(),
     );
     for w in warnings {
         tracing::warn!("{w}");
     }
     let runtime = Runtime::new(assembled.config.clone(), assembled.store.clone())?;
+    setup::apply_auth_profiles(&assembled.store, &assembled.key, &runtime, &redactor).await?;
     let req = TurnRequest {
         agent_id: args.agent.clone(),
         session_key: args.session_key.clone(),

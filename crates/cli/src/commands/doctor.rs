@@ -210,43 +210,66 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             );
         }
 
-        // Models.
+        // Models: the same credential rules the runtime uses, stored auth profiles included.
+        let profiles = match (&store, key_path.exists() || std::env::var_os("CLAWLINE_MASTER_KEY").is_some()) {
+            (Some(store), true) => match setup::master_key(paths) {
+                Ok(key) => {
+                    let loaded = clawline_agent::auth_profiles::load(store, &key).await.unwrap_or_default();
+                    credential_monitor(&mut r, store).await;
+                    loaded
+                }
+                Err(_) => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let providers: std::collections::HashMap<String, std::sync::Arc<clawline_core::config::ProviderSettings>> =
+            config.providers.iter().map(|(k, v)| (k.clone(), std::sync::Arc::new(v.clone()))).collect();
+        let table = clawline_agent::routes::CredentialTable::build(&providers, &profiles);
         for agent in config.agents.values() {
             match &agent.model {
                 None => r.add(
                     "model",
                     Status::Fail,
                     format!("agent `{}` has no model", agent.id),
-                    Some("set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY".into()),
+                    Some("set agents.defaults.model, or export a provider key such as ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY (`clawline models list --all` shows them all)".into()),
                 ),
-                Some(m) => {
-                    let provider = &config.providers[&m.provider];
-                    let local = provider.base_url.contains("://127.")
-                        || provider.base_url.contains("://localhost")
-                        || provider.base_url.contains("://[::1]");
-                    match (&provider.api_key_source, local) {
-                        (Some(src), _) => r.add(
-                            "model",
-                            Status::Ok,
-                            format!("agent `{}` → {m} ({}, key from {src})", agent.id, provider.api.as_str()),
-                            None,
-                        ),
-                        (None, true) => r.add(
-                            "model",
-                            Status::Ok,
-                            format!("agent `{}` → {m} (local server, no key)", agent.id),
-                            None,
-                        ),
-                        (None, false) => r.add(
-                            "model",
-                            Status::Fail,
-                            format!("provider `{}` has no API key", provider.id),
-                            Some(format!(
-                                "export {} or set models.providers.{}.apiKey",
-                                clawline_core::config::provider_key_var(&provider.id),
-                                provider.id
-                            )),
-                        ),
+                Some(_) => {
+                    for (i, m) in agent.model.iter().chain(agent.fallbacks.iter()).enumerate() {
+                        let role = if i == 0 { "model".to_string() } else { format!("fallback {i}") };
+                        let creds: Vec<_> = table.usable(&m.provider, Some(&agent.id)).collect();
+                        let api = config.providers.get(&m.provider).map_or("?", |p| p.api.as_str());
+                        match creds.as_slice() {
+                            [] => r.add(
+                                "model",
+                                if i == 0 { Status::Fail } else { Status::Warn },
+                                format!("agent `{}` {role} {m}: provider `{}` has no credentials", agent.id, m.provider),
+                                Some(format!(
+                                    "export {} or set models.providers.{}.apiKey, or run `clawline auth add {}`",
+                                    clawline_core::config::provider_key_var(&m.provider),
+                                    m.provider,
+                                    m.provider
+                                )),
+                            ),
+                            [one] if one.profile.ends_with(":local") => r.add(
+                                "model",
+                                Status::Ok,
+                                format!("agent `{}` {role} → {m} (local server, no key)", agent.id),
+                                None,
+                            ),
+                            list => r.add(
+                                "model",
+                                Status::Ok,
+                                format!(
+                                    "agent `{}` {role} → {m} ({api}; {})",
+                                    agent.id,
+                                    list.iter()
+                                        .map(|c| c.settings.api_key_source.clone().unwrap_or_else(|| c.profile.clone()))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                                None,
+                            ),
+                        }
                     }
                 }
             }
@@ -390,4 +413,28 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
         println!("{fails} problem(s), {warns} warning(s).");
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Stored auth profiles that have expired or expire within a day.
+async fn credential_monitor(r: &mut Report, store: &clawline_store::Store) {
+    let Ok(rows) = store.list_auth_profiles().await else { return };
+    let now = clawline_store::now_ms();
+    for row in rows {
+        let Some(expires) = row.expires_at else { continue };
+        if expires <= now {
+            r.add(
+                "auth profile",
+                Status::Fail,
+                format!("{} expired {}", row.profile_id, clawline_core::time::iso8601_from_ms(expires)),
+                Some(format!("store a new credential: clawline auth add {} --name …", row.provider)),
+            );
+        } else if expires - now < 24 * 3600 * 1000 {
+            r.add(
+                "auth profile",
+                Status::Warn,
+                format!("{} expires {}", row.profile_id, clawline_core::time::iso8601_from_ms(expires)),
+                None,
+            );
+        }
+    }
 }

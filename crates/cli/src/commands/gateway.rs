@@ -63,6 +63,25 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     let runtime =
         Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
     runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
+    let refresher = setup::oauth_refresher(&config, &assembled.store, setup::master_key(paths)?);
+    refresher.refresh_due().await;
+    let profiles = setup::apply_auth_profiles(&assembled.store, &assembled.key, &runtime, &redactor)
+        .await
+        .context("cannot load the stored auth profiles")?;
+    if profiles > 0 {
+        tracing::info!(profiles, "loaded auth profiles");
+    }
+    spawn_profile_reloader(assembled.store.clone(), setup::master_key(paths)?, runtime.clone(), redactor.clone());
+    tokio::spawn(async move {
+        // OAuth access tokens are refreshed ahead of expiry; the reloader above then picks up
+        // the new tokens, as it does for `clawline auth` changes.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            refresher.refresh_due().await;
+        }
+    });
 
     let port = args.port.unwrap_or(config.gateway.port);
     let addr = SocketAddr::new(config.gateway.bind_host, port);
@@ -123,4 +142,31 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     clawline_gateway::serve(state, listener, shutdown_signal()).await.context("the server failed")?;
     tracing::info!("gateway stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Picks up profiles that `clawline auth add|remove` changed while the gateway runs (checked
+/// every 5 s with one cheap query).
+fn spawn_profile_reloader(
+    store: clawline_store::Store,
+    key: clawline_store::MasterKey,
+    runtime: Runtime,
+    redactor: Redactor,
+) {
+    tokio::spawn(async move {
+        let mut seen = store.auth_profiles_stamp().await.ok();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(now) = store.auth_profiles_stamp().await else { continue };
+            if seen == Some(now) {
+                continue;
+            }
+            seen = Some(now);
+            match setup::apply_auth_profiles(&store, &key, &runtime, &redactor).await {
+                Ok(n) => tracing::info!(profiles = n, "auth profiles changed; reloaded"),
+                Err(e) => tracing::warn!(error = %e, "could not reload the auth profiles"),
+            }
+        }
+    });
 }

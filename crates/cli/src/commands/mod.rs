@@ -1,9 +1,11 @@
 //! One file per command.
 
 mod agent;
+mod auth;
 mod config;
 mod doctor;
 mod gateway;
+mod models;
 mod sessions;
 mod token;
 
@@ -23,5 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sessions(cmd) => sessions::run(&paths, cmd).await,
         Command::Doctor(args) => doctor::run(&paths, args).await,
         Command::Token(args) => token::run(&paths, args).await,
+        Command::Auth(cmd) => auth::run(&paths, cmd).await,
+        Command::Models(cmd) => models::run(&paths, cmd).await,
     }
 }

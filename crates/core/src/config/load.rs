@@ -260,13 +260,65 @@ mod tests {
     #[test]
     fn environment_keys_add_providers() {
         let c = load_with("{}", &[("OPENAI_API_KEY", "sk-o"), ("ANTHROPIC_API_KEY", "sk-a")]).unwrap().config;
-        assert_eq!(c.providers["openai"].api, ApiKind::OpenAiCompletions);
+        assert_eq!(c.providers["openai"].api, ApiKind::OpenAiResponses);
         assert_eq!(c.providers["openai"].base_url, "https://api.openai.com/v1");
         assert_eq!(c.providers["anthropic"].api_key.as_ref().unwrap().expose(), "sk-a");
         assert_eq!(c.default_agent().model.as_ref().unwrap().to_string(), "anthropic/claude-sonnet-4-5");
+        // Catalog prices come with the preset's models.
+        let sonnet = c.providers["anthropic"].model("claude-sonnet-4-5").unwrap();
+        assert_eq!((sonnet.cost.input, sonnet.cost.output, sonnet.context_window), (3.0, 15.0, Some(200_000)));
 
         let c = load_with("{ models: { mode: 'replace' } }", &[("OPENAI_API_KEY", "sk-o")]).unwrap().config;
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn built_in_providers_from_env_and_config() {
+        let env = [
+            ("GEMINI_API_KEY", "g-1"),
+            ("OPENROUTER_API_KEYS", "or-1, or-2;or-3"),
+            ("OPENROUTER_API_KEY_5", "or-5"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("AWS_REGION", "eu-west-1"),
+        ];
+        let c = load_with("{}", &env).unwrap().config;
+        assert_eq!(c.providers["google"].api, ApiKind::GoogleGenerativeAi);
+        assert_eq!(c.providers["google"].api_key_source.as_deref(), Some("env GEMINI_API_KEY"));
+        // OpenRouter: no single key, so the rotation list's first key leads; no repeats.
+        let or = &c.providers["openrouter"];
+        assert_eq!(or.api_key.as_ref().unwrap().expose(), "or-1");
+        assert_eq!(or.api_key_source.as_deref(), Some("env OPENROUTER_API_KEYS[1]"));
+        let extra: Vec<&str> = or.extra_keys.iter().map(|(_, k)| k.expose()).collect();
+        assert_eq!(extra, ["or-2", "or-3", "or-5"]);
+        assert_eq!(or.extra_keys[0].0, "env OPENROUTER_API_KEYS[2]");
+        let bedrock = &c.providers["amazon-bedrock"];
+        assert_eq!(bedrock.base_url, "https://bedrock-runtime.eu-west-1.amazonaws.com");
+        assert_eq!(bedrock.aws.as_ref().unwrap().access_key_id, "AKID");
+        // Gemini comes before OpenRouter and Bedrock in the catalog.
+        assert_eq!(c.default_agent().model.as_ref().unwrap().to_string(), "google/gemini-2.5-flash");
+
+        let text = r#"{
+          models: { providers: {
+            "cloudflare-ai-gateway": { accountId: "acc", gatewayId: "gw", apiKey: "k",
+                                       models: [{ id: "claude-sonnet-4-5", cost: { input: 9 } }] },
+            moonshot: { baseUrl: "https://api.moonshot.cn/v1/" },
+          } },
+          agents: { defaults: { model: { primary: "moonshot/kimi-k2.5", fallbacks: ["anthropic/claude-haiku-4-5"] } } },
+        }"#;
+        let c = load_with(text, &[("MOONSHOT_API_KEY", "m-1")]).unwrap().config;
+        let cf = &c.providers["cloudflare-ai-gateway"];
+        assert_eq!(cf.api, ApiKind::AnthropicMessages);
+        assert_eq!(cf.base_url, "https://gateway.ai.cloudflare.com/v1/acc/gw/anthropic");
+        assert_eq!(cf.model("claude-sonnet-4-5").unwrap().cost.input, 9.0, "the file's entry wins");
+        assert_eq!(c.providers["moonshot"].base_url, "https://api.moonshot.cn/v1");
+        assert_eq!(c.providers["moonshot"].api_key_source.as_deref(), Some("env MOONSHOT_API_KEY"));
+        // Named as a fallback with no key anywhere: known (a stored profile may supply one).
+        assert!(c.providers["anthropic"].implicit && c.providers["anthropic"].api_key.is_none());
+
+        let e = first_error("{ models: { providers: { 'cloudflare-ai-gateway': { apiKey: 'k' } } } }", &[]);
+        assert_eq!(e.path, "models.providers.cloudflare-ai-gateway.accountId");
+        assert!(e.message.contains("needs `accountId`"), "{e}");
     }
 
     #[test]
@@ -332,7 +384,7 @@ mod tests {
         assert!(e.hint.unwrap().contains("NOWHERE_API_KEY"));
         assert_eq!((e.line, e.column), (1, 32));
 
-        let e = first_error("{ models: { providers: { x: { baseUrl: 'http://h', api: 'ollama' } } } }", &[]);
+        let e = first_error("{ models: { providers: { x: { baseUrl: 'http://h', api: 'github-copilot' } } } }", &[]);
         assert_eq!(e.path, "models.providers.x.api");
         assert!(e.message.contains("not supported by clawline yet"), "{e}");
 

@@ -9,6 +9,7 @@
 //!
 //! Nothing here reads files or the environment directly: [`LoadContext`] supplies both.
 
+pub mod catalog;
 mod error;
 mod load;
 pub mod redact;
@@ -20,7 +21,7 @@ pub mod template;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadContext, Loaded, load, secret_paths};
 pub use resolve::{
-    AgentSettings, ApiKind, AuthMode, Config, DEFAULT_AGENT_ID, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT,
+    AgentSettings, ApiKind, AuthMode, AwsCredentials, Config, DEFAULT_AGENT_ID, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT,
     DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings, HookSettings, LogSettings, ModelRef, ProviderSettings,
     RateLimitSettings, ToolSettings, provider_key_var,
 };

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use super::catalog;
 use super::schema::*;
 use crate::secret::SecretString;
 use crate::session_key::validate_agent_id;
@@ -32,21 +33,41 @@ fn issue(path: impl Into<String>, message: impl Into<String>, hint: Option<Strin
 }
 
 /// The wire APIs clawline speaks to model providers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ApiKind {
     /// OpenAI Chat Completions (`POST {baseUrl}/chat/completions`), also spoken by most local servers.
+    #[default]
     OpenAiCompletions,
+    /// OpenAI Responses (`POST {baseUrl}/responses`), what Codex uses.
+    OpenAiResponses,
     /// Anthropic Messages (`POST {baseUrl}/v1/messages`).
     AnthropicMessages,
+    /// Google Gemini (`POST {baseUrl}/models/{model}:streamGenerateContent?alt=sse`).
+    GoogleGenerativeAi,
+    /// Amazon Bedrock Converse (`POST {baseUrl}/model/{modelId}/converse-stream`), SigV4-signed.
+    BedrockConverseStream,
+    /// Ollama's native API (`POST {baseUrl}/api/chat`, NDJSON).
+    Ollama,
 }
 
 impl ApiKind {
-    pub const ALL: [ApiKind; 2] = [ApiKind::OpenAiCompletions, ApiKind::AnthropicMessages];
+    pub const ALL: [ApiKind; 6] = [
+        ApiKind::OpenAiCompletions,
+        ApiKind::OpenAiResponses,
+        ApiKind::AnthropicMessages,
+        ApiKind::GoogleGenerativeAi,
+        ApiKind::BedrockConverseStream,
+        ApiKind::Ollama,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiKind::OpenAiCompletions => "openai-completions",
+            ApiKind::OpenAiResponses => "openai-responses",
             ApiKind::AnthropicMessages => "anthropic-messages",
+            ApiKind::GoogleGenerativeAi => "google-generative-ai",
+            ApiKind::BedrockConverseStream => "bedrock-converse-stream",
+            ApiKind::Ollama => "ollama",
         }
     }
 
@@ -56,17 +77,8 @@ impl ApiKind {
 }
 
 /// OpenClaw API names that exist but that clawline does not speak yet.
-const LATER_APIS: &[&str] = &[
-    "openai-responses",
-    "openai-chatgpt-responses",
-    "google-generative-ai",
-    "google-vertex",
-    "github-copilot",
-    "bedrock-converse-stream",
-    "ollama",
-    "pi-messages",
-    "azure-openai-responses",
-];
+const LATER_APIS: &[&str] =
+    &["openai-chatgpt-responses", "google-vertex", "github-copilot", "pi-messages", "azure-openai-responses"];
 
 /// A `provider/model` reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -143,8 +155,18 @@ pub struct HookSettings {
     pub default_session_key: Option<String>,
 }
 
-/// A model provider the agent can call.
+/// AWS credentials for SigV4 signing (Bedrock), from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and `AWS_REGION` or an `aws-sdk` auth profile.
 #[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+    pub region: String,
+}
+
+/// A model provider the agent can call.
+#[derive(Debug, Clone, Default)]
 pub struct ProviderSettings {
     pub id: String,
     pub api: ApiKind,
@@ -158,6 +180,15 @@ pub struct ProviderSettings {
     pub models: Vec<ModelEntryFile>,
     /// True when the provider came from the environment rather than the file.
     pub implicit: bool,
+    /// SigV4 credentials, for `bedrock-converse-stream`.
+    pub aws: Option<AwsCredentials>,
+    /// The credential is a bearer token (OAuth access token, setup token) rather than the API's
+    /// own key header; wire modules whose API distinguishes the two (Anthropic) send
+    /// `Authorization: Bearer` then.
+    pub bearer: bool,
+    /// More keys to rotate through on rate limits, with where each came from
+    /// (`env OPENAI_API_KEYS[2]`, `env OPENAI_API_KEY_3`). Never includes `api_key`.
+    pub extra_keys: Vec<(String, SecretString)>,
 }
 
 impl ProviderSettings {
@@ -237,41 +268,44 @@ impl Config {
     }
 }
 
-/// Providers that switch on when their key is in the environment.
-struct EnvProvider {
-    id: &'static str,
-    key_var: &'static str,
-    base_url_var: &'static str,
-    base_url: &'static str,
-    api: ApiKind,
-    default_model: &'static str,
-}
-
-const ENV_PROVIDERS: &[EnvProvider] = &[
-    EnvProvider {
-        id: "anthropic",
-        key_var: "ANTHROPIC_API_KEY",
-        base_url_var: "ANTHROPIC_BASE_URL",
-        base_url: "https://api.anthropic.com",
-        api: ApiKind::AnthropicMessages,
-        default_model: "claude-sonnet-4-5",
-    },
-    EnvProvider {
-        id: "openai",
-        key_var: "OPENAI_API_KEY",
-        base_url_var: "OPENAI_BASE_URL",
-        base_url: "https://api.openai.com/v1",
-        api: ApiKind::OpenAiCompletions,
-        default_model: "gpt-5-mini",
-    },
-];
-
 /// The environment variable a provider's key is read from when the file gives none.
 pub fn provider_key_var(provider_id: &str) -> String {
     let mut var: String =
         provider_id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     var.push_str("_API_KEY");
     var
+}
+
+/// Keys for rotation from `<ID>_API_KEYS` (separated by commas, semicolons or spaces) and
+/// `<ID>_API_KEY_1` … `<ID>_API_KEY_9`, without duplicates and without `primary`.
+fn extra_env_keys(
+    env: &dyn Fn(&str) -> Option<String>,
+    provider_id: &str,
+    primary: Option<&SecretString>,
+) -> Vec<(String, SecretString)> {
+    let var = provider_key_var(provider_id);
+    let mut out: Vec<(String, SecretString)> = Vec::new();
+    let mut add = |label: String, value: &str| {
+        let value = value.trim();
+        if value.is_empty()
+            || primary.is_some_and(|p| p.expose() == value)
+            || out.iter().any(|(_, k)| k.expose() == value)
+        {
+            return;
+        }
+        out.push((label, SecretString::new(value.to_string())));
+    };
+    if let Some(list) = env(&format!("{var}S")) {
+        for (i, k) in list.split([',', ';', ' ', '\n']).filter(|k| !k.trim().is_empty()).enumerate() {
+            add(format!("env {var}S[{}]", i + 1), k);
+        }
+    }
+    for n in 1..=9 {
+        if let Some(k) = env(&format!("{var}_{n}")) {
+            add(format!("env {var}_{n}"), &k);
+        }
+    }
+    out
 }
 
 pub(crate) struct Resolver<'a> {
@@ -332,7 +366,7 @@ impl Resolver<'_> {
     pub fn resolve(&self, file: ConfigFile) -> Result<Config, Vec<Issue>> {
         let mut issues = Vec::new();
         let gateway = self.gateway(&file.gateway, &mut issues);
-        let providers = self.providers(&file.models, &mut issues);
+        let providers = self.providers(&file, &mut issues);
         let (agents, default_agent) = self.agents(&file.agents, &providers, &mut issues);
         let tools = tools(&file.tools, &mut issues);
         let logging = LogSettings {
@@ -533,7 +567,8 @@ impl Resolver<'_> {
         }
     }
 
-    fn providers(&self, m: &ModelsFile, issues: &mut Vec<Issue>) -> BTreeMap<String, ProviderSettings> {
+    fn providers(&self, file: &ConfigFile, issues: &mut Vec<Issue>) -> BTreeMap<String, ProviderSettings> {
+        let m = &file.models;
         let mut out = BTreeMap::new();
         for (id, p) in &m.providers {
             let base = format!("models.providers.{id}");
@@ -545,7 +580,7 @@ impl Resolver<'_> {
                 ));
                 continue;
             }
-            let known = ENV_PROVIDERS.iter().find(|e| e.id == id);
+            let known = catalog::preset(id);
             let api = match p.api.as_deref() {
                 Some(a) => match ApiKind::parse(a) {
                     Some(k) => k,
@@ -562,12 +597,25 @@ impl Resolver<'_> {
             };
             let base_url = match (p.base_url.as_deref(), known) {
                 (Some(u), _) => u.trim_end_matches('/').to_string(),
-                (None, Some(k)) => (self.env)(k.base_url_var).unwrap_or_else(|| k.base_url.to_string()),
+                (None, Some(k)) => match self.preset_base_url(k, p) {
+                    Ok(u) => u,
+                    Err(missing) => {
+                        issues.push(issue(
+                            format!("{base}.{missing}"),
+                            format!("{} needs `{missing}` to build its URL", k.name),
+                            Some(format!("set {base}.{missing}, or give {base}.baseUrl")),
+                        ));
+                        continue;
+                    }
+                },
                 (None, None) => {
                     issues.push(issue(
                         base.clone(),
                         "baseUrl is required for this provider",
-                        Some("add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root)".into()),
+                        Some(format!(
+                            "add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root); built-in providers: {}",
+                            catalog::PRESETS.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
+                        )),
                     ));
                     continue;
                 }
@@ -589,55 +637,155 @@ impl Resolver<'_> {
                     issues.push(api_issue(&format!("{base}.models[{i}].api"), a));
                 }
             }
-            let key_var = provider_key_var(id);
             let (api_key, api_key_source) = match &p.api_key {
                 Some(input) => (self.secret(input, &format!("{base}.apiKey"), issues), Some("config".to_string())),
-                None => match (self.env)(&key_var).filter(|v| !v.is_empty()) {
-                    Some(v) => (Some(SecretString::new(v)), Some(format!("env {key_var}"))),
-                    None => (None, None),
+                None => match self.env_key(id, known) {
+                    Some((var, v)) => (Some(v), Some(format!("env {var}"))),
+                    None => match extra_env_keys(self.env, id, None).into_iter().next() {
+                        Some((source, v)) => (Some(v), Some(source)),
+                        None => (None, None),
+                    },
                 },
             };
+            let mut models = p.models.clone();
+            let mut headers: BTreeMap<String, String> = BTreeMap::new();
+            if let Some(k) = known {
+                merge_preset_models(&mut models, k);
+                headers.extend(k.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+            }
+            headers.extend(p.headers.clone());
             out.insert(
                 id.clone(),
                 ProviderSettings {
                     id: id.clone(),
                     api,
                     base_url,
-                    api_key,
-                    api_key_source,
-                    headers: p.headers.clone(),
+                    headers,
                     timeout_secs: p.timeout_seconds.unwrap_or(120).max(1),
                     max_tokens: p.max_tokens,
-                    models: p.models.clone(),
+                    models,
                     implicit: false,
+                    extra_keys: extra_env_keys(self.env, id, api_key.as_ref()),
+                    aws: (api == ApiKind::BedrockConverseStream).then(|| self.aws_env(p)).flatten(),
+                    bearer: catalog::uses_bearer(id, api_key_source.as_deref()),
+                    api_key,
+                    api_key_source,
                 },
             );
         }
         if m.mode != Some(ModelsMode::Replace) {
-            for e in ENV_PROVIDERS {
-                if out.contains_key(e.id) {
+            for k in catalog::PRESETS {
+                if out.contains_key(k.id) {
                     continue;
                 }
-                if let Some(key) = (self.env)(e.key_var).filter(|v| !v.is_empty()) {
-                    out.insert(
-                        e.id.to_string(),
-                        ProviderSettings {
-                            id: e.id.to_string(),
-                            api: e.api,
-                            base_url: (self.env)(e.base_url_var).unwrap_or_else(|| e.base_url.to_string()),
-                            api_key: Some(SecretString::new(key)),
-                            api_key_source: Some(format!("env {}", e.key_var)),
-                            headers: BTreeMap::new(),
-                            timeout_secs: 120,
-                            max_tokens: None,
-                            models: vec![ModelEntryFile { id: e.default_model.to_string(), ..Default::default() }],
-                            implicit: true,
-                        },
-                    );
+                let key = self.env_key(k.id, Some(k)).or_else(|| {
+                    extra_env_keys(self.env, k.id, None)
+                        .into_iter()
+                        .next()
+                        .map(|(src, v)| (src.replacen("env ", "", 1), v))
+                });
+                let aws =
+                    (k.api == ApiKind::BedrockConverseStream).then(|| self.aws_env(&ProviderFile::default())).flatten();
+                if (key.is_some() || aws.is_some())
+                    && let Some(p) = self.implicit_preset(k, key, aws)
+                {
+                    out.insert(k.id.to_string(), p);
+                }
+            }
+            // Built-in providers that agents name without any credential in sight: known, so the
+            // model reference is valid; a stored auth profile may supply the credential.
+            for raw in model_refs(&file.agents) {
+                if let Some(r) = ModelRef::parse(raw)
+                    && !out.contains_key(&r.provider)
+                    && let Some(k) = catalog::preset(&r.provider)
+                    && let Some(p) = self.implicit_preset(k, None, None)
+                {
+                    out.insert(k.id.to_string(), p);
                 }
             }
         }
         out
+    }
+
+    /// The first key found in the environment for `id`: the preset's variables, then `<ID>_API_KEY`.
+    fn env_key(&self, id: &str, preset: Option<&catalog::Preset>) -> Option<(String, SecretString)> {
+        let generic = provider_key_var(id);
+        preset
+            .map(|k| k.key_vars)
+            .unwrap_or_default()
+            .iter()
+            .map(|v| v.to_string())
+            .chain(std::iter::once(generic))
+            .find_map(|var| (self.env)(&var).filter(|v| !v.trim().is_empty()).map(|v| (var, SecretString::new(v))))
+    }
+
+    /// AWS credentials from the environment, for Bedrock.
+    fn aws_env(&self, p: &ProviderFile) -> Option<AwsCredentials> {
+        let get = |v: &str| (self.env)(v).filter(|s| !s.trim().is_empty());
+        let access_key_id = get("AWS_ACCESS_KEY_ID")?;
+        let secret_access_key = SecretString::new(get("AWS_SECRET_ACCESS_KEY")?);
+        Some(AwsCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token: get("AWS_SESSION_TOKEN").map(SecretString::new),
+            region: self.aws_region(p),
+        })
+    }
+
+    fn aws_region(&self, p: &ProviderFile) -> String {
+        let get = |v: &str| (self.env)(v).filter(|s| !s.trim().is_empty());
+        p.region
+            .clone()
+            .or_else(|| get("AWS_REGION"))
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+
+    /// A preset's base URL: the override variable, else its template filled from the file.
+    fn preset_base_url(&self, k: &catalog::Preset, p: &ProviderFile) -> Result<String, String> {
+        if let Some(url) = k.base_url_var.and_then(|v| (self.env)(v)).filter(|u| !u.trim().is_empty()) {
+            let url = url.trim().trim_end_matches('/').to_string();
+            // OLLAMA_HOST may be a bare host:port.
+            return Ok(if url.contains("://") { url } else { format!("http://{url}") });
+        }
+        let region = self.aws_region(p);
+        catalog::fill_base_url(k.base_url, &|name| match name {
+            "region" => Some(region.clone()),
+            "accountId" => p.account_id.clone(),
+            "gatewayId" => p.gateway_id.clone(),
+            _ => None,
+        })
+    }
+
+    /// A preset switched on without a `models.providers` entry.
+    fn implicit_preset(
+        &self,
+        k: &catalog::Preset,
+        key: Option<(String, SecretString)>,
+        aws: Option<AwsCredentials>,
+    ) -> Option<ProviderSettings> {
+        let base_url = self.preset_base_url(k, &ProviderFile::default()).ok()?;
+        let mut models = Vec::new();
+        merge_preset_models(&mut models, k);
+        let (api_key, api_key_source) = match key {
+            Some((var, v)) => (Some(v), Some(format!("env {var}"))),
+            None => (None, None),
+        };
+        Some(ProviderSettings {
+            id: k.id.to_string(),
+            api: k.api,
+            base_url,
+            headers: k.headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            timeout_secs: 120,
+            max_tokens: None,
+            models,
+            implicit: true,
+            extra_keys: extra_env_keys(self.env, k.id, api_key.as_ref()),
+            aws,
+            bearer: catalog::uses_bearer(k.id, api_key_source.as_deref()),
+            api_key,
+            api_key_source,
+        })
     }
 
     fn model_ref(
@@ -793,20 +941,57 @@ fn check_range(path: &str, v: u64, min: u64, max: u64, issues: &mut Vec<Issue>) 
     }
 }
 
-/// With no model configured: the default model of an environment provider (Anthropic first),
-/// else the only configured provider's first model.
+/// With no model configured: the default model of the first built-in provider whose
+/// credentials were found in the environment (catalog order: Anthropic, OpenAI, …), else the
+/// only configured provider's first model.
 fn auto_model(providers: &BTreeMap<String, ProviderSettings>) -> Option<ModelRef> {
-    for e in ENV_PROVIDERS {
-        if let Some(p) = providers.get(e.id)
-            && let Some(m) = p.models.first()
+    for k in catalog::PRESETS {
+        if let Some(p) = providers.get(k.id)
+            && p.implicit
+            && (p.api_key.is_some() || p.aws.is_some())
+            && !k.default_model.is_empty()
+            && k.login != catalog::Login::CopilotExchange
         {
-            return Some(ModelRef { provider: p.id.clone(), model: m.id.clone() });
+            return Some(ModelRef { provider: p.id.clone(), model: k.default_model.to_string() });
         }
     }
-    let with_models: Vec<&ProviderSettings> = providers.values().filter(|p| !p.models.is_empty()).collect();
+    let with_models: Vec<&ProviderSettings> =
+        providers.values().filter(|p| !p.implicit && !p.models.is_empty()).collect();
     match with_models.as_slice() {
         [only] => Some(ModelRef { provider: only.id.clone(), model: only.models[0].id.clone() }),
         _ => None,
+    }
+}
+
+/// Every model reference the agents section makes.
+fn model_refs(a: &AgentsFile) -> impl Iterator<Item = &str> {
+    a.defaults
+        .model
+        .iter()
+        .chain(a.entries.values().filter_map(|e| e.model.as_ref()))
+        .flat_map(|sel| std::iter::once(sel.primary.as_str()).chain(sel.fallbacks.iter().map(String::as_str)))
+}
+
+/// Adds a preset's models that the list does not already have.
+fn merge_preset_models(models: &mut Vec<ModelEntryFile>, k: &catalog::Preset) {
+    for pm in k.models {
+        if models.iter().any(|m| m.id == pm.id) {
+            continue;
+        }
+        let mut input = vec!["text".to_string()];
+        if pm.image {
+            input.push("image".to_string());
+        }
+        models.push(ModelEntryFile {
+            id: pm.id.to_string(),
+            name: Some(pm.name.to_string()),
+            reasoning: pm.reasoning,
+            input,
+            cost: ModelCost { input: pm.cost[0], output: pm.cost[1], cache_read: pm.cost[2], cache_write: pm.cost[3] },
+            context_window: Some(pm.context_window),
+            max_tokens: Some(pm.max_tokens),
+            ..Default::default()
+        });
     }
 }
 

@@ -309,7 +309,9 @@ pub enum ModelsMode {
 pub struct ProviderFile {
     /// e.g. `https://api.openai.com/v1`, `https://api.anthropic.com`, `http://127.0.0.1:8080/v1`.
     pub base_url: Option<String>,
-    /// The wire API: `openai-completions` or `anthropic-messages`.
+    /// The wire API: `openai-completions`, `openai-responses`, `anthropic-messages`,
+    /// `google-generative-ai`, `bedrock-converse-stream` or `ollama` (default: the built-in
+    /// provider's, else `openai-completions`).
     pub api: Option<String>,
     /// Key sent to the provider. Falls back to `<ID>_API_KEY` in the environment.
     pub api_key: Option<SecretInput>,
@@ -320,8 +322,33 @@ pub struct ProviderFile {
     pub timeout_seconds: Option<u64>,
     /// Default output token cap for this provider's models.
     pub max_tokens: Option<u32>,
+    /// AWS region for Bedrock (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1).
+    pub region: Option<String>,
+    /// Cloudflare account id, for `cloudflare-ai-gateway`'s URL.
+    pub account_id: Option<String>,
+    /// Cloudflare AI Gateway id, for `cloudflare-ai-gateway`'s URL.
+    pub gateway_id: Option<String>,
+    /// Replaces the built-in sign-in endpoints of `clawline auth login <id>`.
+    #[serde(default)]
+    pub oauth: OAuthFile,
     #[serde(default)]
     pub models: Vec<ModelEntryFile>,
+}
+
+/// `models.providers.<id>.oauth`: where `clawline auth login` signs in (every field optional).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OAuthFile {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    /// For device-code sign-ins (RFC 8628).
+    pub device_url: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// `form` (default) or `json`.
+    pub body: Option<String>,
+    /// Port of the loopback redirect (0 picks a free one).
+    pub redirect_port: Option<u16>,
 }
 
 /// `models.providers.<id>.models[]`.
