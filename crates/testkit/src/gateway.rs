@@ -10,29 +10,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Environment variables removed from every spawned process so tests never pick up a real
-/// provider key or state directory from the developer's shell.
-pub const SCRUBBED_ENV: &[&str] = &[
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_BASE_URL",
-    "CLAWLINE_STATE_DIR",
-    "OPENCLAW_STATE_DIR",
-    "CLAWLINE_CONFIG_PATH",
-    "OPENCLAW_CONFIG_PATH",
-    "CLAWLINE_MASTER_KEY",
-    "CLAWLINE_GATEWAY_TOKEN",
-    "CLAWLINE_GATEWAY_URL",
-];
+/// Environment variables kept for spawned processes; everything else is removed, so tests never
+/// pick up a provider key (clawline knows dozens of variables: `GEMINI_API_KEY`, `GH_TOKEN`,
+/// `AWS_*`, …), a proxy setting or a state directory from the developer's shell or the CI runner.
+pub const KEPT_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TMPDIR", "TZ", "RUST_LOG", "LLVM_PROFILE_FILE"];
 
 /// A command for the clawline binary with a hermetic environment and `state_dir`.
 pub fn command(bin: &Path, state_dir: &Path) -> Command {
     let mut cmd = Command::new(bin);
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
+    cmd.env_clear();
+    for var in KEPT_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
     }
-    cmd.env("CLAWLINE_STATE_DIR", state_dir).env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");
+    // HOME is the state directory, so `~/…` lookups (VS Code's Copilot credentials, say) find nothing real.
+    cmd.env("HOME", state_dir).env("CLAWLINE_STATE_DIR", state_dir).env("NO_COLOR", "1").env("RUST_BACKTRACE", "1");
     cmd
 }
 

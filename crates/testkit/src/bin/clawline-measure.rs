@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -69,12 +69,9 @@ fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 }
 
 fn spawn(bin: &Path, state: &Path, port: u16) -> Child {
-    Command::new(bin)
+    clawline_testkit::gateway::command(bin, state)
         .args(["gateway", "--port", &port.to_string()])
-        .env("CLAWLINE_STATE_DIR", state)
         .env("MEASURE_KEY", "sk-measure-0000000000")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
