@@ -109,3 +109,30 @@ fn done_text(events: &[(String, Value)]) -> String {
     let (_, done) = events.iter().find(|(n, _)| n == "done").unwrap_or_else(|| panic!("no done event: {events:?}"));
     done["text"].as_str().unwrap_or_default().to_string()
 }
+
+#[tokio::test]
+async fn model_calls_go_through_http_proxy_unless_no_proxy_says_otherwise() {
+    use clawline_testkit::gateway::GatewayProcess;
+    use clawline_testkit::http_proxy::HttpProxy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    let proxy = HttpProxy::start().await;
+    let proxy_url = proxy.url();
+    let mut env = common::env();
+    env.push(("HTTP_PROXY", proxy_url.as_str()));
+    let gw = GatewayProcess::spawn(&bin(), dir.path(), &env).await.unwrap();
+    server.push(Reply::text("through the proxy"));
+    let events = chat(&gw.base_url, "proxied").await;
+    assert_eq!(done_text(&events), "through the proxy");
+    let seen = proxy.seen();
+    assert_eq!(seen, [format!("POST {}/chat/completions", server.base_url())], "the model call went via HTTP_PROXY");
+    drop(gw);
+
+    env.push(("NO_PROXY", "127.0.0.1"));
+    let gw = GatewayProcess::spawn(&bin(), dir.path(), &env).await.unwrap();
+    server.push(Reply::text("direct"));
+    assert_eq!(done_text(&chat(&gw.base_url, "direct").await), "direct");
+    assert_eq!(proxy.seen().len(), 1, "NO_PROXY hosts are reached directly");
+}

@@ -98,6 +98,8 @@ impl ModelClient {
         req: &ModelRequest,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<AssistantMessage, ProviderError> {
+        let exchanged = self.exchanged().await?;
+        let settings: &ProviderSettings = exchanged.as_ref().unwrap_or(&self.settings);
         let mut attempt = 0;
         loop {
             let mut produced = false;
@@ -105,19 +107,13 @@ impl ModelClient {
                 produced = true;
                 on_event(e)
             };
-            let result = match self.settings.api {
-                ApiKind::OpenAiCompletions => {
-                    openai_completions::call(&self.http, &self.settings, req, &mut sink).await
-                }
-                ApiKind::OpenAiResponses => openai_responses::call(&self.http, &self.settings, req, &mut sink).await,
-                ApiKind::AnthropicMessages => {
-                    anthropic_messages::call(&self.http, &self.settings, req, &mut sink).await
-                }
-                ApiKind::GoogleGenerativeAi => {
-                    google_generative_ai::call(&self.http, &self.settings, req, &mut sink).await
-                }
-                ApiKind::BedrockConverseStream => bedrock::call(&self.http, &self.settings, req, &mut sink).await,
-                ApiKind::Ollama => ollama::call(&self.http, &self.settings, req, &mut sink).await,
+            let result = match settings.api {
+                ApiKind::OpenAiCompletions => openai_completions::call(&self.http, settings, req, &mut sink).await,
+                ApiKind::OpenAiResponses => openai_responses::call(&self.http, settings, req, &mut sink).await,
+                ApiKind::AnthropicMessages => anthropic_messages::call(&self.http, settings, req, &mut sink).await,
+                ApiKind::GoogleGenerativeAi => google_generative_ai::call(&self.http, settings, req, &mut sink).await,
+                ApiKind::BedrockConverseStream => bedrock::call(&self.http, settings, req, &mut sink).await,
+                ApiKind::Ollama => ollama::call(&self.http, settings, req, &mut sink).await,
             };
             match result {
                 Err(err) if !produced && err.kind.is_transient() && attempt < self.retry.max_retries => {
@@ -153,10 +149,39 @@ impl ModelClient {
 }
 
 impl ModelClient {
+    /// For providers whose key is traded for a short-lived token first (GitHub Copilot): the
+    /// settings with that token and its API host. `None` for everyone else.
+    async fn exchanged(&self) -> Result<Option<ProviderSettings>, ProviderError> {
+        let Some(url) = &self.settings.token_exchange else { return Ok(None) };
+        let Some(gh) = self.settings.api_key.as_ref() else {
+            return Err(ProviderError::new(
+                ErrorKind::Config,
+                &self.settings.id,
+                "no GitHub token: run `clawline auth login github-copilot` or export COPILOT_GITHUB_TOKEN",
+            ));
+        };
+        let t = crate::copilot::token_for(&self.http, &self.settings.id, gh, url).await?;
+        let mut s = (*self.settings).clone();
+        s.api_key = Some(t.token);
+        s.bearer = true;
+        s.token_exchange = None;
+        if let Some(base) = t.api_base {
+            s.base_url = base;
+        }
+        Ok(Some(s))
+    }
+
     /// Asks the provider which models it serves, where its API can say (Ollama's `/api/tags`,
     /// Bedrock's `ListFoundationModels`, `GET /models` of OpenAI-compatible servers).
     /// `Ok(None)`: this API has no discovery.
     pub async fn discover(&self) -> Result<Option<Vec<DiscoveredModel>>, ProviderError> {
+        if let Some(settings) = self.exchanged().await? {
+            return ModelClient::new(Arc::new(settings), self.http.clone()).discover_direct().await;
+        }
+        self.discover_direct().await
+    }
+
+    async fn discover_direct(&self) -> Result<Option<Vec<DiscoveredModel>>, ProviderError> {
         match self.settings.api {
             ApiKind::OpenAiCompletions | ApiKind::OpenAiResponses => {
                 openai_completions::discover(&self.http, &self.settings).await.map(Some)

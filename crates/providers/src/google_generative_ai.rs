@@ -724,8 +724,11 @@ pub(crate) async fn call(
         .post(endpoint(&settings.base_url, &req.model))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .json(&request_body(req));
-    if let Some(k) = key {
-        builder = builder.header("x-goog-api-key", k);
+    match (key, settings.bearer) {
+        // An OAuth access token (a Google sign-in) instead of an API key.
+        (Some(k), true) => builder = builder.bearer_auth(k),
+        (Some(k), false) => builder = builder.header("x-goog-api-key", k),
+        (None, _) => {}
     }
     for (name, value) in &settings.headers {
         builder = builder.header(name, value);

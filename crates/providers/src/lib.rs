@@ -20,6 +20,7 @@
 pub mod anthropic_messages;
 pub mod bedrock;
 mod client;
+pub mod copilot;
 mod error;
 pub mod google_generative_ai;
 mod http_util;

@@ -18,8 +18,10 @@
 
 pub mod bedrock_server;
 pub mod browser;
+pub mod copilot_server;
 pub mod gateway;
 pub mod gemini_server;
+pub mod http_proxy;
 pub mod model_server;
 pub mod oauth_server;
 pub mod ollama_server;

@@ -37,9 +37,13 @@ fn setup_hint(id: &str) -> String {
         Some(k) if k.login == Login::Aws => {
             "export AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (or AWS_BEARER_TOKEN_BEDROCK)".to_string()
         }
-        Some(k) if k.login == Login::CopilotExchange => format!(
-            "the GitHub-token exchange for Copilot is not built yet; use an OpenAI-compatible key (`clawline auth add {id}`)"
-        ),
+        Some(k) if k.login == Login::CopilotExchange => {
+            format!("run `clawline auth login {id}` (or export COPILOT_GITHUB_TOKEN, or sign in to Copilot in VS Code)")
+        }
+        Some(k) if k.login == Login::OAuth && k.key_vars.is_empty() => format!("run `clawline auth login {id}`"),
+        Some(k) if k.login == Login::OAuth => {
+            format!("export {}, or run `clawline auth add {id}` or `clawline auth login {id}`", k.key_vars[0])
+        }
         Some(k) if !k.key_vars.is_empty() => {
             format!("export {} or run `clawline auth add {id}`", k.key_vars[0])
         }

@@ -225,6 +225,9 @@ mod tests {
         let read = |p: &Path| {
             if p == Path::new("/cfg/token.txt") {
                 Ok("file-token-0123456789\n".to_string())
+            } else if p == Path::new("/home/u/.config/github-copilot/apps.json") {
+                Ok(r#"{"github.com:Iv1.b507a08c87ecfe98":{"user":"u","oauth_token":"gho_from_the_editor"}}"#
+                    .to_string())
             } else {
                 Err("no such file".to_string())
             }
@@ -270,6 +273,18 @@ mod tests {
 
         let c = load_with("{ models: { mode: 'replace' } }", &[("OPENAI_API_KEY", "sk-o")]).unwrap().config;
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn copilot_finds_the_editors_sign_in_and_exchanges_it() {
+        let c = load_with("{}", &[("HOME", "/home/u")]).unwrap().config;
+        let p = &c.providers["github-copilot"];
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "gho_from_the_editor");
+        assert!(p.api_key_source.as_deref().unwrap().contains("apps.json"));
+        assert_eq!(p.token_exchange.as_deref(), Some(super::super::resolve::COPILOT_TOKEN_URL));
+        assert!(c.default_agent().model.is_none(), "Copilot is never picked without being asked for");
+        let c = load_with("{}", &[("HOME", "/home/u"), ("COPILOT_GITHUB_TOKEN", "gho_env")]).unwrap().config;
+        assert_eq!(c.providers["github-copilot"].api_key_source.as_deref(), Some("env COPILOT_GITHUB_TOKEN"));
     }
 
     #[test]

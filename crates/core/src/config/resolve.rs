@@ -15,6 +15,8 @@ use crate::secret::SecretString;
 use crate::session_key::validate_agent_id;
 
 pub const DEFAULT_PORT: u16 = 18789;
+/// GitHub's endpoint that trades a GitHub token for a Copilot token.
+pub const COPILOT_TOKEN_URL: &str = "https://api.github.com/copilot_internal/v2/token";
 pub const DEFAULT_AGENT_ID: &str = "main";
 const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 const MIN_TOKEN_CHARS: usize = 16;
@@ -182,6 +184,9 @@ pub struct ProviderSettings {
     pub implicit: bool,
     /// SigV4 credentials, for `bedrock-converse-stream`.
     pub aws: Option<AwsCredentials>,
+    /// Trade `api_key` (a GitHub token) at this URL for a short-lived Copilot token before each
+    /// call (GitHub Copilot).
+    pub token_exchange: Option<String>,
     /// The credential is a bearer token (OAuth access token, setup token) rather than the API's
     /// own key header; wire modules whose API distinguishes the two (Anthropic) send
     /// `Authorization: Bearer` then.
@@ -640,7 +645,7 @@ impl Resolver<'_> {
             let (api_key, api_key_source) = match &p.api_key {
                 Some(input) => (self.secret(input, &format!("{base}.apiKey"), issues), Some("config".to_string())),
                 None => match self.env_key(id, known) {
-                    Some((var, v)) => (Some(v), Some(format!("env {var}"))),
+                    Some((source, v)) => (Some(v), Some(source)),
                     None => match extra_env_keys(self.env, id, None).into_iter().next() {
                         Some((source, v)) => (Some(v), Some(source)),
                         None => (None, None),
@@ -668,6 +673,9 @@ impl Resolver<'_> {
                     extra_keys: extra_env_keys(self.env, id, api_key.as_ref()),
                     aws: (api == ApiKind::BedrockConverseStream).then(|| self.aws_env(p)).flatten(),
                     bearer: catalog::uses_bearer(id, api_key_source.as_deref()),
+                    token_exchange: known
+                        .filter(|k| k.login == catalog::Login::CopilotExchange)
+                        .map(|_| p.token_exchange_url.clone().unwrap_or_else(|| COPILOT_TOKEN_URL.to_string())),
                     api_key,
                     api_key_source,
                 },
@@ -707,16 +715,47 @@ impl Resolver<'_> {
         out
     }
 
-    /// The first key found in the environment for `id`: the preset's variables, then `<ID>_API_KEY`.
+    /// The first key found in the environment for `id`: the preset's variables, then `<ID>_API_KEY`
+    /// (for Copilot, then the GitHub sign-in VS Code and the Copilot editor plugins store).
     fn env_key(&self, id: &str, preset: Option<&catalog::Preset>) -> Option<(String, SecretString)> {
         let generic = provider_key_var(id);
-        preset
+        let found = preset
             .map(|k| k.key_vars)
             .unwrap_or_default()
             .iter()
             .map(|v| v.to_string())
             .chain(std::iter::once(generic))
-            .find_map(|var| (self.env)(&var).filter(|v| !v.trim().is_empty()).map(|v| (var, SecretString::new(v))))
+            .find_map(|var| {
+                (self.env)(&var).filter(|v| !v.trim().is_empty()).map(|v| (format!("env {var}"), SecretString::new(v)))
+            });
+        match found {
+            None if preset.is_some_and(|k| k.login == catalog::Login::CopilotExchange) => self.editor_copilot_token(),
+            other => other,
+        }
+    }
+
+    /// The GitHub token in `<config>/github-copilot/apps.json` (or the older `hosts.json`).
+    fn editor_copilot_token(&self) -> Option<(String, SecretString)> {
+        let base = (self.env)("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| (self.env)("HOME").map(|h| Path::new(&h).join(".config")))?;
+        for name in ["apps.json", "hosts.json"] {
+            let path = base.join("github-copilot").join(name);
+            let Ok(text) = (self.read_file)(&path) else { continue };
+            let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let token = map
+                .iter()
+                .filter(|(host, _)| host.starts_with("github.com"))
+                .find_map(|(_, v)| v.get("oauth_token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()));
+            if let Some(t) = token {
+                return Some((
+                    format!("{} (the editors' Copilot sign-in)", path.display()),
+                    SecretString::new(t.to_string()),
+                ));
+            }
+        }
+        None
     }
 
     /// AWS credentials from the environment, for Bedrock.
@@ -768,7 +807,7 @@ impl Resolver<'_> {
         let mut models = Vec::new();
         merge_preset_models(&mut models, k);
         let (api_key, api_key_source) = match key {
-            Some((var, v)) => (Some(v), Some(format!("env {var}"))),
+            Some((source, v)) => (Some(v), Some(source)),
             None => (None, None),
         };
         Some(ProviderSettings {
@@ -783,6 +822,7 @@ impl Resolver<'_> {
             extra_keys: extra_env_keys(self.env, k.id, api_key.as_ref()),
             aws,
             bearer: catalog::uses_bearer(k.id, api_key_source.as_deref()),
+            token_exchange: (k.login == catalog::Login::CopilotExchange).then(|| COPILOT_TOKEN_URL.to_string()),
             api_key,
             api_key_source,
         })
