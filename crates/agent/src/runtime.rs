@@ -143,6 +143,14 @@ impl Runtime {
         self.inner.credentials.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether every credential of `provider` is resting for `model` after failures.
+    pub fn all_resting(&self, provider: &str, model: &str) -> bool {
+        let now = std::time::Instant::now();
+        let table = self.credentials();
+        let mut creds = table.usable(provider, None).peekable();
+        creds.peek().is_some() && creds.all(|c| self.inner.cooldowns.resting_until(&c.profile, model, now).is_some())
+    }
+
     /// Failures per profile and model, for status displays.
     pub fn cooldowns(&self) -> &CooldownBook {
         &self.inner.cooldowns

@@ -27,7 +27,14 @@ pub fn config(state: &Path, server: &ModelServer, api: Api, main_entry: &str) ->
     );
     let env = |k: &str| (k == "TWIN_KEY").then(|| KEY.to_string());
     let read = |_: &Path| Err("no files".to_string());
-    let ctx = LoadContext { file_label: "test.json", config_dir: state, state_dir: state, env: &env, read_file: &read };
+    let ctx = LoadContext {
+        file_label: "test.json",
+        config_dir: state,
+        state_dir: state,
+        env: &env,
+        read_file: &read,
+        presets: clawline_providers::catalog::PRESETS,
+    };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e}")).config
 }
 

@@ -130,6 +130,12 @@ pub enum AuthCommand {
         #[arg(long)]
         no_open: bool,
     },
+    /// How much of each signed-in subscription is left (Claude, Codex, Gemini, Copilot, MiniMax, Z.AI).
+    Usage {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// List stored profiles (never their secrets).
     List {
         /// JSON output.

@@ -83,6 +83,7 @@ pub fn load_text(paths: &Paths, text: &str) -> std::result::Result<Loaded, Confi
         state_dir: &paths.state.root,
         env: &env,
         read_file: &read_secret_file,
+        presets: clawline_providers::catalog::PRESETS,
     };
     load(text, &ctx)
 }

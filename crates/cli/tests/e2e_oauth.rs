@@ -148,3 +148,26 @@ async fn headless_paste_and_a_forged_state() {
     let tokens = oauth.requests().iter().filter(|r| r.path == "/token").count();
     assert_eq!(tokens, 1, "the forged callback never reached the token endpoint");
 }
+
+#[tokio::test]
+async fn auth_usage_shows_what_is_left_of_a_plan() {
+    use clawline_testkit::usage_server::{UsageApi, UsageServer};
+    let dir = tempfile::tempdir().unwrap();
+    let usage = UsageServer::start("zai-key-0123456789").await;
+    let config = format!(
+        r#"{{ gateway: {{ auth: {{ token: "${{E2E_TOKEN}}" }} }},
+              models: {{ providers: {{ zai: {{ usageUrl: "{}" }} }} }} }}"#,
+        usage.url(UsageApi::Zai)
+    );
+    std::fs::write(dir.path().join("clawline.json"), config).unwrap();
+    let added = cli_env(dir.path(), &["auth", "add", "zai", "--from-env", "K"], &[("K", "zai-key-0123456789")]).await;
+    assert!(added.status.success(), "{}", stderr(&added));
+    let out = cli(dir.path(), &["auth", "usage"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("zai:default (pro)"), "{text}");
+    assert!(text.contains("5h") && text.contains("12% used"), "{text}");
+    assert!(!text.contains("zai-key-0123456789"));
+    let req = &usage.requests()[0];
+    assert_eq!(req.header("authorization"), Some("Bearer zai-key-0123456789"));
+}

@@ -10,6 +10,9 @@
 //! - [`google_generative_ai`]: `POST {baseUrl}/models/{model}:streamGenerateContent?alt=sse` (Gemini)
 //! - [`bedrock`]: `POST {baseUrl}/model/{modelId}/converse-stream`, SigV4-signed, binary event stream
 //! - [`ollama`]: `POST {baseUrl}/api/chat`, newline-delimited JSON
+//! - [`usage`]: how much of a subscription is left (Claude, Codex, Gemini CLI, Copilot, MiniMax, Z.AI)
+//!
+//! [`catalog`] lists the providers clawline knows by name (handed to the config loader).
 //!
 //! [`ModelClient`] picks the module from the provider's `api`, adds bounded retries for transient
 //! failures that happen before any output, and classifies every failure into an [`ErrorKind`].
@@ -19,6 +22,7 @@
 
 pub mod anthropic_messages;
 pub mod bedrock;
+pub mod catalog;
 mod client;
 pub mod copilot;
 mod error;
@@ -31,6 +35,7 @@ pub mod openai_responses;
 pub mod routing;
 pub mod sse;
 mod types;
+pub mod usage;
 
 #[cfg(test)]
 mod test_support;

@@ -13,6 +13,8 @@
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
 //! - [`ws_client`]: a client of OpenClaw's gateway protocol (WebSocket) with Ed25519 device
 //!   identity, able to misbehave on purpose.
+//! - [`usage_server`]: the subscription usage endpoints of Anthropic, Codex, Gemini CLI, Copilot,
+//!   MiniMax and Z.AI on one server, with their auth checks, bodies and failure switches.
 //!
 //! Nothing here talks to the internet.
 
@@ -27,4 +29,5 @@ pub mod oauth_server;
 pub mod ollama_server;
 pub mod openai_responses_server;
 pub mod sse_client;
+pub mod usage_server;
 pub mod ws_client;

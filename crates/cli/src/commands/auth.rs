@@ -124,6 +124,7 @@ pub async fn run(paths: &Paths, cmd: AuthCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuthCommand::Usage { json } => usage(&assembled, json).await,
         AuthCommand::List { json } => {
             let rows = store.list_auth_profiles().await?;
             if json {
@@ -134,15 +135,23 @@ pub async fn run(paths: &Paths, cmd: AuthCommand) -> Result<ExitCode> {
                 println!("No stored profiles. Add one with `printf %s \"$KEY\" | clawline auth add <provider>`.");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<32} {:<9} {:<10} {:<20} LABEL", "PROFILE", "KIND", "AGENT", "UPDATED");
+            println!("{:<32} {:<9} {:<10} {:<20} {:<24} LABEL", "PROFILE", "KIND", "AGENT", "UPDATED", "STATUS");
+            let now = clawline_store::now_ms();
             for r in rows {
                 let updated = clawline_core::time::iso8601_from_ms(r.updated_at);
+                let status = match r.expires_at {
+                    None => "ok".to_string(),
+                    Some(e) if e <= now && r.kind == "oauth" => "expired (refresh pending)".to_string(),
+                    Some(e) if e <= now => "expired".to_string(),
+                    Some(e) => format!("expires in {}", human_duration(e - now)),
+                };
                 println!(
-                    "{:<32} {:<9} {:<10} {:<20} {}",
+                    "{:<32} {:<9} {:<10} {:<20} {:<24} {}",
                     r.profile_id,
                     r.kind,
                     if r.agent_id == ALL_AGENTS { "(all)" } else { r.agent_id.as_str() },
                     &updated[..updated.len().min(19)],
+                    status,
                     r.label.unwrap_or_default()
                 );
             }
@@ -268,4 +277,97 @@ async fn browser_sign_in(
         }
     };
     Ok(flow.exchange(http, &pending, &code, None).await?)
+}
+
+/// `3 d`, `5 h`, `12 min` for a duration in milliseconds.
+fn human_duration(ms: i64) -> String {
+    let min = ms / 60_000;
+    match min {
+        m if m >= 2 * 24 * 60 => format!("{} d", m / (24 * 60)),
+        m if m >= 120 => format!("{} h", m / 60),
+        m => format!("{} min", m.max(1)),
+    }
+}
+
+/// `clawline auth usage`: asks each signed-in provider that publishes its quota.
+async fn usage(assembled: &setup::Assembled, json: bool) -> Result<ExitCode> {
+    use clawline_providers::usage;
+    let profiles = clawline_agent::auth_profiles::load(&assembled.store, &assembled.key).await?;
+    let http = clawline_providers::build_http_client()?;
+    let mut reports = Vec::new();
+    let mut asked = 0;
+    // Stored profiles first, then keys from the config or the environment.
+    let mut candidates: Vec<(String, String, SecretString)> =
+        profiles.iter().filter_map(|p| p.secret.clone().map(|s| (p.id.clone(), p.provider.clone(), s))).collect();
+    for p in assembled.config.providers.values() {
+        if let Some(k) = &p.api_key {
+            candidates.push((
+                format!("{}:{}", p.id, p.api_key_source.as_deref().unwrap_or("config")),
+                p.id.clone(),
+                k.clone(),
+            ));
+        }
+    }
+    for (label, provider, secret) in candidates {
+        let Some(mut endpoint) = usage::default_endpoint(&provider) else { continue };
+        if let Some(url) = assembled
+            .config
+            .file
+            .models
+            .providers
+            .get(&provider)
+            .and_then(|p| p.usage_url.clone())
+            .filter(|u| !u.is_empty())
+        {
+            endpoint.url = url;
+        }
+        asked += 1;
+        let account = if provider == "openai-codex" { usage::codex_account_id(secret.expose()) } else { None };
+        match usage::fetch(&http, &provider, &endpoint, &secret, account.as_deref()).await {
+            Ok(report) => reports.push((label, Ok(report))),
+            Err(e) => reports.push((label, Err(e.to_string()))),
+        }
+    }
+    if json {
+        let list: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(label, r)| match r {
+                Ok(u) => json!({"profile": label, "provider": u.provider, "plan": u.plan, "credits": u.credits,
+                    "windows": u.windows.iter().map(|w| json!({"label": w.label, "usedPercent": w.used_percent,
+                        "used": w.used, "limit": w.limit, "resetsAt": w.resets_at_ms})).collect::<Vec<_>>()}),
+                Err(e) => json!({"profile": label, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if asked == 0 {
+        println!(
+            "No signed-in provider publishes its usage. Usage is shown for Claude, Codex, Gemini, Copilot, MiniMax and Z.AI sign-ins or keys."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (label, r) in reports {
+        match r {
+            Ok(u) => {
+                println!("{label}{}", u.plan.map(|p| format!(" ({p})")).unwrap_or_default());
+                for w in u.windows {
+                    let used = w
+                        .used_percent
+                        .map(|p| format!("{p:.0}% used"))
+                        .or_else(|| w.used.zip(w.limit).map(|(a, b)| format!("{a} of {b} used")));
+                    let resets = w
+                        .resets_at_ms
+                        .map(|r| format!(", resets {}", clawline_core::time::iso8601_from_ms(r)))
+                        .unwrap_or_default();
+                    println!("  {:<20} {}{resets}", w.label, used.unwrap_or_else(|| "-".into()));
+                }
+                if let Some(c) = u.credits {
+                    println!("  {:<20} {c}", "credits left");
+                }
+            }
+            Err(e) => println!("{label}\n  unavailable: {e}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

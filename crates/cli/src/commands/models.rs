@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clawline_agent::routes::CredentialTable;
-use clawline_core::config::catalog::{self, Login};
+use clawline_core::config::preset::{Discovery, Login};
 use clawline_core::config::{ApiKind, Config, ProviderSettings, provider_key_var};
 use clawline_providers::ModelClient;
+use clawline_providers::catalog;
 use serde_json::{Value, json};
 
 use crate::cli::ModelsCommand;
@@ -37,7 +38,7 @@ fn setup_hint(id: &str) -> String {
         Some(k) if k.login == Login::Aws => {
             "export AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION (or AWS_BEARER_TOKEN_BEDROCK)".to_string()
         }
-        Some(k) if k.login == Login::CopilotExchange => {
+        Some(k) if k.login == Login::TokenExchange => {
             format!("run `clawline auth login {id}` (or export COPILOT_GITHUB_TOKEN, or sign in to Copilot in VS Code)")
         }
         Some(k) if k.login == Login::OAuth && k.key_vars.is_empty() => format!("run `clawline auth login {id}`"),
@@ -134,7 +135,7 @@ async fn discover(config: &Config, table: &CredentialTable, rows: &mut Vec<Row>)
     let http = clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new());
     for p in config.providers.values() {
         let discoverable = match catalog::preset(&p.id) {
-            Some(k) => k.discovery != catalog::Discovery::None,
+            Some(k) => k.discovery != Discovery::None,
             None => matches!(p.api, ApiKind::OpenAiCompletions | ApiKind::Ollama),
         };
         let Some(cred) = table.usable(&p.id, None).next() else { continue };

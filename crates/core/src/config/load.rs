@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::error::{ConfigError, ConfigErrors, closest};
+use super::preset::Preset;
 use super::resolve::{Config, Issue, Resolver};
 use super::schema::ConfigFile;
 use super::substitute::{is_single_reference, substitute};
@@ -19,8 +20,10 @@ pub struct LoadContext<'a> {
     pub state_dir: &'a Path,
     /// Environment lookup.
     pub env: &'a dyn Fn(&str) -> Option<String>,
-    /// Reads a secret file.
+    /// Reads a secret file (and editors' credential files named by a preset).
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+    /// The providers known by name (`clawline_providers::catalog::PRESETS`).
+    pub presets: &'a [Preset],
 }
 
 /// A loaded config and the problems that do not stop it from running.
@@ -124,8 +127,13 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
 
     let file: ConfigFile = json5::from_node(&tree).map_err(|e| de_error(text, ctx, &e))?;
 
-    let resolver =
-        Resolver { config_dir: ctx.config_dir, state_dir: ctx.state_dir, env: ctx.env, read_file: ctx.read_file };
+    let resolver = Resolver {
+        config_dir: ctx.config_dir,
+        state_dir: ctx.state_dir,
+        env: ctx.env,
+        read_file: ctx.read_file,
+        presets: ctx.presets,
+    };
     let warnings = literal_secret_warnings(&raw, &file, text, ctx);
     match resolver.resolve(file) {
         Ok(config) => Ok(Loaded { config, warnings }),
@@ -215,9 +223,67 @@ fn literal_secret_warnings(raw: &Node, file: &ConfigFile, text: &str, ctx: &Load
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::preset::{Discovery, Login, PresetModel};
     use crate::config::{ApiKind, AuthMode};
     use std::collections::HashMap;
     use std::path::PathBuf;
+
+    /// Two presets shaped like the real ones (the real catalog lives in clawline-providers and is
+    /// tested there).
+    const TEST_PRESETS: &[Preset] = &[
+        Preset {
+            id: "anthropic",
+            name: "Anthropic",
+            api: ApiKind::AnthropicMessages,
+            base_url: "https://api.anthropic.com",
+            alt_base_urls: &[],
+            key_vars: &["ANTHROPIC_API_KEY"],
+            base_url_var: Some("ANTHROPIC_BASE_URL"),
+            login: Login::Key,
+            discovery: Discovery::None,
+            default_model: "claude-sonnet-4-5",
+            models: &[PresetModel {
+                id: "claude-sonnet-4-5",
+                name: "Claude Sonnet 4.5",
+                context_window: 200_000,
+                max_tokens: 64_000,
+                image: true,
+                reasoning: true,
+                cost: [3.0, 15.0, 0.3, 3.75],
+            }],
+            headers: &[],
+            bearer: false,
+            token_exchange_url: None,
+            token_files: &[],
+            token_file_host: "",
+        },
+        Preset {
+            id: "openai",
+            name: "OpenAI",
+            api: ApiKind::OpenAiResponses,
+            base_url: "https://api.openai.com/v1",
+            alt_base_urls: &[],
+            key_vars: &["OPENAI_API_KEY"],
+            base_url_var: Some("OPENAI_BASE_URL"),
+            login: Login::Key,
+            discovery: Discovery::OpenAiModels,
+            default_model: "gpt-5-mini",
+            models: &[PresetModel {
+                id: "gpt-5-mini",
+                name: "GPT-5 mini",
+                context_window: 400_000,
+                max_tokens: 128_000,
+                image: true,
+                reasoning: true,
+                cost: [0.25, 2.0, 0.025, 0.0],
+            }],
+            headers: &[],
+            bearer: false,
+            token_exchange_url: None,
+            token_files: &[],
+            token_file_host: "",
+        },
+    ];
 
     fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -237,6 +303,7 @@ mod tests {
             config_dir: Path::new("/cfg"),
             state_dir: Path::new("/state"),
             env: &env_fn,
+            presets: TEST_PRESETS,
             read_file: &read,
         };
         load(text, &ctx)
@@ -273,67 +340,6 @@ mod tests {
 
         let c = load_with("{ models: { mode: 'replace' } }", &[("OPENAI_API_KEY", "sk-o")]).unwrap().config;
         assert!(c.providers.is_empty());
-    }
-
-    #[test]
-    fn copilot_finds_the_editors_sign_in_and_exchanges_it() {
-        let c = load_with("{}", &[("HOME", "/home/u")]).unwrap().config;
-        let p = &c.providers["github-copilot"];
-        assert_eq!(p.api_key.as_ref().unwrap().expose(), "gho_from_the_editor");
-        assert!(p.api_key_source.as_deref().unwrap().contains("apps.json"));
-        assert_eq!(p.token_exchange.as_deref(), Some(super::super::resolve::COPILOT_TOKEN_URL));
-        assert!(c.default_agent().model.is_none(), "Copilot is never picked without being asked for");
-        let c = load_with("{}", &[("HOME", "/home/u"), ("COPILOT_GITHUB_TOKEN", "gho_env")]).unwrap().config;
-        assert_eq!(c.providers["github-copilot"].api_key_source.as_deref(), Some("env COPILOT_GITHUB_TOKEN"));
-    }
-
-    #[test]
-    fn built_in_providers_from_env_and_config() {
-        let env = [
-            ("GEMINI_API_KEY", "g-1"),
-            ("OPENROUTER_API_KEYS", "or-1, or-2;or-3"),
-            ("OPENROUTER_API_KEY_5", "or-5"),
-            ("AWS_ACCESS_KEY_ID", "AKID"),
-            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
-            ("AWS_REGION", "eu-west-1"),
-        ];
-        let c = load_with("{}", &env).unwrap().config;
-        assert_eq!(c.providers["google"].api, ApiKind::GoogleGenerativeAi);
-        assert_eq!(c.providers["google"].api_key_source.as_deref(), Some("env GEMINI_API_KEY"));
-        // OpenRouter: no single key, so the rotation list's first key leads; no repeats.
-        let or = &c.providers["openrouter"];
-        assert_eq!(or.api_key.as_ref().unwrap().expose(), "or-1");
-        assert_eq!(or.api_key_source.as_deref(), Some("env OPENROUTER_API_KEYS[1]"));
-        let extra: Vec<&str> = or.extra_keys.iter().map(|(_, k)| k.expose()).collect();
-        assert_eq!(extra, ["or-2", "or-3", "or-5"]);
-        assert_eq!(or.extra_keys[0].0, "env OPENROUTER_API_KEYS[2]");
-        let bedrock = &c.providers["amazon-bedrock"];
-        assert_eq!(bedrock.base_url, "https://bedrock-runtime.eu-west-1.amazonaws.com");
-        assert_eq!(bedrock.aws.as_ref().unwrap().access_key_id, "AKID");
-        // Gemini comes before OpenRouter and Bedrock in the catalog.
-        assert_eq!(c.default_agent().model.as_ref().unwrap().to_string(), "google/gemini-2.5-flash");
-
-        let text = r#"{
-          models: { providers: {
-            "cloudflare-ai-gateway": { accountId: "acc", gatewayId: "gw", apiKey: "k",
-                                       models: [{ id: "claude-sonnet-4-5", cost: { input: 9 } }] },
-            moonshot: { baseUrl: "https://api.moonshot.cn/v1/" },
-          } },
-          agents: { defaults: { model: { primary: "moonshot/kimi-k2.5", fallbacks: ["anthropic/claude-haiku-4-5"] } } },
-        }"#;
-        let c = load_with(text, &[("MOONSHOT_API_KEY", "m-1")]).unwrap().config;
-        let cf = &c.providers["cloudflare-ai-gateway"];
-        assert_eq!(cf.api, ApiKind::AnthropicMessages);
-        assert_eq!(cf.base_url, "https://gateway.ai.cloudflare.com/v1/acc/gw/anthropic");
-        assert_eq!(cf.model("claude-sonnet-4-5").unwrap().cost.input, 9.0, "the file's entry wins");
-        assert_eq!(c.providers["moonshot"].base_url, "https://api.moonshot.cn/v1");
-        assert_eq!(c.providers["moonshot"].api_key_source.as_deref(), Some("env MOONSHOT_API_KEY"));
-        // Named as a fallback with no key anywhere: known (a stored profile may supply one).
-        assert!(c.providers["anthropic"].implicit && c.providers["anthropic"].api_key.is_none());
-
-        let e = first_error("{ models: { providers: { 'cloudflare-ai-gateway': { apiKey: 'k' } } } }", &[]);
-        assert_eq!(e.path, "models.providers.cloudflare-ai-gateway.accountId");
-        assert!(e.message.contains("needs `accountId`"), "{e}");
     }
 
     #[test]

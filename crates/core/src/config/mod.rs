@@ -9,9 +9,9 @@
 //!
 //! Nothing here reads files or the environment directly: [`LoadContext`] supplies both.
 
-pub mod catalog;
 mod error;
 mod load;
+pub mod preset;
 pub mod redact;
 mod resolve;
 pub mod schema;

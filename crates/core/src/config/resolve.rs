@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::catalog;
+use super::preset::{self, Login, Preset};
 use super::schema::*;
 use crate::secret::SecretString;
 use crate::session_key::validate_agent_id;
 
 pub const DEFAULT_PORT: u16 = 18789;
-/// GitHub's endpoint that trades a GitHub token for a Copilot token.
-pub const COPILOT_TOKEN_URL: &str = "https://api.github.com/copilot_internal/v2/token";
 pub const DEFAULT_AGENT_ID: &str = "main";
 const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 const MIN_TOKEN_CHARS: usize = 16;
@@ -318,9 +316,14 @@ pub(crate) struct Resolver<'a> {
     pub state_dir: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+    pub presets: &'a [Preset],
 }
 
 impl Resolver<'_> {
+    fn preset(&self, id: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.id == id)
+    }
+
     fn path(&self, raw: &str) -> PathBuf {
         if let Some(rest) = raw.strip_prefix("~/")
             && let Some(home) = (self.env)("HOME")
@@ -585,7 +588,7 @@ impl Resolver<'_> {
                 ));
                 continue;
             }
-            let known = catalog::preset(id);
+            let known = self.preset(id);
             let api = match p.api.as_deref() {
                 Some(a) => match ApiKind::parse(a) {
                     Some(k) => k,
@@ -619,7 +622,7 @@ impl Resolver<'_> {
                         "baseUrl is required for this provider",
                         Some(format!(
                             "add baseUrl: \"http://127.0.0.1:8080/v1\" (the server's API root); built-in providers: {}",
-                            catalog::PRESETS.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
+                            self.presets.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
                         )),
                     ));
                     continue;
@@ -672,26 +675,22 @@ impl Resolver<'_> {
                     implicit: false,
                     extra_keys: extra_env_keys(self.env, id, api_key.as_ref()),
                     aws: (api == ApiKind::BedrockConverseStream).then(|| self.aws_env(p)).flatten(),
-                    bearer: catalog::uses_bearer(id, api_key_source.as_deref()),
+                    bearer: uses_bearer(known, api_key_source.as_deref()),
                     token_exchange: known
-                        .filter(|k| k.login == catalog::Login::CopilotExchange)
-                        .map(|_| p.token_exchange_url.clone().unwrap_or_else(|| COPILOT_TOKEN_URL.to_string())),
+                        .and_then(|k| k.token_exchange_url)
+                        .map(|u| p.token_exchange_url.clone().unwrap_or_else(|| u.to_string())),
                     api_key,
                     api_key_source,
                 },
             );
         }
         if m.mode != Some(ModelsMode::Replace) {
-            for k in catalog::PRESETS {
+            for k in self.presets {
                 if out.contains_key(k.id) {
                     continue;
                 }
-                let key = self.env_key(k.id, Some(k)).or_else(|| {
-                    extra_env_keys(self.env, k.id, None)
-                        .into_iter()
-                        .next()
-                        .map(|(src, v)| (src.replacen("env ", "", 1), v))
-                });
+                let key =
+                    self.env_key(k.id, Some(k)).or_else(|| extra_env_keys(self.env, k.id, None).into_iter().next());
                 let aws =
                     (k.api == ApiKind::BedrockConverseStream).then(|| self.aws_env(&ProviderFile::default())).flatten();
                 if (key.is_some() || aws.is_some())
@@ -705,7 +704,7 @@ impl Resolver<'_> {
             for raw in model_refs(&file.agents) {
                 if let Some(r) = ModelRef::parse(raw)
                     && !out.contains_key(&r.provider)
-                    && let Some(k) = catalog::preset(&r.provider)
+                    && let Some(k) = self.preset(&r.provider)
                     && let Some(p) = self.implicit_preset(k, None, None)
                 {
                     out.insert(k.id.to_string(), p);
@@ -717,7 +716,7 @@ impl Resolver<'_> {
 
     /// The first key found in the environment for `id`: the preset's variables, then `<ID>_API_KEY`
     /// (for Copilot, then the GitHub sign-in VS Code and the Copilot editor plugins store).
-    fn env_key(&self, id: &str, preset: Option<&catalog::Preset>) -> Option<(String, SecretString)> {
+    fn env_key(&self, id: &str, preset: Option<&Preset>) -> Option<(String, SecretString)> {
         let generic = provider_key_var(id);
         let found = preset
             .map(|k| k.key_vars)
@@ -729,24 +728,28 @@ impl Resolver<'_> {
                 (self.env)(&var).filter(|v| !v.trim().is_empty()).map(|v| (format!("env {var}"), SecretString::new(v)))
             });
         match found {
-            None if preset.is_some_and(|k| k.login == catalog::Login::CopilotExchange) => self.editor_copilot_token(),
+            None => preset.and_then(|k| self.editor_token(k)),
             other => other,
         }
     }
 
-    /// The GitHub token in `<config>/github-copilot/apps.json` (or the older `hosts.json`).
-    fn editor_copilot_token(&self) -> Option<(String, SecretString)> {
+    /// A sign-in an editor keeps for this provider (`Preset::token_files`, e.g. the Copilot
+    /// plugins' `github-copilot/apps.json`).
+    fn editor_token(&self, k: &Preset) -> Option<(String, SecretString)> {
+        if k.token_files.is_empty() {
+            return None;
+        }
         let base = (self.env)("XDG_CONFIG_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .or_else(|| (self.env)("HOME").map(|h| Path::new(&h).join(".config")))?;
-        for name in ["apps.json", "hosts.json"] {
-            let path = base.join("github-copilot").join(name);
+        for name in k.token_files {
+            let path = base.join(name);
             let Ok(text) = (self.read_file)(&path) else { continue };
             let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
             let token = map
                 .iter()
-                .filter(|(host, _)| host.starts_with("github.com"))
+                .filter(|(host, _)| host.starts_with(k.token_file_host))
                 .find_map(|(_, v)| v.get("oauth_token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()));
             if let Some(t) = token {
                 return Some((
@@ -781,14 +784,14 @@ impl Resolver<'_> {
     }
 
     /// A preset's base URL: the override variable, else its template filled from the file.
-    fn preset_base_url(&self, k: &catalog::Preset, p: &ProviderFile) -> Result<String, String> {
+    fn preset_base_url(&self, k: &Preset, p: &ProviderFile) -> Result<String, String> {
         if let Some(url) = k.base_url_var.and_then(|v| (self.env)(v)).filter(|u| !u.trim().is_empty()) {
             let url = url.trim().trim_end_matches('/').to_string();
             // OLLAMA_HOST may be a bare host:port.
             return Ok(if url.contains("://") { url } else { format!("http://{url}") });
         }
         let region = self.aws_region(p);
-        catalog::fill_base_url(k.base_url, &|name| match name {
+        preset::fill_base_url(k.base_url, &|name| match name {
             "region" => Some(region.clone()),
             "accountId" => p.account_id.clone(),
             "gatewayId" => p.gateway_id.clone(),
@@ -799,7 +802,7 @@ impl Resolver<'_> {
     /// A preset switched on without a `models.providers` entry.
     fn implicit_preset(
         &self,
-        k: &catalog::Preset,
+        k: &Preset,
         key: Option<(String, SecretString)>,
         aws: Option<AwsCredentials>,
     ) -> Option<ProviderSettings> {
@@ -821,8 +824,8 @@ impl Resolver<'_> {
             implicit: true,
             extra_keys: extra_env_keys(self.env, k.id, api_key.as_ref()),
             aws,
-            bearer: catalog::uses_bearer(k.id, api_key_source.as_deref()),
-            token_exchange: (k.login == catalog::Login::CopilotExchange).then(|| COPILOT_TOKEN_URL.to_string()),
+            bearer: uses_bearer(Some(k), api_key_source.as_deref()),
+            token_exchange: k.token_exchange_url.map(String::from),
             api_key,
             api_key_source,
         })
@@ -880,7 +883,7 @@ impl Resolver<'_> {
                     .collect();
                 (primary, fallbacks)
             }
-            None => (auto_model(providers), Vec::new()),
+            None => (auto_model(providers, self.presets), Vec::new()),
         };
         let max_turns = d.max_turns.unwrap_or(24);
         check_range("agents.defaults.maxTurns", max_turns.into(), 1, 1000, issues);
@@ -984,13 +987,13 @@ fn check_range(path: &str, v: u64, min: u64, max: u64, issues: &mut Vec<Issue>) 
 /// With no model configured: the default model of the first built-in provider whose
 /// credentials were found in the environment (catalog order: Anthropic, OpenAI, …), else the
 /// only configured provider's first model.
-fn auto_model(providers: &BTreeMap<String, ProviderSettings>) -> Option<ModelRef> {
-    for k in catalog::PRESETS {
+fn auto_model(providers: &BTreeMap<String, ProviderSettings>, presets: &[Preset]) -> Option<ModelRef> {
+    for k in presets {
         if let Some(p) = providers.get(k.id)
             && p.implicit
             && (p.api_key.is_some() || p.aws.is_some())
             && !k.default_model.is_empty()
-            && k.login != catalog::Login::CopilotExchange
+            && k.login != Login::TokenExchange
         {
             return Some(ModelRef { provider: p.id.clone(), model: k.default_model.to_string() });
         }
@@ -1013,7 +1016,7 @@ fn model_refs(a: &AgentsFile) -> impl Iterator<Item = &str> {
 }
 
 /// Adds a preset's models that the list does not already have.
-fn merge_preset_models(models: &mut Vec<ModelEntryFile>, k: &catalog::Preset) {
+fn merge_preset_models(models: &mut Vec<ModelEntryFile>, k: &Preset) {
     for pm in k.models {
         if models.iter().any(|m| m.id == pm.id) {
             continue;
@@ -1062,4 +1065,10 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
             max_output_chars: t.exec.max_output_chars.unwrap_or(16_000).max(256),
         },
     }
+}
+
+/// Whether the key goes as `Authorization: Bearer` although the API has its own key header:
+/// presets that say so, and OAuth tokens found in `*_OAUTH_TOKEN` variables.
+fn uses_bearer(preset: Option<&Preset>, key_source: Option<&str>) -> bool {
+    preset.is_some_and(|k| k.bearer) || key_source.is_some_and(|s| s.ends_with("_OAUTH_TOKEN"))
 }

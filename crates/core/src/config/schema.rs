@@ -328,6 +328,8 @@ pub struct ProviderFile {
     pub account_id: Option<String>,
     /// Cloudflare AI Gateway id, for `cloudflare-ai-gateway`'s URL.
     pub gateway_id: Option<String>,
+    /// Where `clawline auth usage` asks for this provider's quota (default: the provider's own endpoint).
+    pub usage_url: Option<String>,
     /// Where GitHub Copilot's GitHub token is exchanged for a Copilot token (default GitHub's).
     pub token_exchange_url: Option<String>,
     /// Replaces the built-in sign-in endpoints of `clawline auth login <id>`.

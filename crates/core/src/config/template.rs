@@ -70,6 +70,7 @@ mod tests {
             state_dir: Path::new("/s"),
             env: &env,
             read_file: &read,
+            presets: &[],
         };
         let loaded = load(DEFAULT_CONFIG, &ctx).unwrap();
         assert!(loaded.warnings.is_empty());

@@ -3,7 +3,9 @@
 //! Every model listed under `models.providers.<id>.models` is a choice, plus each agent's
 //! configured model when its provider lists none (providers found through `OPENAI_API_KEY` and
 //! the like). `available` says whether the provider can be called (it has a key, or it is a
-//! local server that needs none).
+//! local server that needs none). With `view: "all"`, the built-in providers that are not set
+//! up are listed too, unavailable (`missing-auth`). A model whose every credential
+//! is resting after failures is unavailable with `cooldown`.
 
 use serde_json::{Value, json};
 
@@ -38,7 +40,7 @@ fn inputs(declared: &[String]) -> Vec<&'static str> {
     out
 }
 
-async fn list(ctx: Ctx, _p: Value) -> Reply {
+async fn list(ctx: Ctx, p: Value) -> Reply {
     let runtime = &ctx.state.runtime;
     let config = runtime.config();
     let mut models: Vec<Value> = Vec::new();
@@ -59,6 +61,11 @@ async fn list(ctx: Ctx, _p: Value) -> Reply {
             }
             if !available {
                 models.last_mut().into_iter().for_each(|v| v["unavailableReason"] = json!("missing-auth"));
+            } else if runtime.all_resting(&p.id, &m.id) {
+                models.last_mut().into_iter().for_each(|v| {
+                    v["available"] = json!(false);
+                    v["unavailableReason"] = json!("cooldown");
+                });
             }
         }
     }
@@ -72,6 +79,22 @@ async fn list(ctx: Ctx, _p: Value) -> Reply {
                 v["unavailableReason"] = json!("missing-auth");
             }
             models.push(v);
+        }
+    }
+    // `view: "all"` also lists the built-in providers that are not set up.
+    if p.get("view").and_then(Value::as_str) == Some("all") {
+        for k in clawline_providers::catalog::PRESETS.iter().filter(|k| !config.providers.contains_key(k.id)) {
+            for m in k.models {
+                let mut input = vec!["text"];
+                if m.image {
+                    input.push("image");
+                }
+                models.push(json!({
+                    "id": m.id, "name": m.name, "provider": k.id, "available": false,
+                    "reasoning": m.reasoning, "input": input, "contextWindow": m.context_window,
+                    "unavailableReason": "missing-auth",
+                }));
+            }
         }
     }
     Ok(json!({"models": models}))

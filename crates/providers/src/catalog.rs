@@ -1,89 +1,35 @@
 //! The built-in provider catalog: every model provider clawline knows by name, with the wire
 //! API, base URL, credential variables and well-known models OpenClaw users expect.
 //!
-//! A preset becomes a provider in three ways: `models.providers.<id>` names it (the file's
-//! fields override the preset's, models merge by id), a credential variable of the preset is
-//! set in the environment, or an agent's model refers to it (then its credentials may come
-//! from a stored auth profile). Prices are USD per million tokens, from the providers' price
-//! lists as OpenClaw's catalog records them; a 0 means "not published" and costs are then
-//! reported as 0.
+//! The config loader gets this list through `LoadContext::presets` (see
+//! `clawline_core::config::preset` for what each field means and how a preset becomes a
+//! provider). Prices are USD per million tokens, from the providers' price lists as OpenClaw's
+//! catalog records them; 0 means "not published", and costs are then reported as 0.
 //!
-//! Base URLs may hold `{region}` (Bedrock), `{accountId}` and `{gatewayId}` (Cloudflare AI
-//! Gateway), filled from `models.providers.<id>.region` / `.accountId` / `.gatewayId`.
-//!
-//! This file is data plus lookups; it must not read the environment or do I/O.
+//! This file is data plus a lookup; it must not do I/O.
 
-use super::resolve::ApiKind;
+use clawline_core::config::ApiKind;
+use clawline_core::config::preset::{Discovery, Login, Preset, PresetModel};
 
-/// How a provider can list the models it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Discovery {
-    /// Only the models listed here and in the config.
-    None,
-    /// `GET {baseUrl}/models` (OpenAI-compatible servers and routers).
-    OpenAiModels,
-    /// Ollama's `/api/tags` and `/api/show`.
-    Ollama,
-    /// Bedrock's `ListFoundationModels`.
-    Bedrock,
-}
-
-/// How the provider's credential is obtained, beyond an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Login {
-    /// API keys (or tokens) only.
-    Key,
-    /// A local server: no credential needed.
-    Local,
-    /// AWS credentials (SigV4) or a Bedrock API key.
-    Aws,
-    /// OAuth sign-in offered by the provider (PKCE or device flow), besides keys where noted.
-    OAuth,
-    /// A GitHub token exchanged for a short-lived Copilot token.
-    CopilotExchange,
-}
-
-/// A well-known model of a preset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PresetModel {
-    pub id: &'static str,
-    pub name: &'static str,
-    pub context_window: u64,
-    pub max_tokens: u32,
-    pub image: bool,
-    pub reasoning: bool,
-    /// Input, output, cache read, cache write; USD per million tokens.
-    pub cost: [f64; 4],
-}
-
-/// One built-in provider.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Preset {
-    pub id: &'static str,
-    pub name: &'static str,
-    pub api: ApiKind,
-    pub base_url: &'static str,
-    /// Other documented endpoints: (what selects it, URL). Set `baseUrl` to use one.
-    pub alt_base_urls: &'static [(&'static str, &'static str)],
-    /// Variables holding its key, in the order they are read.
-    pub key_vars: &'static [&'static str],
-    /// A variable that overrides the base URL.
-    pub base_url_var: Option<&'static str>,
-    pub login: Login,
-    pub discovery: Discovery,
-    /// The model chosen when the provider is found and no model is configured.
-    pub default_model: &'static str,
-    pub models: &'static [PresetModel],
-    /// Extra request headers.
-    pub headers: &'static [(&'static str, &'static str)],
-}
-
-impl Preset {
-    /// The preset's entry for `model`, if it lists it.
-    pub fn model(&self, model: &str) -> Option<&'static PresetModel> {
-        self.models.iter().find(|m| m.id == model)
-    }
-}
+/// Fields most presets share; each entry overrides what differs.
+const BASE: Preset = Preset {
+    id: "",
+    name: "",
+    api: ApiKind::OpenAiCompletions,
+    base_url: "",
+    alt_base_urls: &[],
+    key_vars: &[],
+    base_url_var: None,
+    login: Login::Key,
+    discovery: Discovery::None,
+    default_model: "",
+    models: &[],
+    headers: &[],
+    bearer: false,
+    token_exchange_url: None,
+    token_files: &[],
+    token_file_host: "",
+};
 
 const fn m(
     id: &'static str,
@@ -259,6 +205,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "claude-sonnet-4-5",
         models: CLAUDE,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "openai",
@@ -273,6 +220,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "gpt-5-mini",
         models: OPENAI,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "openai-codex",
@@ -287,6 +235,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "gpt-5.2",
         models: CODEX,
         headers: &[("OpenAI-Beta", "responses=experimental"), ("originator", "clawline")],
+        ..BASE
     },
     Preset {
         id: "google",
@@ -301,6 +250,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "gemini-2.5-flash",
         models: GEMINI,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "amazon-bedrock",
@@ -315,6 +265,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "anthropic.claude-sonnet-4-5-20250929-v1:0",
         models: BEDROCK,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "github-copilot",
@@ -324,11 +275,15 @@ pub const PRESETS: &[Preset] = &[
         alt_base_urls: &[("enterprise", "https://api.enterprise.githubcopilot.com")],
         key_vars: &["COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"],
         base_url_var: None,
-        login: Login::CopilotExchange,
+        login: Login::TokenExchange,
         discovery: Discovery::OpenAiModels,
         default_model: "gpt-4o",
         models: COPILOT,
         headers: &[("Copilot-Integration-Id", "vscode-chat"), ("Editor-Version", "vscode/1.96.0")],
+        token_exchange_url: Some("https://api.github.com/copilot_internal/v2/token"),
+        token_files: &["github-copilot/apps.json", "github-copilot/hosts.json"],
+        token_file_host: "github.com",
+        ..BASE
     },
     Preset {
         id: "cloudflare-ai-gateway",
@@ -343,6 +298,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "claude-sonnet-4-5",
         models: CLOUDFLARE,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "openrouter",
@@ -357,6 +313,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "openrouter/auto",
         models: OPENROUTER,
         headers: &[("HTTP-Referer", "https://github.com/clawline/clawline"), ("X-Title", "clawline")],
+        ..BASE
     },
     Preset {
         id: "minimax",
@@ -371,6 +328,8 @@ pub const PRESETS: &[Preset] = &[
         default_model: "MiniMax-M2.7",
         models: MINIMAX,
         headers: NONE,
+        bearer: true,
+        ..BASE
     },
     Preset {
         id: "moonshot",
@@ -385,6 +344,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "kimi-k2.5",
         models: MOONSHOT,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "kimi-coding",
@@ -399,6 +359,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "k2p5",
         models: KIMI_CODING,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "qwen-portal",
@@ -413,6 +374,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "coder-model",
         models: QWEN,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "zai",
@@ -431,6 +393,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "glm-4.7",
         models: ZAI,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "byteplus",
@@ -445,6 +408,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "seed-1-8-251228",
         models: BYTEPLUS,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "byteplus-plan",
@@ -459,6 +423,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "ark-code-latest",
         models: BYTEPLUS_PLAN,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "volcengine",
@@ -473,6 +438,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "doubao-seed-1-8-251228",
         models: DOUBAO,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "volcengine-plan",
@@ -487,6 +453,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "ark-code-latest",
         models: DOUBAO_PLAN,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "chutes",
@@ -501,6 +468,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "zai-org/GLM-4.7-TEE",
         models: CHUTES,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "ollama",
@@ -515,6 +483,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "",
         models: &[],
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "vllm",
@@ -529,6 +498,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "",
         models: &[],
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "huggingface",
@@ -543,6 +513,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "deepseek-ai/DeepSeek-R1",
         models: HUGGINGFACE,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "together",
@@ -557,6 +528,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "meta-llama/Llama-3.3-70B-Instruct-Turbo",
         models: TOGETHER,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "venice",
@@ -571,6 +543,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "kimi-k2-5",
         models: VENICE,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "nvidia",
@@ -585,6 +558,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "nvidia/llama-3.1-nemotron-70b-instruct",
         models: NVIDIA,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "qianfan",
@@ -599,6 +573,7 @@ pub const PRESETS: &[Preset] = &[
         default_model: "deepseek-v3.2",
         models: QIANFAN,
         headers: NONE,
+        ..BASE
     },
     Preset {
         id: "xiaomi",
@@ -613,6 +588,8 @@ pub const PRESETS: &[Preset] = &[
         default_model: "mimo-v2-flash",
         models: XIAOMI,
         headers: NONE,
+        bearer: true,
+        ..BASE
     },
     Preset {
         id: "kilocode",
@@ -627,53 +604,26 @@ pub const PRESETS: &[Preset] = &[
         default_model: "kilo/auto",
         models: KILOCODE,
         headers: NONE,
+        ..BASE
     },
 ];
-
-/// Anthropic-style presets that take their key as `Authorization: Bearer` instead of `x-api-key`.
-const BEARER_PRESETS: &[&str] = &["minimax", "xiaomi"];
-
-/// Whether the provider `id` sends its key as a bearer token although its API has a key header.
-pub fn uses_bearer(id: &str, key_source: Option<&str>) -> bool {
-    BEARER_PRESETS.contains(&id) || key_source.is_some_and(|s| s.ends_with("_OAUTH_TOKEN"))
-}
 
 /// The preset called `id`.
 pub fn preset(id: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.id == id)
 }
 
-/// Fills `{name}` placeholders of a base URL; `None` when one has no value.
-pub fn fill_base_url(template: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = &rest[start + 1..start + end];
-        match value(name).filter(|v| !v.trim().is_empty()) {
-            Some(v) => out.push_str(v.trim()),
-            None => return Err(name.to_string()),
-        }
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clawline_core::config::preset::fill_base_url;
 
     #[test]
     fn every_preset_is_well_formed() {
         let mut ids = std::collections::HashSet::new();
         for p in PRESETS {
             assert!(ids.insert(p.id), "duplicate preset {}", p.id);
-            assert!(crate::session_key::validate_agent_id(p.id).is_ok(), "{}", p.id);
+            assert!(clawline_core::session_key::validate_agent_id(p.id).is_ok(), "{}", p.id);
             assert!(p.base_url.starts_with("https://") || p.base_url.starts_with("http://127.0.0.1"), "{}", p.id);
             if !p.default_model.is_empty() {
                 assert!(p.model(p.default_model).is_some(), "{}: default model not listed", p.id);
@@ -723,7 +673,7 @@ mod tests {
     }
 
     #[test]
-    fn base_url_placeholders_are_filled_or_named() {
+    fn the_cloudflare_url_is_built_from_its_ids() {
         let v = |n: &str| match n {
             "accountId" => Some("acc".to_string()),
             "gatewayId" => Some("gw".to_string()),
