@@ -136,3 +136,36 @@ async fn model_calls_go_through_http_proxy_unless_no_proxy_says_otherwise() {
     assert_eq!(done_text(&chat(&gw.base_url, "direct").await), "direct");
     assert_eq!(proxy.seen().len(), 1, "NO_PROXY hosts are reached directly");
 }
+
+#[tokio::test]
+async fn models_list_discovers_what_a_server_offers_and_says_why_others_are_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, None).await;
+    server.set_models(vec![json!({"id": "served-a", "max_model_len": 8192}), json!({"id": "served-b"})]);
+    let config = format!(
+        r#"{{ gateway: {{ auth: {{ token: "${{E2E_TOKEN}}" }} }},
+              models: {{ providers: {{ vllm: {{ baseUrl: "{}" }} }} }},
+              agents: {{ defaults: {{ model: {{ primary: "vllm/served-a", fallbacks: ["anthropic/claude-sonnet-4-5"] }} }} }} }}"#,
+        server.base_url()
+    );
+    std::fs::write(dir.path().join("clawline.json"), config).unwrap();
+    let out = cli(dir.path(), &["models", "list", "--discover", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["models"].as_array().unwrap();
+    let row = |m: &str| rows.iter().find(|r| r["model"] == m).unwrap_or_else(|| panic!("{m} missing: {v}"));
+    assert_eq!(row("vllm/served-a")["available"], true);
+    assert_eq!(row("vllm/served-a")["contextWindow"], 8192);
+    assert_eq!(row("vllm/served-a")["default"], true);
+    assert_eq!(row("vllm/served-b")["source"], "discovered");
+    // The fallback's provider is known but has no credentials: unavailable, with what to do.
+    let claude = row("anthropic/claude-sonnet-4-5");
+    assert_eq!(claude["available"], false);
+    assert!(claude["status"].as_str().unwrap().contains("ANTHROPIC_API_KEY"), "{claude}");
+    assert_eq!(claude["price"]["input"], 3.0);
+
+    let all = stdout(&cli(dir.path(), &["models", "list", "--all"]).await);
+    assert!(all.contains("openrouter/openrouter/auto") && all.contains("not set up"), "{all}");
+    let doctor = stdout(&cli(dir.path(), &["doctor"]).await);
+    assert!(doctor.contains("fallback 1 anthropic/claude-sonnet-4-5") && doctor.contains("no credentials"), "{doctor}");
+}
