@@ -53,7 +53,9 @@ type ProfileLocks = Arc<Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<(
 pub struct Refresher {
     store: Store,
     key: Arc<MasterKey>,
-    http: reqwest::Client,
+    /// Built on first use: loading TLS roots costs start-up time most runs never need.
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
+    make_http: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
     endpoint_for: EndpointFor,
     locks: ProfileLocks,
 }
@@ -74,8 +76,25 @@ pub fn grant_json(provider: &str, grant: &Grant, client_id: Option<&str>) -> Sec
 }
 
 impl Refresher {
-    pub fn new(store: Store, key: Arc<MasterKey>, http: reqwest::Client, endpoint_for: EndpointFor) -> Refresher {
-        Refresher { store, key, http, endpoint_for, locks: Arc::new(Mutex::new(HashMap::new())) }
+    /// `make_http` builds the HTTP client the first time a refresh is due.
+    pub fn new(
+        store: Store,
+        key: Arc<MasterKey>,
+        make_http: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
+        endpoint_for: EndpointFor,
+    ) -> Refresher {
+        Refresher {
+            store,
+            key,
+            http: Arc::new(std::sync::OnceLock::new()),
+            make_http,
+            endpoint_for,
+            locks: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| (self.make_http)())
     }
 
     fn lock_for(&self, agent_id: &str, profile_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -127,7 +146,7 @@ impl Refresher {
                 format!("clawline does not know how to refresh `{}` tokens", row.provider),
             )
         })?;
-        let grant = endpoint.refresh(&self.http, &SecretString::new(refresh.to_string())).await?;
+        let grant = endpoint.refresh(self.http(), &SecretString::new(refresh.to_string())).await?;
         let client_id = stored["clientId"].as_str().map(String::from).unwrap_or(endpoint.client_id.clone());
         let meta = AuthProfileRow { expires_at: grant.expires_at_ms, ..row.clone() };
         self.store.put_auth_profile(meta, &grant_json(&row.provider, &grant, Some(&client_id)), &self.key).await?;

@@ -33,7 +33,7 @@ async fn setup(server: &OAuthServer) -> (tempfile::TempDir, Store, Arc<MasterKey
     let refresher = Refresher::new(
         store.clone(),
         key.clone(),
-        reqwest::Client::new(),
+        Arc::new(reqwest::Client::new),
         Arc::new(move |provider: &str| {
             Some(RefreshEndpoint {
                 provider: provider.to_string(),

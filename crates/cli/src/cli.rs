@@ -58,7 +58,7 @@ pub enum Command {
     #[command(subcommand)]
     Models(ModelsCommand),
 
-    /// Store, list or remove model-provider credentials (auth profiles, encrypted at rest).
+    /// Store, sign in, list or remove model-provider credentials (auth profiles, encrypted at rest).
     ///
     /// A provider's credentials are tried in order: the config file's key (or <ID>_API_KEY),
     /// stored profiles (OAuth, then tokens, then API keys), then <ID>_API_KEYS. A rate-limited

@@ -198,11 +198,10 @@ pub fn oauth_refresher(
     key: MasterKey,
 ) -> clawline_agent::oauth_refresh::Refresher {
     let config = config.clone();
-    let http = clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new());
     clawline_agent::oauth_refresh::Refresher::new(
         store.clone(),
         Arc::new(key),
-        http,
+        Arc::new(|| clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new())),
         Arc::new(move |provider: &str| {
             let overrides = config.file.models.providers.get(provider).map(|p| p.oauth.clone()).unwrap_or_default();
             clawline_providers::oauth::providers::sign_in(provider, &overrides, &env).ok().map(|(_, r)| r)

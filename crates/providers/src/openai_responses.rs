@@ -742,6 +742,10 @@ pub(crate) async fn call(
         .json(&request_body(req));
     if let Some(k) = key {
         builder = builder.bearer_auth(k);
+        // A ChatGPT sign-in (Codex): the backend wants the account the token belongs to.
+        if let Some(account) = crate::usage::codex_account_id(k) {
+            builder = builder.header("chatgpt-account-id", account);
+        }
     }
     for (name, value) in &settings.headers {
         builder = builder.header(name, value);

@@ -1046,6 +1046,17 @@ fn zai(report: &mut UsageReport, q: ZaiQuota, key: &str) -> Result<(), ProviderE
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reads_the_chatgpt_account_from_a_codex_token() {
+        use base64::Engine;
+        let claims = r#"{"https://api.openai.com/auth":{"chatgpt_account_id":"acct-123"}}"#;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+        assert_eq!(codex_account_id(&format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig")).as_deref(), Some("acct-123"));
+        assert_eq!(codex_account_id("sk-not-a-jwt"), None);
+        assert_eq!(codex_account_id("a.!!!.c"), None);
+    }
+
     use super::*;
 
     const KEY: &str = "sk-usage-secret-0123456789";
