@@ -10,7 +10,7 @@ pub enum TurnError {
     #[error("the message is empty")]
     EmptyMessage,
     #[error(
-        "no model is configured for agent `{0}`: set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY"
+        "no model is configured for agent `{0}`: set agents.defaults.model, or export a provider key such as ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY"
     )]
     NoModel(String),
     #[error("provider `{provider}` has no API key: set {var} or models.providers.{provider}.apiKey")]

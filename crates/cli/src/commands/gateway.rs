@@ -133,7 +133,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     match config.default_agent().model.as_ref() {
         Some(m) => tracing::info!(agent = %config.default_agent, model = %m, "agent model"),
         None => tracing::warn!(
-            "no model configured: set agents.defaults.model, or export OPENAI_API_KEY or ANTHROPIC_API_KEY, then restart"
+            "no model configured: set agents.defaults.model, or export a provider key (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY, … — `clawline models list --all` lists them), then restart"
         ),
     }
     println!("clawline gateway listening on {base}");

@@ -20,12 +20,14 @@ pub const DEFAULT_CONFIG: &str = r#"// clawline configuration (JSON5: comments a
   },
 
   models: {
-    // OPENAI_API_KEY or ANTHROPIC_API_KEY in the environment adds that provider automatically.
+    // A built-in provider's key in the environment (ANTHROPIC_API_KEY, OPENAI_API_KEY,
+    // GEMINI_API_KEY, OPENROUTER_API_KEY, …) adds it automatically; `clawline models list --all`
+    // lists them all, `clawline auth add|login <provider>` stores keys and sign-ins encrypted.
     // Any OpenAI-compatible server (llama.cpp, vLLM, LM Studio, Ollama's /v1) works too:
     // providers: {
     //   local: {
     //     baseUrl: "http://127.0.0.1:8080/v1",
-    //     api: "openai-completions",  // or "anthropic-messages"
+    //     api: "openai-completions",  // or openai-responses, anthropic-messages, google-generative-ai, ollama, …
     //     apiKey: "${LOCAL_API_KEY}",  // optional for local servers
     //     models: [{ id: "my-model", contextWindow: 32768, maxTokens: 4096 }],
     //   },
