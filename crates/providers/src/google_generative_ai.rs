@@ -40,7 +40,7 @@ use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
-use crate::http_util::{parse_json, read_error_body, retry_after, scrub, transport_error};
+use crate::http_util::{parse_json, scrub, transport_error};
 use crate::sse::SseDecoder;
 use crate::types::{ModelRequest, StreamEvent};
 
@@ -730,32 +730,10 @@ pub(crate) async fn call(
         (Some(k), false) => builder = builder.header("x-goog-api-key", k),
         (None, _) => {}
     }
-    for (name, value) in &settings.headers {
-        builder = builder.header(name, value);
-    }
-    // `timeoutSeconds` bounds the wait for the response to start and each silence in the
-    // stream, not the whole answer.
-    let idle = Duration::from_secs(settings.timeout_secs);
-    let resp = tokio::time::timeout(idle, builder.send())
-        .await
-        .map_err(|_| {
-            ProviderError::new(
-                ErrorKind::Timeout,
-                provider,
-                format!("no response from the model server in {} s", idle.as_secs()),
-            )
-        })?
-        .map_err(|e| transport_error(provider, &e, key))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let after = retry_after(resp.headers());
-        let body = tokio::time::timeout(idle, read_error_body(resp)).await.unwrap_or_default();
-        let mut err = error_from(provider, Some(status.as_u16()), &body, key);
-        if after.is_some() {
-            err.retry_after = after;
-        }
-        return Err(err);
-    }
+    let (resp, idle) = crate::http_util::send_model_request(builder, settings, key, |status, body| {
+        error_from(provider, Some(status), body, key)
+    })
+    .await?;
     let seed = format!("{:x}-{}", crate::client::now_ms(), CALLS.fetch_add(1, Ordering::Relaxed));
     let mut acc = Accumulator::new(&seed);
     read_stream(provider, resp, idle, key, &mut acc, on_event).await?;

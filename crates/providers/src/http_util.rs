@@ -96,6 +96,45 @@ pub(crate) fn transport_error(provider: &str, e: &reqwest::Error, key: Option<&s
     ProviderError::new(kind, provider, message)
 }
 
+/// Sends one model request the way every wire module does: the provider's extra headers are
+/// added, the wait for the response to start is bounded by `timeoutSeconds` (which also bounds
+/// each silence in the stream later, never the whole answer), and an error status becomes the
+/// error `classify(status, body)` makes of it, with the `Retry-After` header unless the body
+/// already said how long to wait. Returns the response and the idle bound.
+pub(crate) async fn send_model_request(
+    mut builder: reqwest::RequestBuilder,
+    settings: &clawline_core::config::ProviderSettings,
+    key: Option<&str>,
+    classify: impl FnOnce(u16, &str) -> ProviderError,
+) -> Result<(reqwest::Response, Duration), ProviderError> {
+    let provider = settings.id.as_str();
+    for (name, value) in &settings.headers {
+        builder = builder.header(name, value);
+    }
+    let idle = Duration::from_secs(settings.timeout_secs);
+    let resp = tokio::time::timeout(idle, builder.send())
+        .await
+        .map_err(|_| {
+            ProviderError::new(
+                ErrorKind::Timeout,
+                provider,
+                format!("no response from the model server in {} s", idle.as_secs()),
+            )
+        })?
+        .map_err(|e| transport_error(provider, &e, key))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let after = retry_after(resp.headers());
+        let body = tokio::time::timeout(idle, read_error_body(resp)).await.unwrap_or_default();
+        let mut err = classify(status.as_u16(), &body);
+        if after.is_some() {
+            err.retry_after = after;
+        }
+        return Err(err);
+    }
+    Ok((resp, idle))
+}
+
 /// Reads SSE events from a streaming response, failing with `Timeout` when no bytes arrive for
 /// `idle`. Calls `on_event` for each event; it returns `Ok(true)` to stop early (end of stream).
 pub(crate) async fn read_sse(

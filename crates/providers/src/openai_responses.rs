@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
-use crate::http_util::{parse_json, read_error_body, read_sse, retry_after, scrub, transport_error};
+use crate::http_util::{parse_json, read_sse, scrub};
 use crate::openai_completions::classify_parts;
 use crate::types::{ModelRequest, StreamEvent};
 
@@ -747,32 +747,10 @@ pub(crate) async fn call(
             builder = builder.header("chatgpt-account-id", account);
         }
     }
-    for (name, value) in &settings.headers {
-        builder = builder.header(name, value);
-    }
-    // `timeoutSeconds` bounds the wait for the response to start and each silence in the
-    // stream, not the whole answer: a long answer that keeps streaming is never cut off.
-    let idle = Duration::from_secs(settings.timeout_secs);
-    let resp = tokio::time::timeout(idle, builder.send())
-        .await
-        .map_err(|_| {
-            ProviderError::new(
-                ErrorKind::Timeout,
-                provider,
-                format!("no response from the model server in {} s", idle.as_secs()),
-            )
-        })?
-        .map_err(|e| transport_error(provider, &e, key))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let after = retry_after(resp.headers());
-        let body = tokio::time::timeout(idle, read_error_body(resp)).await.unwrap_or_default();
-        let mut err = http_error(provider, status.as_u16(), &body, key);
-        if after.is_some() {
-            err.retry_after = after;
-        }
-        return Err(err);
-    }
+    let (resp, idle) = crate::http_util::send_model_request(builder, settings, key, |status, body| {
+        http_error(provider, status, body, key)
+    })
+    .await?;
     let mut acc = Accumulator::default();
     read_sse(provider, resp, idle, key, |ev| acc.apply(provider, ev.event.as_deref(), &ev.data, key, on_event)).await?;
     let mut msg = acc.finish(provider, &req.model, crate::client::now_ms())?;
