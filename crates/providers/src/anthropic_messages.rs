@@ -12,7 +12,6 @@
 //! Tool results go back as `tool_result` blocks at the start of the next user turn, so
 //! consecutive messages of one role are merged into one turn.
 
-
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, Usage, UserContent};
 use serde::Deserialize;
 use serde_json::{Value, json};

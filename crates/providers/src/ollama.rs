@@ -42,7 +42,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, ProviderError};
-use crate::http_util::{parse_json, read_error_body, retry_after, scrub, transport_error};
+use crate::http_util::{parse_json, scrub, transport_error};
 use crate::types::{DiscoveredModel, ModelRequest, StreamEvent};
 
 pub const API: &str = "ollama";
@@ -517,6 +517,7 @@ impl Accumulator {
     }
 }
 
+/// Ollama itself has no auth; its hosted service and proxies take a bearer key.
 fn with_auth(
     mut builder: reqwest::RequestBuilder,
     settings: &clawline_core::config::ProviderSettings,
@@ -524,43 +525,7 @@ fn with_auth(
     if let Some(k) = settings.api_key.as_ref().map(|k| k.expose()) {
         builder = builder.bearer_auth(k);
     }
-    for (name, value) in &settings.headers {
-        builder = builder.header(name, value);
-    }
     builder
-}
-
-async fn send(
-    provider: &str,
-    builder: reqwest::RequestBuilder,
-    idle: Duration,
-    key: Option<&str>,
-) -> Result<reqwest::Response, ProviderError> {
-    tokio::time::timeout(idle, builder.send())
-        .await
-        .map_err(|_| {
-            ProviderError::new(
-                ErrorKind::Timeout,
-                provider,
-                format!("no response from the model server in {} s", idle.as_secs()),
-            )
-        })?
-        .map_err(|e| transport_error(provider, &e, key))
-}
-
-async fn refuse(
-    provider: &str,
-    resp: reqwest::Response,
-    idle: Duration,
-    key: Option<&str>,
-    model: &str,
-) -> ProviderError {
-    let status = resp.status().as_u16();
-    let after = retry_after(resp.headers());
-    let body = tokio::time::timeout(idle, read_error_body(resp)).await.unwrap_or_default();
-    let mut err = error_from(provider, Some(status), &body, key, model);
-    err.retry_after = after;
-    err
 }
 
 /// Makes one streaming call.
@@ -576,14 +541,11 @@ pub(crate) async fn call(
         .post(endpoint(&settings.base_url))
         .header(reqwest::header::ACCEPT, "application/x-ndjson")
         .json(&request_body(req));
-    let builder = with_auth(builder, settings);
-    // `timeoutSeconds` bounds the wait for the response to start and each silence in the
-    // stream, not the whole answer: a long answer that keeps streaming is never cut off.
-    let idle = Duration::from_secs(settings.timeout_secs);
-    let resp = send(provider, builder, idle, key).await?;
-    if !resp.status().is_success() {
-        return Err(refuse(provider, resp, idle, key, &req.model).await);
-    }
+    let (resp, idle) =
+        crate::http_util::send_model_request(with_auth(builder, settings), settings, key, |status, body| {
+            error_from(provider, Some(status), body, key, &req.model)
+        })
+        .await?;
     let mut acc = Accumulator::default();
     read_ndjson(provider, resp, idle, key, |line| acc.apply(provider, line, key, on_event)).await?;
     let mut msg = acc.finish(provider, &req.model, crate::client::now_ms())?;
@@ -593,19 +555,12 @@ pub(crate) async fn call(
 
 /// Reads a whole JSON body of at most [`MAX_JSON_BODY`] bytes.
 async fn read_json_body(provider: &str, resp: reqwest::Response, key: Option<&str>) -> Result<Value, ProviderError> {
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| transport_error(provider, &e, key))?;
-        if body.len() + chunk.len() > MAX_JSON_BODY {
-            return Err(protocol(provider, format!("the response is larger than {MAX_JSON_BODY} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        let text = String::from_utf8_lossy(&body);
-        protocol(provider, format!("malformed JSON from the model server ({e}): {}", quoted(&text)))
-    })
+    let text = crate::http_util::read_body_limited(resp, MAX_JSON_BODY).await.map_err(|e| match e {
+        Some(err) => transport_error(provider, &err, key),
+        None => protocol(provider, format!("the response is larger than {MAX_JSON_BODY} bytes")),
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| protocol(provider, format!("malformed JSON from the model server ({e}): {}", quoted(&text))))
 }
 
 /// One discovery request: `GET` when `body` is `None`, else `POST` with that JSON body.
@@ -618,15 +573,15 @@ async fn fetch_json(
 ) -> Result<Value, ProviderError> {
     let provider = settings.id.as_str();
     let key = settings.api_key.as_ref().map(|k| k.expose());
-    let idle = Duration::from_secs(settings.timeout_secs);
     let builder = match body {
         Some(b) => http.post(url).json(b),
         None => http.get(url),
     };
-    let resp = send(provider, with_auth(builder, settings), idle, key).await?;
-    if !resp.status().is_success() {
-        return Err(refuse(provider, resp, idle, key, model).await);
-    }
+    let (resp, idle) =
+        crate::http_util::send_model_request(with_auth(builder, settings), settings, key, |status, body| {
+            error_from(provider, Some(status), body, key, model)
+        })
+        .await?;
     tokio::time::timeout(idle, read_json_body(provider, resp, key)).await.map_err(|_| {
         ProviderError::new(ErrorKind::Timeout, provider, format!("the response did not finish in {} s", idle.as_secs()))
     })?
