@@ -189,20 +189,25 @@ async fn idempotency_key_prevents_a_second_run() {
 async fn one_run_per_session_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
-    server.push(Reply::slow("a", 5, Duration::from_millis(40)));
+    // The first answer streams long enough that everything below happens while it runs.
+    server.push(Reply::slow("a", 60, Duration::from_millis(50)));
     server.set_fallback(Reply::Echo);
     let rt = runtime(dir.path(), &server, Api::OpenAi, "").await;
     let (r1, r2) = (rt.clone(), rt.clone());
     let first = tokio::spawn(async move { turn(&r1, None, "first").await });
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert!(rt.lanes().is_busy("agent:main:main"));
+    // Wait (by state, not by a guessed delay) until the first run holds its lane.
+    while !rt.lanes().is_busy("agent:main:main") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let second = tokio::spawn(async move { turn(&r2, None, "second").await });
-    // A different session is not held up by the busy one.
-    let (_, other) = tokio::time::timeout(Duration::from_millis(150), turn(&rt, Some("side"), "other")).await.unwrap();
+    // A different session is not held up by the busy one: it finishes while the first still runs.
+    let (_, other) = turn(&rt, Some("side"), "other").await;
     assert!(matches!(final_event(&other), RunEvent::Done { text, .. } if text == "echo: other"));
+    assert!(rt.lanes().is_busy("agent:main:main"), "the side session waited for the busy one");
+    assert!(!second.is_finished(), "the second turn on the busy session must queue");
     let (_, e1) = first.await.unwrap();
     let (_, e2) = second.await.unwrap();
-    assert!(matches!(final_event(&e1), RunEvent::Done { text, .. } if text == "aaaaa"));
+    assert!(matches!(final_event(&e1), RunEvent::Done { text, .. } if text == &"a".repeat(60)));
     assert!(matches!(final_event(&e2), RunEvent::Done { text, .. } if text == "echo: second"));
     let (_, records) = rt.store().session_with_transcript("agent:main:main").await.unwrap().unwrap();
     assert_eq!(kinds(&records), ["session", "user", "assistant", "user", "assistant"]);
@@ -311,7 +316,11 @@ async fn a_caller_that_goes_away_never_leaves_a_turn_half_started() {
         // Give up at a different moment each time.
         let _ = tokio::time::timeout(Duration::from_micros(i * 150), rt.start_turn(req)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Runs that started go on without their callers; wait until every lane is free again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while rt.lanes().active() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..20 {
         let key = format!("agent:main:gone-{i}");
         if let Some((_, records)) = rt.store().session_with_transcript(&key).await.unwrap() {

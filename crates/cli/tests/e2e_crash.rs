@@ -106,12 +106,15 @@ async fn kill_during_a_tool_call() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     gw.kill9();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The kernel delivers the tool's death signal at once; reaping it can lag on a busy machine.
     #[cfg(target_os = "linux")]
-    assert!(
-        !process_running("/usr/bin/sleep 73") && !process_running("/bin/sleep 73"),
-        "the tool's process outlived the gateway"
-    );
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process_running("/usr/bin/sleep 73") || process_running("/bin/sleep 73") {
+            assert!(std::time::Instant::now() < deadline, "the tool's process outlived the gateway");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     let gw2 = spawn(dir.path()).await;
     let recs = records(&gw2.base_url, "main").await;

@@ -568,10 +568,8 @@ async fn dropping_the_call_cancels_a_slow_stream() {
     server.push(Reply::slow("tick ", 100, Duration::from_millis(100)));
     let c = client(&server);
     let req = request(vec![user("hi")]);
-    let started = std::time::Instant::now();
     let mut n = 0;
     let r = tokio::time::timeout(Duration::from_millis(400), c.stream(&req, &mut |_| n += 1)).await;
     assert!(r.is_err(), "the slow stream should still be running");
     assert!((1..10).contains(&n), "{n} chunks arrived");
-    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -621,12 +621,10 @@ async fn dropping_the_call_cancels_a_slow_stream() {
     server.push(Reply::slow("tick ", 100, Duration::from_millis(100)));
     let c = client(&server, Some(KEY));
     let req = request(vec![user("hi")]);
-    let started = std::time::Instant::now();
     let mut n = 0;
     let r = tokio::time::timeout(Duration::from_millis(450), c.stream(&req, &mut |_| n += 1)).await;
     assert!(r.is_err(), "the slow stream should still be running");
     assert!((1..10).contains(&n), "some output arrived before the drop: {n}");
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -472,19 +472,15 @@ async fn dropping_the_call_cancels_a_slow_stream_and_silence_times_out() {
     server.push(Reply::slow("tick ", 100, Duration::from_millis(100)));
     let c = client(&server, None);
     let req = request(vec![user("hi")]);
-    let started = std::time::Instant::now();
     let mut n = 0;
     let r = tokio::time::timeout(Duration::from_millis(400), c.stream(&req, &mut |_| n += 1)).await;
     assert!(r.is_err(), "the slow stream should still be running");
     assert!(n < 100);
-    assert!(started.elapsed() < Duration::from_secs(2));
 
     server.push(Reply::slow("tock ", 2, Duration::from_millis(1_500)));
     let impatient = client_with(settings(server.base_url(), None, 1), 0);
-    let started = std::time::Instant::now();
     let err = run(&impatient, &req).await.0.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_millis(1_450), "{:?}", started.elapsed());
 }
 
 #[tokio::test]

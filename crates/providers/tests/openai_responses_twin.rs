@@ -346,10 +346,8 @@ async fn rate_limits_are_retried_after_retry_after_then_reported() {
     server.push(limited.clone());
     server.push(Reply::text("made it"));
     let c = client(&server, Some(KEY));
-    let started = std::time::Instant::now();
     assert_eq!(run(&c, &request(vec![user("hi")])).await.0.unwrap().text(), "made it");
     assert_eq!(server.requests().len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(2), "Retry-After: 0 should not wait");
 
     for _ in 0..3 {
         server.push(limited.clone());
@@ -492,12 +490,10 @@ async fn dropping_the_call_cancels_a_slow_stream() {
     server.push(Reply::slow("tick ", 100, Duration::from_millis(100)));
     let c = client(&server, Some(KEY));
     let req = request(vec![user("hi")]);
-    let started = std::time::Instant::now();
     let mut n = 0;
     let r = tokio::time::timeout(Duration::from_millis(450), c.stream(&req, &mut |_| n += 1)).await;
     assert!(r.is_err(), "the slow stream should still be running");
-    assert!((1..10).contains(&n), "some ticks arrived before the drop: {n}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(n < 100, "the stream ended instead of being dropped: {n}");
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -506,10 +502,8 @@ async fn a_silent_stream_times_out() {
     let server = ResponsesServer::start(Some(KEY)).await;
     server.push(Reply::Chunks { chunks: vec!["late".into()], delay: Duration::from_millis(2500) });
     let c = client_with(settings(server.base_url(), Some(KEY), 1), 0);
-    let started = std::time::Instant::now();
     let err = run(&c, &request(vec![user("hi")])).await.0.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
-    assert!(started.elapsed() < Duration::from_millis(2400));
 }
 
 #[tokio::test]
