@@ -113,7 +113,7 @@ pub enum AuthCommand {
     /// Browser sign-ins (Anthropic, OpenAI Codex, Google, Chutes) send the browser back to a
     /// listener on 127.0.0.1; on a machine without a browser, open the printed address
     /// elsewhere and paste the address it ends on (or use --paste). Device sign-ins (GitHub
-    /// Copilot, Qwen, Kimi) print a code to enter on the provider's page.
+    /// Copilot, Qwen, Kimi, MiniMax) print a code to enter on the provider's page.
     Login {
         /// Provider id, e.g. `openai-codex`, `github-copilot`, `qwen-portal`.
         provider: String,

@@ -203,8 +203,10 @@ pub fn oauth_refresher(
         Arc::new(key),
         Arc::new(|| clawline_providers::build_http_client().unwrap_or_else(|_| reqwest::Client::new())),
         Arc::new(move |provider: &str| {
-            let overrides = config.file.models.providers.get(provider).map(|p| p.oauth.clone()).unwrap_or_default();
-            clawline_providers::oauth::providers::sign_in(provider, &overrides, &env).ok().map(|(_, r)| r)
+            let configured = config.file.models.providers.get(provider);
+            let overrides = configured.map(|p| p.oauth.clone()).unwrap_or_default();
+            let base_url = configured.and_then(|p| p.base_url.as_deref());
+            clawline_providers::oauth::providers::sign_in(provider, &overrides, base_url, &env).ok().map(|(_, r)| r)
         }),
     )
 }

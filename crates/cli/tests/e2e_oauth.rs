@@ -1,6 +1,7 @@
 //! End to end: `clawline auth login` against the testkit authorization server — PKCE with the
-//! loopback redirect, the paste fallback, a state that does not match — and the stored OAuth
-//! profile then used by the gateway as a bearer token.
+//! loopback redirect, the paste fallback, a state that does not match — MiniMax's user-code
+//! sign-in against its portal twin, and the stored OAuth profile then used by the gateway as a
+//! bearer token.
 
 mod common;
 
@@ -147,6 +148,61 @@ async fn headless_paste_and_a_forged_state() {
     assert!(err.contains("state does not match"), "{err}");
     let tokens = oauth.requests().iter().filter(|r| r.path == "/token").count();
     assert_eq!(tokens, 1, "the forged callback never reached the token endpoint");
+}
+
+#[tokio::test]
+async fn minimax_user_code_sign_in_then_the_gateway_uses_the_token() {
+    use clawline_testkit::minimax_oauth_server::MiniMaxPortal;
+    let dir = tempfile::tempdir().unwrap();
+    let portal = MiniMaxPortal::start("clawline-e2e", Duration::from_millis(50)).await;
+    let model = ModelServer::start(Api::Anthropic, None).await;
+    let config = format!(
+        r#"{{
+  gateway: {{ auth: {{ token: "${{E2E_TOKEN}}" }} }},
+  models: {{ providers: {{ minimax: {{
+    baseUrl: "{}",
+    oauth: {{ deviceUrl: "{}", tokenUrl: "{}", clientId: "clawline-e2e" }},
+  }} }} }},
+  agents: {{ defaults: {{ model: "minimax/MiniMax-M2.7" }} }},
+}}"#,
+        model.base_url(),
+        portal.code_url(),
+        portal.token_url()
+    );
+    std::fs::write(dir.path().join("clawline.json"), config).unwrap();
+
+    let (child, rx) = login(dir.path(), &["minimax"]);
+    // The user reads the code off the terminal (read off the runtime, which serves the portal).
+    let (code, child, rx) = tokio::task::spawn_blocking(move || {
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+            if let Some(code) = line.trim().strip_prefix("and enter the code: ") {
+                return (code.to_string(), child, rx);
+            }
+        }
+        let (_, out, err) = finish(child, &rx);
+        panic!("the login printed no code:\n{out}\n{err}");
+    })
+    .await
+    .unwrap();
+    assert!(portal.approve(&code), "the printed code is the portal's: {code}");
+    let (ok, out, err) = tokio::task::spawn_blocking(move || finish(child, &rx)).await.unwrap();
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Signed in: stored minimax:default (oauth), encrypted"), "{out}");
+    assert_eq!(portal.early_polls(), 0);
+
+    let gw = spawn(dir.path()).await;
+    model.push(Reply::text("hello via minimax"));
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", gw.base_url))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let r = &model.requests()[0];
+    let bearer = r.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap().to_string();
+    assert!(portal.is_valid_access_token(&bearer), "the portal's access token was sent");
 }
 
 #[tokio::test]

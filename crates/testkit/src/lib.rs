@@ -9,6 +9,8 @@
 //!   S256 per RFC 7636, refresh with rotation and revocation, RFC 8628 device flow, `/userinfo`)
 //!   enforcing loopback redirects, single-use expiring codes and polling intervals, with the
 //!   RFC 6749 §5.2 error bodies; other twins can check its access tokens.
+//! - [`minimax_oauth_server`]: MiniMax's sign-in portal (its user-code grant with PKCE, `state`
+//!   echo, millisecond deadlines and `status` answers, refresh with rotation).
 //! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
 //! - [`ws_client`]: a client of OpenClaw's gateway protocol (WebSocket) with Ed25519 device
@@ -24,6 +26,7 @@ pub mod copilot_server;
 pub mod gateway;
 pub mod gemini_server;
 pub mod http_proxy;
+pub mod minimax_oauth_server;
 pub mod model_server;
 pub mod oauth_server;
 pub mod ollama_server;

@@ -639,7 +639,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("parameter {s:?} is not UTF-8"))
 }
 
-fn parse_form(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_form(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -687,10 +687,10 @@ fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<(Kind, Vec<(Str
 }
 
 /// Parameters with RFC 6749 §3.1 rules applied: no repeats, empty values count as absent.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn new(raw: &[(String, String)]) -> Result<Params, String> {
+    pub(crate) fn new(raw: &[(String, String)]) -> Result<Params, String> {
         for (i, (k, _)) in raw.iter().enumerate() {
             if raw[..i].iter().any(|(other, _)| other == k) {
                 return Err(format!("parameter {k} is included more than once"));
@@ -699,16 +699,16 @@ impl Params {
         Ok(Params(raw.iter().filter(|(_, v)| !v.is_empty()).cloned().collect()))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
-fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+pub(crate) fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
     headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect()
 }
 
-fn content_type(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
     headers.get("content-type").and_then(|v| v.to_str().ok()).map(String::from)
 }
 
@@ -723,7 +723,7 @@ fn record(inner: &mut Inner, method: &str, path: &str, headers: &HeaderMap, para
 }
 
 /// Whether every required scope is in the space-separated `scope`.
-fn missing_scopes(required: &[String], scope: &str) -> Vec<String> {
+pub(crate) fn missing_scopes(required: &[String], scope: &str) -> Vec<String> {
     let got: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     required.iter().filter(|r| !got.contains(&r.as_str())).cloned().collect()
 }
@@ -765,12 +765,12 @@ fn check_loopback(uri: &str) -> Result<(), String> {
 }
 
 /// RFC 7636 §4.1/§4.2: 43–128 characters of `[A-Za-z0-9-._~]`.
-fn pkce_shaped(s: &str) -> bool {
+pub(crate) fn pkce_shaped(s: &str) -> bool {
     (43..=128).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-fn s256(verifier: &str) -> String {
+pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 

@@ -74,11 +74,13 @@ pub async fn run(paths: &Paths, cmd: AuthCommand) -> Result<ExitCode> {
             {
                 bail!("no agent `{a}` in {}", paths.config_file.display());
             }
-            let overrides =
-                assembled.config.file.models.providers.get(&provider).map(|p| p.oauth.clone()).unwrap_or_default();
+            let configured = assembled.config.file.models.providers.get(&provider);
+            let overrides = configured.map(|p| p.oauth.clone()).unwrap_or_default();
+            let base_url = configured.and_then(|p| p.base_url.as_deref());
             let env = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
-            let (sign_in, refresh) = clawline_providers::oauth::providers::sign_in(&provider, &overrides, &env)
-                .map_err(|e| anyhow!("{e}"))?;
+            let (sign_in, refresh) =
+                clawline_providers::oauth::providers::sign_in(&provider, &overrides, base_url, &env)
+                    .map_err(|e| anyhow!("{e}"))?;
             let http = clawline_providers::build_http_client()?;
             let grant = match sign_in {
                 SignIn::Code { flow, port, path } => browser_sign_in(&http, flow, port, &path, paste, no_open).await?,

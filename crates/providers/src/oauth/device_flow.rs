@@ -1,10 +1,18 @@
 //! The device authorization flow (RFC 8628): for GitHub Copilot, Qwen and Kimi, where the
-//! user types a short code on another device instead of being redirected back.
+//! user types a short code on another device instead of being redirected back, and MiniMax's
+//! variant of it.
 //!
 //! [`DeviceFlow::start`] asks for a device code and a user code; [`DeviceFlow::poll`] asks the
 //! token endpoint every `interval` seconds until the user approves, adding 5 s after each
 //! `slow_down` (RFC 8628 §3.5), and stops at `expires_in`. Qwen also wants PKCE on top, which
-//! `pkce: true` adds. This file must not log the device code or tokens.
+//! `pkce: true` adds.
+//!
+//! MiniMax ([`DeviceDialect::MiniMaxUserCode`]) differs on the wire: the code request is
+//! `response_type=code` with a PKCE challenge and a `state` the answer must echo; the answer's
+//! `expired_in` is a deadline in epoch milliseconds and `interval` is in milliseconds; polls send
+//! `grant_type=urn:ietf:params:oauth:grant-type:user_code` with the user code and the PKCE
+//! verifier, and the token endpoint answers `{"status": "pending" | "success" | "error", …}`
+//! (read by [`super::wire`]). This file must not log the device code or tokens.
 
 use std::time::Duration;
 
@@ -26,7 +34,25 @@ pub struct DeviceFlow {
     pub body: BodyFormat,
     /// Send a PKCE challenge with the device request and the verifier with the polls.
     pub pkce: bool,
+    pub dialect: DeviceDialect,
 }
+
+/// Which device grant the provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceDialect {
+    /// RFC 8628 as written.
+    #[default]
+    Rfc8628,
+    /// MiniMax's user-code grant (always with PKCE and `state`).
+    MiniMaxUserCode,
+}
+
+/// The grant type MiniMax polls with.
+pub const USER_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:user_code";
+
+/// The least time between MiniMax polls, whatever interval the portal names (it has been seen
+/// naming intervals in milliseconds that would turn polling into a flood).
+const MINIMAX_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the user must do, and what the polls need.
 #[derive(Debug, Clone)]
@@ -54,6 +80,19 @@ struct DeviceResponse {
     interval: Option<Value>,
 }
 
+#[derive(Deserialize)]
+struct UserCodeResponse {
+    user_code: String,
+    verification_uri: String,
+    /// Epoch milliseconds.
+    expired_in: Option<Value>,
+    /// Milliseconds.
+    #[serde(default)]
+    interval: Option<Value>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
 fn seconds(v: Option<Value>, default: u64) -> u64 {
     v.and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(default)
 }
@@ -61,12 +100,22 @@ fn seconds(v: Option<Value>, default: u64) -> u64 {
 impl DeviceFlow {
     /// Asks for a device code.
     pub async fn start(&self, http: &reqwest::Client) -> Result<DeviceStart, OAuthError> {
-        let pkce = self.pkce.then(pkce::generate);
+        let minimax = self.dialect == DeviceDialect::MiniMaxUserCode;
+        let pkce = (self.pkce || minimax).then(pkce::generate);
+        let state = minimax.then(pkce::random_state);
         let scope = self.scopes.join(" ");
-        let mut params: Vec<(&str, &str)> = vec![("client_id", &self.client_id), ("scope", &scope)];
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if minimax {
+            params.push(("response_type", "code"));
+        }
+        params.push(("client_id", &self.client_id));
+        params.push(("scope", &scope));
         if let Some(p) = &pkce {
             params.push(("code_challenge", &p.challenge));
             params.push(("code_challenge_method", "S256"));
+        }
+        if let Some(s) = &state {
+            params.push(("state", s));
         }
         let builder = http.post(&self.device_url).header(reqwest::header::ACCEPT, "application/json");
         let builder = match self.body {
@@ -104,6 +153,9 @@ impl DeviceFlow {
                 description: v["error_description"].as_str().map(String::from),
             });
         }
+        if let Some(sent) = state {
+            return self.user_code_start(&text, &sent, pkce);
+        }
         let d: DeviceResponse = serde_json::from_str(&text).map_err(|_| OAuthError::Protocol {
             provider: provider.clone(),
             message: "the device endpoint's answer has no device_code/user_code/verification_uri".into(),
@@ -119,9 +171,40 @@ impl DeviceFlow {
         })
     }
 
+    /// MiniMax's answer to the code request: the echoed `state` is checked before anything else.
+    fn user_code_start(&self, text: &str, sent_state: &str, pkce: Option<Pkce>) -> Result<DeviceStart, OAuthError> {
+        let provider = self.provider.clone();
+        let d: UserCodeResponse = serde_json::from_str(text).map_err(|_| OAuthError::Protocol {
+            provider: provider.clone(),
+            message: "the code endpoint's answer has no user_code/verification_uri".into(),
+        })?;
+        if d.state.as_deref() != Some(sent_state) {
+            return Err(OAuthError::StateMismatch { provider });
+        }
+        let number = |v: &Option<Value>| v.as_ref().and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+        let deadline_ms = number(&d.expired_in).filter(|d| *d > 0).ok_or_else(|| OAuthError::Protocol {
+            provider: provider.clone(),
+            message: "the code endpoint's answer has no expired_in deadline".into(),
+        })?;
+        let left = deadline_ms.saturating_sub(super::wire::now_ms()).max(1_000);
+        let interval = number(&d.interval).filter(|i| *i > 0).map_or(MINIMAX_MIN_INTERVAL, |ms| {
+            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX).min(60_000))
+        });
+        Ok(DeviceStart {
+            user_code: d.user_code.clone(),
+            verification_uri: d.verification_uri,
+            verification_uri_complete: None,
+            expires_in: Duration::from_millis(u64::try_from(left).unwrap_or(1_000)),
+            interval,
+            device_code: SecretString::new(d.user_code),
+            pkce,
+        })
+    }
+
     /// Polls until the user approves, denies, or the code expires.
     pub async fn poll(&self, http: &reqwest::Client, start: &DeviceStart) -> Result<Grant, OAuthError> {
         let deadline = tokio::time::Instant::now() + start.expires_in;
+        let minimax = self.dialect == DeviceDialect::MiniMaxUserCode;
         let mut interval = start.interval;
         loop {
             tokio::time::sleep(interval).await;
@@ -131,11 +214,19 @@ impl DeviceFlow {
                     reason: "the code expired before it was approved; run the login again".into(),
                 });
             }
-            let mut params: Vec<(&str, &str)> = vec![
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("device_code", start.device_code.expose()),
-                ("client_id", &self.client_id),
-            ];
+            let mut params: Vec<(&str, &str)> = if minimax {
+                vec![
+                    ("grant_type", USER_CODE_GRANT),
+                    ("client_id", &self.client_id),
+                    ("user_code", start.device_code.expose()),
+                ]
+            } else {
+                vec![
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", start.device_code.expose()),
+                    ("client_id", &self.client_id),
+                ]
+            };
             if let Some(p) = &start.pkce {
                 params.push(("code_verifier", p.verifier.expose()));
             }
@@ -143,6 +234,9 @@ impl DeviceFlow {
                 Ok(grant) => return Ok(grant),
                 Err((state, _)) if state == "slow_down" => interval += Duration::from_secs(5),
                 Err(_) => {}
+            }
+            if minimax {
+                interval = interval.max(MINIMAX_MIN_INTERVAL);
             }
         }
     }

@@ -14,7 +14,7 @@ use clawline_core::config::schema::OAuthFile;
 use clawline_core::secret::SecretString;
 
 use super::code_flow::CodeFlow;
-use super::device_flow::DeviceFlow;
+use super::device_flow::{DeviceDialect, DeviceFlow};
 use super::wire::BodyFormat;
 
 /// How a sign-in runs.
@@ -78,6 +78,10 @@ struct Builtin {
     extra: &'static [(&'static str, &'static str)],
     state_in_token_request: bool,
     pkce_device: bool,
+    dialect: DeviceDialect,
+    /// The same sign-in for the provider's other region: `(marker in the configured baseUrl,
+    /// host to use, host it replaces)`.
+    region: Option<(&'static str, &'static str, &'static str)>,
 }
 
 const BUILTIN: &[Builtin] = &[
@@ -98,6 +102,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[("code", "true")],
         state_in_token_request: true,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "openai-codex",
@@ -116,6 +122,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[("id_token_add_organizations", "true"), ("codex_cli_simplified_flow", "true")],
         state_in_token_request: false,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "google",
@@ -138,6 +146,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[("access_type", "offline"), ("prompt", "consent")],
         state_in_token_request: false,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "chutes",
@@ -156,6 +166,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[],
         state_in_token_request: false,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "qwen-portal",
@@ -174,6 +186,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[],
         state_in_token_request: false,
         pkce_device: true,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "github-copilot",
@@ -192,6 +206,8 @@ const BUILTIN: &[Builtin] = &[
         extra: &[],
         state_in_token_request: false,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
     },
     Builtin {
         id: "kimi-coding",
@@ -210,6 +226,29 @@ const BUILTIN: &[Builtin] = &[
         extra: &[],
         state_in_token_request: false,
         pkce_device: false,
+        dialect: DeviceDialect::Rfc8628,
+        region: None,
+    },
+    Builtin {
+        id: "minimax",
+        device: true,
+        authorize_url: "",
+        device_url: "https://api.minimax.io/oauth/code",
+        token_url: "https://api.minimax.io/oauth/token",
+        client_id: "78257093-7e40-4613-99e0-527b14b39113",
+        client_id_var: "CLAWLINE_MINIMAX_OAUTH_CLIENT_ID",
+        client_secret_var: "",
+        scopes: &["group_id", "profile", "model.completion"],
+        body: BodyFormat::Form,
+        port: 0,
+        path: "",
+        host: "",
+        extra: &[],
+        state_in_token_request: false,
+        pkce_device: true,
+        dialect: DeviceDialect::MiniMaxUserCode,
+        // Accounts on the China platform sign in there.
+        region: Some(("minimaxi.com", "api.minimaxi.com", "api.minimax.io")),
     },
 ];
 
@@ -224,13 +263,20 @@ pub fn supported() -> Vec<&'static str> {
 pub struct SetupError(pub String);
 
 /// The sign-in and refresh endpoint for `provider`, with the config's overrides applied.
+/// `base_url` is the provider's configured `baseUrl`, which picks the region where a provider
+/// signs in per region (MiniMax).
 pub fn sign_in(
     provider: &str,
     overrides: &OAuthFile,
+    base_url: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(SignIn, RefreshEndpoint), SetupError> {
     let b = BUILTIN.iter().find(|b| b.id == provider);
     let custom = overrides.token_url.is_some();
+    let regional = |url: &str| match b.and_then(|b| b.region) {
+        Some((marker, to, from)) if base_url.is_some_and(|u| u.contains(marker)) => url.replacen(from, to, 1),
+        _ => url.to_string(),
+    };
     if b.is_none() && !custom {
         return Err(SetupError(format!(
             "clawline cannot sign in to `{provider}` (it can: {}); store a key with `clawline auth add {provider}`, or set models.providers.{provider}.oauth",
@@ -238,7 +284,7 @@ pub fn sign_in(
         )));
     }
     let pick = |o: &Option<String>, d: &str| o.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| d.to_string());
-    let token_url = pick(&overrides.token_url, b.map_or("", |b| b.token_url));
+    let token_url = pick(&overrides.token_url, &regional(b.map_or("", |b| b.token_url)));
     let client_id = overrides
         .client_id
         .clone()
@@ -274,12 +320,13 @@ pub fn sign_in(
     if device {
         let flow = DeviceFlow {
             provider: provider.to_string(),
-            device_url: pick(&overrides.device_url, b.map_or("", |b| b.device_url)),
+            device_url: pick(&overrides.device_url, &regional(b.map_or("", |b| b.device_url))),
             token_url,
             client_id,
             scopes,
             body,
             pkce: b.is_some_and(|b| b.pkce_device),
+            dialect: b.map_or(DeviceDialect::Rfc8628, |b| b.dialect),
         };
         return Ok((SignIn::Device(flow), refresh));
     }
@@ -310,16 +357,16 @@ mod tests {
     #[test]
     fn built_in_sign_ins_and_overrides() {
         let none = |_: &str| None;
-        let (s, r) = sign_in("openai-codex", &OAuthFile::default(), &none).unwrap();
+        let (s, r) = sign_in("openai-codex", &OAuthFile::default(), None, &none).unwrap();
         let SignIn::Code { flow, port, path } = s else { panic!("codex signs in with a browser") };
         assert_eq!((port, path.as_str()), (1455, "/auth/callback"));
         assert_eq!(flow.redirect_uri, "http://localhost:1455/auth/callback");
         assert_eq!(r.token_url, "https://auth.openai.com/oauth/token");
-        assert!(matches!(sign_in("github-copilot", &OAuthFile::default(), &none).unwrap().0, SignIn::Device(_)));
+        assert!(matches!(sign_in("github-copilot", &OAuthFile::default(), None, &none).unwrap().0, SignIn::Device(_)));
 
-        let e = sign_in("google", &OAuthFile::default(), &none).unwrap_err();
+        let e = sign_in("google", &OAuthFile::default(), None, &none).unwrap_err();
         assert!(e.0.contains("CLAWLINE_GEMINI_OAUTH_CLIENT_ID"), "{e}");
-        let e = sign_in("venice", &OAuthFile::default(), &none).unwrap_err();
+        let e = sign_in("venice", &OAuthFile::default(), None, &none).unwrap_err();
         assert!(e.0.contains("clawline auth add venice"), "{e}");
 
         let o = OAuthFile {
@@ -329,10 +376,27 @@ mod tests {
             redirect_port: Some(0),
             ..Default::default()
         };
-        let (s, r) = sign_in("anthropic", &o, &none).unwrap();
+        let (s, r) = sign_in("anthropic", &o, None, &none).unwrap();
         let SignIn::Code { flow, .. } = s else { panic!() };
         assert_eq!(flow.authorize_url, "http://127.0.0.1:9/authorize");
         assert_eq!((flow.client_id.as_str(), flow.body), ("test-client", BodyFormat::Json));
         assert_eq!(r.client_id, "test-client");
+
+        // MiniMax signs in where the account lives.
+        let (s, r) =
+            sign_in("minimax", &OAuthFile::default(), Some("https://api.minimax.io/anthropic"), &none).unwrap();
+        let SignIn::Device(flow) = s else { panic!("minimax signs in with a user code") };
+        assert_eq!(flow.dialect, DeviceDialect::MiniMaxUserCode);
+        assert_eq!(
+            (flow.device_url.as_str(), r.token_url.as_str()),
+            ("https://api.minimax.io/oauth/code", "https://api.minimax.io/oauth/token")
+        );
+        let (s, r) =
+            sign_in("minimax", &OAuthFile::default(), Some("https://api.minimaxi.com/anthropic"), &none).unwrap();
+        let SignIn::Device(flow) = s else { panic!() };
+        assert_eq!(
+            (flow.device_url.as_str(), r.token_url.as_str()),
+            ("https://api.minimaxi.com/oauth/code", "https://api.minimaxi.com/oauth/token")
+        );
     }
 }

@@ -119,6 +119,25 @@ struct TokenResponse {
     error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    /// MiniMax: `pending`, `success` or `error`.
+    #[serde(default)]
+    status: Option<String>,
+    /// MiniMax's expiry (see [`expiry_from_expired_in`]).
+    #[serde(default)]
+    expired_in: Option<Value>,
+    #[serde(default)]
+    base_resp: Option<Value>,
+}
+
+/// MiniMax's `expired_in`: below 10^9 it is seconds from now, below 10^12 epoch seconds, above
+/// that epoch milliseconds. Returns epoch milliseconds.
+pub(crate) fn expiry_from_expired_in(v: i64, now_ms: i64) -> Option<i64> {
+    match v {
+        ..=0 => None,
+        1..1_000_000_000 => Some(now_ms + v * 1000),
+        1_000_000_000..1_000_000_000_000 => Some(v * 1000),
+        _ => Some(v),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -161,6 +180,24 @@ pub(crate) async fn token_request(
         provider: provider.into(),
         message: format!("the token endpoint answered HTTP {status} with something that is not a token response"),
     })?;
+    match parsed.status.as_deref() {
+        Some("pending") => return Ok(Err(("authorization_pending".into(), None))),
+        Some("error") => {
+            let detail = parsed
+                .base_resp
+                .as_ref()
+                .and_then(|b| b["status_msg"].as_str())
+                .filter(|m| !m.is_empty())
+                .unwrap_or("the server refused it")
+                .to_string();
+            return Err(if what == "refresh token" {
+                OAuthError::InvalidGrant { provider: provider.into(), what, detail }
+            } else {
+                OAuthError::Denied { provider: provider.into(), reason: detail }
+            });
+        }
+        _ => {}
+    }
     if let Some(error) = parsed.error {
         // Device-flow polling states are returned to the caller, not raised.
         if matches!(error.as_str(), "authorization_pending" | "slow_down") {
@@ -185,10 +222,15 @@ pub(crate) async fn token_request(
         });
     };
     let expires_in = parsed.expires_in.and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let now = now_ms();
+    let expires_at_ms = match expires_in {
+        Some(s) => Some(now + (s * 1000.0) as i64),
+        None => parsed.expired_in.and_then(|v| v.as_i64()).and_then(|v| expiry_from_expired_in(v, now)),
+    };
     Ok(Ok(Grant {
         access_token: SecretString::new(access),
         refresh_token: parsed.refresh_token.filter(|r| !r.is_empty()).map(SecretString::new),
-        expires_at_ms: expires_in.map(|s| now_ms() + (s * 1000.0) as i64),
+        expires_at_ms,
         scope: parsed.scope,
     }))
 }
@@ -209,5 +251,15 @@ mod tests {
             [("code".into(), "abc/def".into()), ("state".into(), "s1".into()), ("flag".into(), String::new())]
         );
         assert_eq!(form(&[("redirect_uri", "http://127.0.0.1:1/cb")]), "redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb");
+    }
+
+    #[test]
+    fn minimax_expiry_units() {
+        let now = 1_764_000_000_000;
+        assert_eq!(expiry_from_expired_in(3600, now), Some(now + 3_600_000));
+        assert_eq!(expiry_from_expired_in(1_764_003_600, now), Some(1_764_003_600_000));
+        assert_eq!(expiry_from_expired_in(1_764_003_600_000, now), Some(1_764_003_600_000));
+        assert_eq!(expiry_from_expired_in(0, now), None);
+        assert_eq!(expiry_from_expired_in(-5, now), None);
     }
 }
