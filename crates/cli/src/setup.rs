@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use clawline_core::config::{Config, ConfigErrors, LoadContext, Loaded, load, template};
 use clawline_core::secret::SecretString;
-use clawline_store::{MasterKey, StatePaths, Store, ensure_private_dir, random_hex, write_private_file};
+use clawline_store::keyring::SecretService;
+use clawline_store::{
+    KeySource, KeyringChoice, MasterKey, StatePaths, Store, ensure_private_dir, random_hex, write_private_file,
+};
 
 use crate::cli::Cli;
 
@@ -113,16 +116,28 @@ pub fn open_store(paths: &Paths) -> Result<Store> {
     Store::open(&path).with_context(|| format!("cannot open the state database at {}", path.display()))
 }
 
-/// The master key: `CLAWLINE_MASTER_KEY` (hex), else the key file (created when missing).
+/// The master key: `CLAWLINE_MASTER_KEY` (hex), else the key file, else the OS keyring; a new
+/// state directory's key goes to the keyring when one is reachable (`CLAWLINE_KEYRING`).
 pub fn master_key(paths: &Paths) -> Result<MasterKey> {
-    if let Some(hex) = env("CLAWLINE_MASTER_KEY").filter(|v| !v.is_empty()) {
-        return Ok(MasterKey::from_hex(&hex)?);
-    }
-    let (key, created) = MasterKey::load_or_create(&paths.state.master_key())?;
-    if created {
-        tracing::info!(path = %paths.state.master_key().display(), "created the master key for secrets at rest");
+    let (key, source) = master_key_with_source(paths)?;
+    match source {
+        KeySource::File { path, created: true } => {
+            tracing::info!(path = %path.display(), "created the master key for secrets at rest")
+        }
+        KeySource::Keyring { created: true } => {
+            tracing::info!("created the master key for secrets at rest in the OS keyring (Secret Service)")
+        }
+        _ => {}
     }
     Ok(key)
+}
+
+/// The master key and where it came from.
+pub fn master_key_with_source(paths: &Paths) -> Result<(MasterKey, KeySource)> {
+    let choice = KeyringChoice::parse(env("CLAWLINE_KEYRING").as_deref())?;
+    let keyring = if choice == KeyringChoice::Off { None } else { SecretService::detect() };
+    let env_key = env("CLAWLINE_MASTER_KEY");
+    Ok(clawline_store::resolve_master_key(&paths.state, env_key.as_deref(), choice, keyring.as_ref())?)
 }
 
 /// The token clients must present: the configured one, else the stored one. With `create`,

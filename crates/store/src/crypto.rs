@@ -1,8 +1,8 @@
 //! The master key and secret encryption (AES-256-GCM through aws-lc-rs).
 //!
-//! The key is 32 random bytes kept in `<state>/credentials/master.key` (mode 0600), or supplied
-//! as 64 hex characters in `CLAWLINE_MASTER_KEY` so it can live outside the state directory
-//! entirely. Each secret is sealed with a fresh random nonce and its name as associated data,
+//! The key is 32 random bytes kept in `<state>/credentials/master.key` (mode 0600) or the OS
+//! keyring (see `key_source`), or supplied as 64 hex characters in `CLAWLINE_MASTER_KEY` so it
+//! can live outside the state directory entirely. Each secret is sealed with a fresh random nonce and its name as associated data,
 //! so a ciphertext copied under another name does not decrypt.
 
 use std::io::Write;

@@ -3,7 +3,8 @@
 //! ```text
 //! <state>/clawline.json          config (JSON5)
 //! <state>/state/clawline.sqlite  sessions, transcripts, runs, secrets (+ -wal, -shm)
-//! <state>/credentials/master.key key that encrypts the secrets (0600)
+//! <state>/credentials/master.key key that encrypts the secrets (0600), or
+//! <state>/credentials/master.key.keyring  where in the OS keyring it is (no secret)
 //! <state>/logs/                  JSON-lines logs
 //! <state>/workspace/             the default agent's workspace
 //! ```

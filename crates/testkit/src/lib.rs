@@ -11,6 +11,7 @@
 //!   RFC 6749 §5.2 error bodies; other twins can check its access tokens.
 //! - [`minimax_oauth_server`]: MiniMax's sign-in portal (its user-code grant with PKCE, `state`
 //!   echo, millisecond deadlines and `status` answers, refresh with rotation).
+//! - [`keyring_session`]: a private session D-Bus with a real, unlocked GNOME Keyring.
 //! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
 //! - [`ws_client`]: a client of OpenClaw's gateway protocol (WebSocket) with Ed25519 device
@@ -26,6 +27,7 @@ pub mod copilot_server;
 pub mod gateway;
 pub mod gemini_server;
 pub mod http_proxy;
+pub mod keyring_session;
 pub mod minimax_oauth_server;
 pub mod model_server;
 pub mod oauth_server;

@@ -116,14 +116,25 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
 
     // Master key and database.
     let key_path = paths.state.master_key();
+    let marker = clawline_store::keyring_marker(&paths.state);
     if std::env::var_os("CLAWLINE_MASTER_KEY").is_some() {
         r.add("master key", Status::Ok, "from CLAWLINE_MASTER_KEY", None);
+    } else if !key_path.exists() && marker.exists() {
+        match setup::master_key_with_source(paths) {
+            Ok(_) => r.add("master key", Status::Ok, "in the OS keyring (Secret Service)", None),
+            Err(e) => r.add(
+                "master key",
+                Status::Fail,
+                format!("{e:#}"),
+                Some("the gateway cannot read its secrets until the keyring can be reached".into()),
+            ),
+        }
     } else if !key_path.exists() {
         r.add(
             "master key",
             Status::Warn,
             format!("{} does not exist yet", key_path.display()),
-            Some("it is created on first start".into()),
+            Some("it is created on first start, in the OS keyring when one is reachable".into()),
         );
     } else if let Some(m) = mode(&key_path).filter(|m| m & 0o077 != 0) {
         r.add(
@@ -171,7 +182,7 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             "database",
             Status::Warn,
             format!("{} does not exist yet", db.display()),
-            Some("it is created on first start".into()),
+            Some("it is created on first start, in the OS keyring when one is reachable".into()),
         );
         None
     };
@@ -280,7 +291,7 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
                     "workspace",
                     Status::Warn,
                     format!("{} does not exist yet", ws.display()),
-                    Some("it is created on first start".into()),
+                    Some("it is created on first start, in the OS keyring when one is reachable".into()),
                 );
             } else {
                 let probe = ws.join(".clawline-doctor");
