@@ -1,0 +1,724 @@
+//! One agent's memory index: keeping it in step with the files ([`MemoryIndex::sync`]),
+//! searching it ([`MemoryIndex::search`]), reading a found file ([`MemoryIndex::get`]) and
+//! saying honestly what state it is in ([`MemoryIndex::status`]).
+//!
+//! Sync is incremental. A file whose size and mtime are unchanged is not read; a file whose text
+//! is unchanged is not chunked again; of a changed file only the chunks whose text is new are
+//! embedded (the others keep their rows and vectors, moved to their new line ranges), and
+//! vectors already computed for a text by the same model come from the embedding cache. Files
+//! that disappeared, or became unreadable, lose their chunks.
+//!
+//! The index never pretends: when there is no embedder, its vectors belong to another model, or
+//! the embedder fails, search runs on text alone and [`Mode::TextOnly`] says why.
+//!
+//! Database work runs on blocking threads; this file must not block an async task.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::chunk::{ChunkSize, chunk};
+use crate::db;
+use crate::embed::{Embedder, Purpose, check, normalized};
+use crate::error::MemoryError;
+use crate::scoring::{Candidate, Ranking, Scored, rank, words};
+use crate::sources::{Skipped, discover, read_text};
+
+/// The source name of workspace memory files.
+pub const MEMORY: &str = "memory";
+
+/// How the index is set up (`memory.search.*`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub extra_paths: Vec<String>,
+    pub ranking: Ranking,
+    pub chunk: ChunkSize,
+    /// Larger files are skipped.
+    pub max_file_bytes: u64,
+    /// Entries kept in the embedding cache.
+    pub cache_max_entries: usize,
+    /// `unicode61` or `trigram`.
+    pub tokenizer: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            extra_paths: Vec::new(),
+            ranking: Ranking::default(),
+            chunk: ChunkSize::default(),
+            max_file_bytes: 4 * 1024 * 1024,
+            cache_max_entries: 50_000,
+            tokenizer: "unicode61".into(),
+        }
+    }
+}
+
+/// Whether search uses vectors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Mode {
+    Hybrid,
+    TextOnly { reason: String },
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub files: usize,
+    pub files_indexed: usize,
+    pub files_unchanged: usize,
+    pub files_removed: usize,
+    pub chunks_added: usize,
+    pub chunks_removed: usize,
+    pub chunks_kept: usize,
+    /// Texts sent to the embedder.
+    pub embedded: usize,
+    pub cache_hits: usize,
+    pub skipped: Vec<SkippedFile>,
+    /// Why some chunks are still without vectors.
+    pub embed_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Progress of a sync, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: Phase,
+    pub done: usize,
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Files,
+    Embeddings,
+}
+
+/// A search answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchOutcome {
+    pub mode: Mode,
+    pub results: Vec<Scored>,
+}
+
+/// The index's state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    #[serde(flatten)]
+    pub mode: Mode,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub dims: Option<usize>,
+    pub files: usize,
+    pub chunks: usize,
+    /// Chunks with a vector from the current model.
+    pub vectors: usize,
+    pub cache_entries: usize,
+    pub tokenizer: String,
+    pub skipped: Vec<SkippedFile>,
+    pub last_sync_ms: Option<i64>,
+}
+
+/// Lines of a memory file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    pub path: String,
+    pub from: usize,
+    pub to: usize,
+    pub total_lines: usize,
+    pub text: String,
+}
+
+/// One agent's memory index.
+pub struct MemoryIndex {
+    conn: Arc<Mutex<Connection>>,
+    workspace: PathBuf,
+    settings: Settings,
+    embedder: Option<Arc<dyn Embedder>>,
+    /// Why there is no embedder (shown by status and search).
+    no_embedder: String,
+    last_embed_error: Mutex<Option<String>>,
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn sha256_hex(text: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An FTS5 query matching any of the query's words (each quoted, so nothing is syntax).
+pub fn fts_query(query: &str) -> Option<String> {
+    let mut w: Vec<String> = words(query).into_iter().collect();
+    w.sort();
+    (!w.is_empty())
+        .then(|| w.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR "))
+}
+
+/// A candidate's (vector similarity, BM25 rank), as far as each leg found it.
+type LegScores = (Option<f64>, Option<f64>);
+
+struct ChunkRow {
+    id: i64,
+    hash: String,
+    start_line: usize,
+    end_line: usize,
+}
+
+impl MemoryIndex {
+    /// Opens the index at `db_path` for `workspace` (canonicalized here). `embedder` is `None`
+    /// when search is text-only; `no_embedder` then says why.
+    pub fn open(
+        db_path: &Path,
+        workspace: &Path,
+        settings: Settings,
+        embedder: Option<Arc<dyn Embedder>>,
+        no_embedder: impl Into<String>,
+    ) -> Result<MemoryIndex, MemoryError> {
+        let conn = db::open(db_path, &settings.tokenizer)?;
+        Ok(Self::with_connection(conn, workspace, settings, embedder, no_embedder))
+    }
+
+    /// The same over an already open connection (an in-memory one in tests and benchmarks).
+    pub fn with_connection(
+        conn: Connection,
+        workspace: &Path,
+        settings: Settings,
+        embedder: Option<Arc<dyn Embedder>>,
+        no_embedder: impl Into<String>,
+    ) -> MemoryIndex {
+        MemoryIndex {
+            conn: Arc::new(Mutex::new(conn)),
+            workspace: std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf()),
+            settings,
+            embedder,
+            no_embedder: no_embedder.into(),
+            last_embed_error: Mutex::new(None),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn model_key(&self) -> Option<String> {
+        self.embedder.as_ref().map(|e| format!("{}/{}", e.provider(), e.model()))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, MemoryError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&conn))).await.map_err(|_| MemoryError::Stopped)?
+    }
+
+    /// Brings the index in step with the files; `force` re-reads every file. Embedding failures
+    /// are reported in the result, not raised.
+    pub async fn sync(&self, force: bool, progress: &(dyn Fn(Progress) + Sync)) -> Result<SyncReport, MemoryError> {
+        let workspace = self.workspace.clone();
+        let settings = self.settings.clone();
+        let model_key = self.model_key();
+        let mut report =
+            self.blocking(move |conn| sync_files(conn, &workspace, &settings, force, model_key.as_deref())).await?;
+        progress(Progress { phase: Phase::Files, done: report.files, total: report.files });
+        if let Some(embedder) = self.embedder.clone() {
+            let error = self.embed_missing(embedder, &mut report, progress).await?;
+            report.embed_error = error.clone();
+            *self.last_embed_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+        }
+        let max = self.settings.cache_max_entries;
+        self.blocking(move |conn| {
+            // Keep the cache bounded: the oldest entries go first.
+            conn.execute(
+                "DELETE FROM embedding_cache WHERE rowid IN (SELECT rowid FROM embedding_cache ORDER BY updated_at DESC LIMIT -1 OFFSET ?1)",
+                [max as i64],
+            )?;
+            db::set_meta(conn, "last_sync_ms", &now_ms().to_string())
+        })
+        .await?;
+        Ok(report)
+    }
+
+    /// Embeds every chunk without a vector from the current model; the error that stopped it.
+    async fn embed_missing(
+        &self,
+        embedder: Arc<dyn Embedder>,
+        report: &mut SyncReport,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Option<String>, MemoryError> {
+        let (provider, model) = (embedder.provider().to_string(), embedder.model().to_string());
+        let key = format!("{provider}/{model}");
+        let key2 = key.clone();
+        let missing: Vec<(i64, String, String)> = self
+            .blocking(move |conn| {
+                let vec_ok = db::has_vector_table(conn)? && db::vector_model(conn)?.is_some_and(|(m, _)| m == key2);
+                let sql = if vec_ok {
+                    "SELECT id, hash, text FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_vec) ORDER BY id"
+                } else {
+                    "SELECT id, hash, text FROM chunks ORDER BY id"
+                };
+                let mut st = conn.prepare(sql)?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        let total = missing.len();
+        let mut done = 0;
+        for batch in missing.chunks(embedder.max_batch().max(1)) {
+            // Cache first.
+            let hashes: Vec<String> = batch.iter().map(|(_, h, _)| h.clone()).collect();
+            let (p, m) = (provider.clone(), model.clone());
+            let cached: HashMap<String, Vec<f32>> = self
+                .blocking(move |conn| {
+                    let mut st = conn.prepare_cached(
+                        "SELECT embedding FROM embedding_cache WHERE provider = ?1 AND model = ?2 AND hash = ?3",
+                    )?;
+                    let mut out = HashMap::new();
+                    for h in hashes {
+                        if let Some(b) = st.query_row(params![p, m, h], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                            out.insert(h, db::blob_vector(&b));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            let todo: Vec<&(i64, String, String)> = batch.iter().filter(|(_, h, _)| !cached.contains_key(h)).collect();
+            let texts: Vec<String> = todo.iter().map(|(_, _, t)| t.clone()).collect();
+            let mut fresh: HashMap<String, Vec<f32>> = HashMap::new();
+            if !texts.is_empty() {
+                let answer = match embedder.embed(&texts, Purpose::Document).await {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Some(e.to_string())),
+                };
+                let dims = self.blocking(|conn| db::vector_model(conn)).await?;
+                let want = dims.filter(|(m, _)| *m == key).map(|(_, d)| d);
+                if let Err(why) = check(&answer, texts.len(), want) {
+                    return Ok(Some(format!("{key}: {why}")));
+                }
+                report.embedded += texts.len();
+                for ((_, h, _), v) in todo.iter().zip(answer) {
+                    fresh.insert(h.clone(), normalized(&v));
+                }
+            }
+            report.cache_hits += batch.len() - todo.len();
+            let rows: Vec<(i64, String, Vec<f32>, bool)> = batch
+                .iter()
+                .filter_map(|(id, h, _)| {
+                    fresh
+                        .get(h)
+                        .map(|v| (*id, h.clone(), v.clone(), true))
+                        .or_else(|| cached.get(h).map(|v| (*id, h.clone(), v.clone(), false)))
+                })
+                .collect();
+            let (p, m, k) = (provider.clone(), model.clone(), key.clone());
+            let stored = self
+                .blocking(move |conn| {
+                    let Some(dims) = rows.first().map(|r| r.2.len()) else { return Ok(None) };
+                    if rows.iter().any(|r| r.2.len() != dims) {
+                        return Ok(Some(format!("{k}: cached vectors of another length; run `clawline memory index --force`")));
+                    }
+                    let tx = conn.transaction()?;
+                    db::ensure_vector_table(&tx, &k, dims)?;
+                    {
+                        let mut del = tx.prepare_cached("DELETE FROM chunks_vec WHERE rowid = ?1")?;
+                        let mut ins = tx.prepare_cached("INSERT INTO chunks_vec(rowid, embedding) VALUES (?1, ?2)")?;
+                        let mut cache = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO embedding_cache(provider, model, hash, dims, embedding, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?;
+                        let now = now_ms();
+                        for (id, hash, v, is_new) in &rows {
+                            let blob = db::vector_blob(v);
+                            del.execute([id])?;
+                            ins.execute(params![id, blob])?;
+                            if *is_new {
+                                cache.execute(params![p, m, hash, dims as i64, blob, now])?;
+                            }
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(None)
+                })
+                .await?;
+            if let Some(e) = stored {
+                return Ok(Some(e));
+            }
+            done += batch.len();
+            progress(Progress { phase: Phase::Embeddings, done, total });
+            // Let chat traffic in between batches.
+            tokio::task::yield_now().await;
+        }
+        Ok(None)
+    }
+
+    /// Why the vector leg cannot run now, if it cannot (reads the database on a blocking thread).
+    async fn text_only_reason(&self) -> Result<Option<String>, MemoryError> {
+        let key = self.model_key();
+        let no_embedder = self.no_embedder.clone();
+        let last = self.last_embed_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.blocking(move |conn| text_only_reason(conn, key.as_deref(), &no_embedder, last)).await
+    }
+
+    /// Searches for `query`.
+    pub async fn search(&self, query: &str) -> Result<SearchOutcome, MemoryError> {
+        let k = self.settings.ranking.candidates();
+        let fts = fts_query(query);
+        let conn = self.conn.clone();
+        let text_hits: Vec<(i64, f64)> = match fts {
+            Some(q) => tokio::task::spawn_blocking(move || -> Result<_, MemoryError> {
+                let c = lock(&conn);
+                let mut st = c.prepare_cached(
+                    "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![q, k as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .map_err(|_| MemoryError::Stopped)??,
+            None => Vec::new(),
+        };
+        let mut reason = self.text_only_reason().await?;
+        let mut vector_hits: Vec<(i64, f64)> = Vec::new();
+        if reason.is_none()
+            && let Some(embedder) = &self.embedder
+        {
+            match embedder.embed(&[query.to_string()], Purpose::Query).await {
+                Ok(answer) => {
+                    let dims = self.blocking(|conn| db::vector_model(conn)).await?.map(|(_, d)| d);
+                    match check(&answer, 1, dims) {
+                        Ok(_) => {
+                            let q = db::vector_blob(&normalized(&answer[0]));
+                            vector_hits = self
+                                .blocking(move |conn| {
+                                    let mut st = conn.prepare_cached(
+                                        "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ?1 AND k = ?2",
+                                    )?;
+                                    let rows = st.query_map(params![q, k as i64], |r| {
+                                        let d: f64 = r.get(1)?;
+                                        Ok((r.get(0)?, 1.0 - d * d / 2.0))
+                                    })?;
+                                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                                })
+                                .await?;
+                        }
+                        Err(why) => reason = Some(format!("the query embedding was unusable: {why}")),
+                    }
+                }
+                Err(e) => reason = Some(format!("embedding the query failed: {e}")),
+            }
+        }
+        let mut by_id: HashMap<i64, LegScores> = HashMap::new();
+        for (id, s) in &vector_hits {
+            by_id.entry(*id).or_default().0 = Some(*s);
+        }
+        for (id, r) in &text_hits {
+            by_id.entry(*id).or_default().1 = Some(*r);
+        }
+        let ids: Vec<(i64, LegScores)> = by_id.into_iter().collect();
+        let candidates: Vec<Candidate> = self
+            .blocking(move |conn| {
+                let mut st =
+                    conn.prepare_cached("SELECT path, start_line, end_line, text FROM chunks WHERE id = ?1")?;
+                let mut out = Vec::with_capacity(ids.len());
+                for (id, (vector, bm25)) in ids {
+                    if let Some((path, start, end, text)) = st
+                        .query_row([id], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get(3)?))
+                        })
+                        .optional()?
+                    {
+                        out.push(Candidate {
+                            id,
+                            path,
+                            start_line: start as usize,
+                            end_line: end as usize,
+                            text,
+                            vector,
+                            bm25,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let hybrid = reason.is_none();
+        let results = rank(query, candidates, &self.settings.ranking, now_ms(), hybrid);
+        let mode = match reason {
+            None => Mode::Hybrid,
+            Some(reason) => Mode::TextOnly { reason },
+        };
+        Ok(SearchOutcome { mode, results })
+    }
+
+    /// Lines `from..from+lines` (1-based) of an indexed memory file. Only files the index holds
+    /// can be read.
+    pub async fn get(&self, path: &str, from: usize, lines: usize) -> Result<Excerpt, MemoryError> {
+        let p = path.to_string();
+        let known: bool = self
+            .blocking(move |conn| {
+                Ok(conn.query_row("SELECT 1 FROM sources WHERE path = ?1", [p], |_| Ok(())).optional()?.is_some())
+            })
+            .await?;
+        if !known {
+            return Err(MemoryError::NotFound(format!(
+                "`{path}` is not a memory file; memory_get reads only files memory_search returns"
+            )));
+        }
+        let abs = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.workspace.join(path) };
+        let limit = self.settings.max_file_bytes;
+        let text = tokio::task::spawn_blocking(move || read_text(&abs, limit))
+            .await
+            .map_err(|_| MemoryError::Stopped)?
+            .map_err(|e| MemoryError::NotFound(format!("`{path}` {e}")))?;
+        let all: Vec<&str> = text.lines().collect();
+        let from = from.max(1);
+        let to = (from + lines.max(1) - 1).min(all.len());
+        let body = if from > all.len() { String::new() } else { all[from - 1..to].join("\n") };
+        Ok(Excerpt { path: path.to_string(), from, to: to.max(from - 1), total_lines: all.len(), text: body })
+    }
+
+    /// The index's state.
+    pub async fn status(&self) -> Result<Status, MemoryError> {
+        let reason = self.text_only_reason().await?;
+        let tokenizer = self.settings.tokenizer.clone();
+        let (provider, model) = match &self.embedder {
+            Some(e) => (Some(e.provider().to_string()), Some(e.model().to_string())),
+            None => (None, None),
+        };
+        let key = self.model_key();
+        let mut status = self
+            .blocking(move |conn| {
+                let count = |sql: &str| -> Result<usize, MemoryError> {
+                    Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize)
+                };
+                let vector_model = db::vector_model(conn)?;
+                let vectors = if db::has_vector_table(conn)? && vector_model.as_ref().map(|(m, _)| m) == key.as_ref() {
+                    count("SELECT count(*) FROM chunks_vec")?
+                } else {
+                    0
+                };
+                let mut st = conn.prepare("SELECT path, reason FROM skipped ORDER BY path")?;
+                let skipped = st
+                    .query_map([], |r| Ok(SkippedFile { path: r.get(0)?, reason: r.get(1)? }))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Status {
+                    mode: Mode::Hybrid,
+                    provider: None,
+                    model: None,
+                    dims: vector_model.map(|(_, d)| d),
+                    files: count("SELECT count(*) FROM sources")?,
+                    chunks: count("SELECT count(*) FROM chunks")?,
+                    vectors,
+                    cache_entries: count("SELECT count(*) FROM embedding_cache")?,
+                    tokenizer,
+                    skipped,
+                    last_sync_ms: db::meta(conn, "last_sync_ms")?.and_then(|v| v.parse().ok()),
+                })
+            })
+            .await?;
+        status.provider = provider;
+        status.model = model;
+        status.mode = match reason {
+            None => Mode::Hybrid,
+            Some(reason) => Mode::TextOnly { reason },
+        };
+        if status.mode == Mode::Hybrid && status.vectors < status.chunks {
+            let last = self.last_embed_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(e) = last {
+                status.mode = Mode::TextOnly {
+                    reason: format!(
+                        "{} of {} chunks have no vector yet (embedding failed: {e}); they are found by text only",
+                        status.chunks - status.vectors,
+                        status.chunks
+                    ),
+                };
+            }
+        }
+        Ok(status)
+    }
+}
+
+/// Why the vector leg cannot run: no embedder, vectors of another model, or none yet.
+fn text_only_reason(
+    conn: &Connection,
+    key: Option<&str>,
+    no_embedder: &str,
+    last_error: Option<String>,
+) -> Result<Option<String>, MemoryError> {
+    let Some(key) = key else {
+        return Ok(Some(no_embedder.to_string()));
+    };
+    match db::vector_model(conn)? {
+        Some((m, _)) if m == key && db::has_vector_table(conn)? => Ok(None),
+        Some((m, _)) => Ok(Some(format!(
+            "the index holds vectors of {m}, not {key}; run `clawline memory index` to embed with {key}"
+        ))),
+        None => Ok(Some(match last_error {
+            Some(e) => format!("embedding failed: {e}"),
+            None => "nothing is embedded yet; run `clawline memory index`".into(),
+        })),
+    }
+}
+
+/// The file half of a sync (blocking): discovery, reading, chunking, row changes.
+fn sync_files(
+    conn: &mut Connection,
+    workspace: &Path,
+    settings: &Settings,
+    force: bool,
+    model_key: Option<&str>,
+) -> Result<SyncReport, MemoryError> {
+    let found = discover(workspace, &settings.extra_paths);
+    let mut report = SyncReport { files: found.files.len(), ..SyncReport::default() };
+    let mut skipped: Vec<Skipped> = found.skipped.clone();
+    let tx = conn.transaction()?;
+    // Vectors of another model are useless for this one.
+    if let (Some((m, _)), Some(key)) = (db::vector_model(&tx)?, model_key)
+        && m != key
+    {
+        tx.execute_batch("DROP TABLE IF EXISTS chunks_vec;")?;
+        tx.execute("DELETE FROM meta WHERE key IN ('vector_model', 'vector_dims')", [])?;
+    }
+    let vec_table = db::has_vector_table(&tx)?;
+    let mut seen: Vec<String> = Vec::new();
+    let now = now_ms();
+    for file in &found.files {
+        let known: Option<(String, i64, i64)> = tx
+            .query_row(
+                "SELECT hash, mtime, size FROM sources WHERE path = ?1 AND source = ?2",
+                params![file.path, MEMORY],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if !force && known.as_ref().is_some_and(|(_, m, s)| *m == file.mtime_ms && *s as u64 == file.size) {
+            report.files_unchanged += 1;
+            seen.push(file.path.clone());
+            continue;
+        }
+        let text = match read_text(&file.abs, settings.max_file_bytes) {
+            Ok(t) => t,
+            Err(why) => {
+                skipped.push(Skipped { path: file.path.clone(), reason: why.to_string() });
+                continue; // Not seen: its old chunks go below.
+            }
+        };
+        seen.push(file.path.clone());
+        let hash = sha256_hex(&text);
+        if !force && known.as_ref().is_some_and(|(h, _, _)| *h == hash) {
+            tx.execute(
+                "UPDATE sources SET mtime = ?1, size = ?2 WHERE path = ?3 AND source = ?4",
+                params![file.mtime_ms, file.size as i64, file.path, MEMORY],
+            )?;
+            report.files_unchanged += 1;
+            continue;
+        }
+        report.files_indexed += 1;
+        let fresh = chunk(&text, settings.chunk);
+        let mut old: Vec<ChunkRow> = {
+            let mut st = tx.prepare_cached(
+                "SELECT id, hash, start_line, end_line FROM chunks WHERE path = ?1 AND source = ?2 ORDER BY start_line",
+            )?;
+            st.query_map(params![file.path, MEMORY], |r| {
+                Ok(ChunkRow {
+                    id: r.get(0)?,
+                    hash: r.get(1)?,
+                    start_line: r.get::<_, i64>(2)? as usize,
+                    end_line: r.get::<_, i64>(3)? as usize,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        for c in fresh {
+            let h = sha256_hex(&c.text);
+            if let Some(pos) = old.iter().position(|o| o.hash == h) {
+                // The same text: keep the row (and its vector), move it to its new lines.
+                let o = old.swap_remove(pos);
+                if o.start_line != c.start_line || o.end_line != c.end_line {
+                    tx.execute(
+                        "UPDATE chunks SET start_line = ?1, end_line = ?2 WHERE id = ?3",
+                        params![c.start_line as i64, c.end_line as i64, o.id],
+                    )?;
+                }
+                report.chunks_kept += 1;
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO chunks(path, source, start_line, end_line, hash, text, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![file.path, MEMORY, c.start_line as i64, c.end_line as i64, h, c.text, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)", params![id, c.text])?;
+            report.chunks_added += 1;
+        }
+        for o in old {
+            delete_chunk(&tx, o.id, vec_table)?;
+            report.chunks_removed += 1;
+        }
+        tx.execute(
+            "INSERT INTO sources(path, source, hash, mtime, size, indexed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(path, source) DO UPDATE SET hash = excluded.hash, mtime = excluded.mtime, size = excluded.size, indexed_at = excluded.indexed_at",
+            params![file.path, MEMORY, hash, file.mtime_ms, file.size as i64, now],
+        )?;
+    }
+    // Files gone (or now unreadable) lose their chunks.
+    let gone: Vec<String> = {
+        let mut st = tx.prepare("SELECT path FROM sources WHERE source = ?1")?;
+        st.query_map([MEMORY], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|p| !seen.contains(p))
+            .collect()
+    };
+    for path in gone {
+        let ids: Vec<i64> = {
+            let mut st = tx.prepare("SELECT id FROM chunks WHERE path = ?1 AND source = ?2")?;
+            st.query_map(params![path, MEMORY], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?
+        };
+        for id in ids {
+            delete_chunk(&tx, id, vec_table)?;
+            report.chunks_removed += 1;
+        }
+        tx.execute("DELETE FROM sources WHERE path = ?1 AND source = ?2", params![path, MEMORY])?;
+        report.files_removed += 1;
+    }
+    tx.execute("DELETE FROM skipped", [])?;
+    for s in &skipped {
+        tx.execute(
+            "INSERT OR REPLACE INTO skipped(path, reason, at) VALUES (?1, ?2, ?3)",
+            params![s.path, s.reason, now],
+        )?;
+    }
+    tx.commit()?;
+    report.skipped = skipped.into_iter().map(|s| SkippedFile { path: s.path, reason: s.reason }).collect();
+    Ok(report)
+}
+
+fn delete_chunk(tx: &rusqlite::Transaction<'_>, id: i64, vec_table: bool) -> Result<(), MemoryError> {
+    tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
+    tx.execute("DELETE FROM chunks_fts WHERE rowid = ?1", [id])?;
+    if vec_table {
+        tx.execute("DELETE FROM chunks_vec WHERE rowid = ?1", [id])?;
+    }
+    Ok(())
+}

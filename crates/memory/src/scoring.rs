@@ -1,0 +1,243 @@
+//! Hybrid ranking: vector and full-text candidates merged into one list, the way OpenClaw's
+//! memory ranks them, with its defaults.
+//!
+//! 1. Each leg brings `maxResults × candidateMultiplier` candidates. A vector hit scores its
+//!    cosine similarity; a text hit scores its BM25 rank `r` (negative, lower is better) as
+//!    `-r / (1 - r)`, which maps it into 0..1.
+//! 2. `combined = vectorWeight · vector + textWeight · text` (a leg that missed counts 0). With
+//!    no embeddings the text score is the score.
+//! 3. Dated daily notes (`memory/…/YYYY-MM-DD.md`) decay with a half-life (30 days); other
+//!    files are evergreen.
+//! 4. MMR re-orders for variety: each pick maximises `λ · score − (1 − λ) · max Jaccard
+//!    similarity` of its words to the picks so far (λ 0.7).
+//! 5. Results under `minScore` (0.35) are dropped — except a chunk that contains every word of
+//!    the query, which is never hidden by the threshold — and `maxResults` (6) are kept.
+//!
+//! This file is pure: no I/O.
+
+use std::collections::HashSet;
+
+/// Ranking knobs (`memory.search.query`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    pub max_results: usize,
+    pub min_score: f64,
+    pub vector_weight: f64,
+    pub text_weight: f64,
+    pub candidate_multiplier: usize,
+    /// `None`: no MMR re-ordering.
+    pub mmr_lambda: Option<f64>,
+    /// `None`: no decay.
+    pub half_life_days: Option<f64>,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Ranking {
+            max_results: 6,
+            min_score: 0.35,
+            vector_weight: 0.7,
+            text_weight: 0.3,
+            candidate_multiplier: 4,
+            mmr_lambda: Some(0.7),
+            half_life_days: Some(30.0),
+        }
+    }
+}
+
+impl Ranking {
+    /// How many candidates each leg fetches.
+    pub fn candidates(&self) -> usize {
+        (self.max_results * self.candidate_multiplier.max(1)).max(1)
+    }
+}
+
+/// A chunk found by one leg or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: i64,
+    pub path: String,
+    pub start_line: usize,
+    pub end_line: usize,
+    pub text: String,
+    /// Cosine similarity, when the vector leg found it.
+    pub vector: Option<f64>,
+    /// BM25 rank (negative), when the text leg found it.
+    pub bm25: Option<f64>,
+}
+
+/// A ranked result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub candidate: Candidate,
+    pub score: f64,
+    /// Contains every word of the query.
+    pub exact: bool,
+}
+
+/// BM25 rank → 0..1 (higher is better).
+pub fn text_score(rank: f64) -> f64 {
+    if rank < 0.0 { -rank / (1.0 - rank) } else { 1.0 / (1.0 + rank) }
+}
+
+/// Lower-cased words of two or more letters or digits.
+pub fn words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 2).map(str::to_lowercase).collect()
+}
+
+fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 0.0;
+    }
+    let inter = a.intersection(b).count() as f64;
+    inter / a.union(b).count() as f64
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The day a dated daily note is for (`memory/…/YYYY-MM-DD.md`), in days since the epoch.
+pub fn note_day(path: &str) -> Option<i64> {
+    if !path.starts_with("memory/") {
+        return None;
+    }
+    let name = path.rsplit('/').next()?;
+    let stem = name.strip_suffix(".md").or_else(|| name.strip_suffix(".MD"))?;
+    let b = stem.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (y, m, d) = (num(&stem[..4])?, num(&stem[5..7])?, num(&stem[8..])?);
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
+}
+
+/// The decay multiplier of `path` at `now_ms`.
+pub fn decay(path: &str, now_ms: i64, half_life_days: f64) -> f64 {
+    match note_day(path) {
+        Some(day) if half_life_days > 0.0 => {
+            let age = (now_ms as f64 / 86_400_000.0 - day as f64).max(0.0);
+            0.5f64.powf(age / half_life_days)
+        }
+        _ => 1.0,
+    }
+}
+
+/// Ranks merged candidates for `query`. `hybrid` is false when there are no embeddings.
+pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, hybrid: bool) -> Vec<Scored> {
+    let query_words = words(query);
+    let mut scored: Vec<(Scored, HashSet<String>)> = candidates
+        .into_iter()
+        .map(|c| {
+            let text = c.bm25.map(text_score).unwrap_or(0.0);
+            let base = if hybrid { r.vector_weight * c.vector.unwrap_or(0.0) + r.text_weight * text } else { text };
+            let score = r.half_life_days.map_or(base, |h| base * decay(&c.path, now_ms, h));
+            let w = words(&c.text);
+            let exact = !query_words.is_empty() && query_words.iter().all(|q| w.contains(q));
+            (Scored { candidate: c, score, exact }, w)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then(a.0.candidate.id.cmp(&b.0.candidate.id)));
+    let ordered = match r.mmr_lambda {
+        Some(lambda) => mmr(scored, lambda),
+        None => scored.into_iter().map(|(s, _)| s).collect(),
+    };
+    ordered.into_iter().filter(|s| s.exact || s.score >= r.min_score).take(r.max_results).collect()
+}
+
+/// Maximal marginal relevance re-ordering of score-sorted items.
+fn mmr(mut pool: Vec<(Scored, HashSet<String>)>, lambda: f64) -> Vec<Scored> {
+    let mut picked: Vec<(Scored, HashSet<String>)> = Vec::with_capacity(pool.len());
+    while !pool.is_empty() {
+        let mut best = 0;
+        let mut best_value = f64::NEG_INFINITY;
+        for (i, (s, w)) in pool.iter().enumerate() {
+            let similarity = picked.iter().map(|(_, pw)| jaccard(w, pw)).fold(0.0, f64::max);
+            let value = lambda * s.score - (1.0 - lambda) * similarity;
+            if value > best_value {
+                best_value = value;
+                best = i;
+            }
+        }
+        picked.push(pool.remove(best));
+    }
+    picked.into_iter().map(|(s, _)| s).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: i64, path: &str, text: &str, vector: Option<f64>, bm25: Option<f64>) -> Candidate {
+        Candidate { id, path: path.into(), start_line: 1, end_line: 1, text: text.into(), vector, bm25 }
+    }
+
+    #[test]
+    fn bm25_ranks_map_into_the_unit_interval() {
+        assert!((text_score(-1.0) - 0.5).abs() < 1e-12);
+        assert!(text_score(-9.0) > text_score(-1.0));
+        assert!((text_score(0.0) - 1.0).abs() < 1e-12);
+        assert!(text_score(-1e9) < 1.0);
+    }
+
+    #[test]
+    fn daily_notes_decay_with_a_half_life_and_evergreen_files_do_not() {
+        assert_eq!(note_day("memory/2026-12-02.md"), Some(days_from_civil(2026, 12, 2)));
+        assert!(note_day("memory/journal/2026-02-30.md").is_some());
+        assert_eq!(note_day("MEMORY.md"), None);
+        assert_eq!(note_day("memory/2026-13-01.md"), None);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        let now = days_from_civil(2026, 12, 31) * 86_400_000;
+        assert!((decay("memory/2026-12-01.md", now, 30.0) - 0.5).abs() < 1e-9);
+        assert_eq!(decay("MEMORY.md", now, 30.0), 1.0);
+        assert_eq!(decay("notes/2026-12-01.md", now, 30.0), 1.0, "only notes under memory/");
+    }
+
+    #[test]
+    fn weights_threshold_and_the_exact_match_exception() {
+        let r = Ranking { mmr_lambda: None, half_life_days: None, ..Ranking::default() };
+        let out = rank(
+            "blue car",
+            vec![
+                cand(1, "a.md", "we sold the blue car", Some(0.2), Some(-0.5)),
+                cand(2, "b.md", "a vehicle of azure colour", Some(0.9), None),
+                cand(3, "c.md", "the weather", Some(0.3), None),
+            ],
+            &r,
+            0,
+            true,
+        );
+        let ids: Vec<i64> = out.iter().map(|s| s.candidate.id).collect();
+        // 2: 0.63 kept; 1: 0.14 + 0.1 = 0.24 under the threshold but an exact match; 3: 0.21 dropped.
+        assert_eq!(ids, [2, 1]);
+        assert!(out[1].exact && !out[0].exact);
+        assert!((out[0].score - 0.63).abs() < 1e-9);
+    }
+
+    #[test]
+    fn mmr_prefers_variety_over_a_near_duplicate() {
+        let r = Ranking { half_life_days: None, min_score: 0.0, ..Ranking::default() };
+        let out = rank(
+            "trip",
+            vec![
+                cand(1, "a.md", "paris trip in may with anna", Some(0.9), None),
+                cand(2, "b.md", "paris trip in may with anna and bob", Some(0.89), None),
+                cand(3, "c.md", "budget spreadsheet for the office", Some(0.8), None),
+            ],
+            &r,
+            0,
+            true,
+        );
+        let ids: Vec<i64> = out.iter().map(|s| s.candidate.id).collect();
+        assert_eq!(ids, [1, 3, 2]);
+    }
+}

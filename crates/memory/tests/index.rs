@@ -1,0 +1,284 @@
+//! The memory index end to end over a real workspace folder: incremental sync counted in
+//! embedded texts, deletions, hostile files, an embedder that fails or answers wrongly, a model
+//! change, text-only mode with its reason, and `get` confined to memory files.
+//!
+//! The embedder here is a test double with a known, deterministic geometry (hashed word
+//! counts), so rankings are predictable; the index cannot tell it from a real model.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
+use clawline_memory::index::{MemoryIndex, Mode, Settings};
+
+const DIMS: usize = 64;
+
+/// Hashed bag-of-words vectors; counts texts; can be told to fail or to answer wrongly.
+struct WordHash {
+    model: String,
+    texts: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    dims: Mutex<usize>,
+}
+
+impl WordHash {
+    fn new(model: &str) -> Arc<WordHash> {
+        Arc::new(WordHash {
+            model: model.into(),
+            texts: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            dims: Mutex::new(DIMS),
+        })
+    }
+    fn embedded(&self) -> usize {
+        self.texts.load(Ordering::SeqCst)
+    }
+    fn fail(&self, why: Option<&str>) {
+        *self.failure.lock().unwrap() = why.map(String::from);
+    }
+}
+
+fn vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut v = vec![0f32; dims];
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 1) {
+        let h = w.to_lowercase().bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+        v[h as usize % dims] += 1.0;
+    }
+    v
+}
+
+impl Embedder for WordHash {
+    fn provider(&self) -> &str {
+        "test"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn max_batch(&self) -> usize {
+        3
+    }
+    fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
+        Box::pin(async move {
+            if let Some(why) = self.failure.lock().unwrap().clone() {
+                return Err(EmbedError { provider: "test".into(), model: self.model.clone(), message: why });
+            }
+            if purpose == Purpose::Document {
+                self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            }
+            let dims = *self.dims.lock().unwrap();
+            Ok(texts.iter().map(|t| vector(t, dims)).collect())
+        })
+    }
+}
+
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir_all(root.join("memory")).unwrap();
+    (dir, root)
+}
+
+fn open(root: &Path, embedder: Option<Arc<WordHash>>) -> MemoryIndex {
+    let e: Option<Arc<dyn Embedder>> = embedder.map(|e| e as Arc<dyn Embedder>);
+    MemoryIndex::open(&root.join(".index/main.sqlite"), root, Settings::default(), e, "memory.search.provider is none")
+        .unwrap()
+}
+
+fn quiet() -> impl Fn(clawline_memory::index::Progress) + Sync {
+    |_| {}
+}
+
+/// A long note: `n` paragraphs of distinct words, so it makes several chunks.
+fn long_note(topic: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "## {topic} part {i}\n{}\n",
+                (0..60).map(|j| format!("{topic}{i}w{j}")).collect::<Vec<_>>().join(" ")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sync_search_and_status_in_hybrid_mode() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), "# Preferences\nThe user drinks oolong tea every morning.\n").unwrap();
+    std::fs::write(
+        root.join("memory/2026-11-30.md"),
+        "Met Dana at the climbing gym; she is training for Fontainebleau.\n",
+    )
+    .unwrap();
+    let e = WordHash::new("v1");
+    let index = open(&root, Some(e.clone()));
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!((r.files, r.files_indexed, r.chunks_added, r.embedded), (2, 2, 2, 2), "{r:?}");
+    assert!(r.embed_error.is_none() && r.skipped.is_empty());
+
+    let out = index.search("what tea does the user drink").await.unwrap();
+    assert_eq!(out.mode, Mode::Hybrid);
+    assert_eq!(out.results[0].candidate.path, "MEMORY.md");
+    assert_eq!((out.results[0].candidate.start_line, out.results[0].candidate.end_line), (1, 2));
+    let out = index.search("Dana climbing").await.unwrap();
+    assert_eq!(out.results[0].candidate.path, "memory/2026-11-30.md");
+    assert!(out.results[0].exact);
+
+    let s = index.status().await.unwrap();
+    assert_eq!(s.mode, Mode::Hybrid);
+    assert_eq!((s.files, s.chunks, s.vectors, s.dims), (2, 2, 2, Some(DIMS)));
+
+    // Nothing changed: nothing is read again or embedded.
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!((r.files_unchanged, r.files_indexed, r.embedded), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn an_edit_embeds_only_its_changed_chunks_and_a_deletion_removes_them() {
+    let (_d, root) = workspace();
+    let note = long_note("alpha", 16);
+    std::fs::write(root.join("memory/project.md"), &note).unwrap();
+    std::fs::write(root.join("memory/other.md"), long_note("beta", 2)).unwrap();
+    let e = WordHash::new("v1");
+    let index = open(&root, Some(e.clone()));
+    let first = index.sync(false, &quiet()).await.unwrap();
+    let chunks = first.chunks_added;
+    assert!(chunks >= 6, "{first:?}");
+    assert_eq!(e.embedded(), chunks);
+
+    // Change one paragraph in the middle.
+    let edited = note.replace("alpha4w10 ", "completely different words here ");
+    std::fs::write(root.join("memory/project.md"), edited).unwrap();
+    // (The size changed, so the unforced sync sees it whatever the clock's resolution.)
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!(r.files_indexed, 1, "only the edited file is chunked again: {r:?}");
+    assert!(r.chunks_added >= 1 && r.chunks_added <= 2, "{r:?}");
+    assert_eq!(r.embedded, r.chunks_added, "only new chunks are embedded: {r:?}");
+    assert_eq!(r.chunks_removed, r.chunks_added);
+    assert_eq!(e.embedded(), chunks + r.embedded);
+    let hit = index.search("completely different words").await.unwrap();
+    assert!(hit.results[0].candidate.path.ends_with("project.md") && hit.results[0].exact);
+
+    // Putting the old text back costs nothing: the cache has its vectors.
+    std::fs::write(root.join("memory/project.md"), &note).unwrap();
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!(r.embedded, 0, "{r:?}");
+    assert!(r.cache_hits >= 1, "{r:?}");
+
+    std::fs::remove_file(root.join("memory/project.md")).unwrap();
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!(r.files_removed, 1);
+    let s = index.status().await.unwrap();
+    assert_eq!(s.files, 1);
+    assert_eq!(s.chunks, s.vectors);
+    assert!(index.search("alpha4w10").await.unwrap().results.is_empty());
+}
+
+#[tokio::test]
+async fn hostile_files_are_skipped_with_reasons_and_search_keeps_working() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("memory/good.md"), "The spare key is under the blue flowerpot.\n").unwrap();
+    std::fs::write(root.join("memory/binary.md"), b"\x89PNG\r\n\x1a\n\0\0\0").unwrap();
+    std::fs::write(root.join("memory/latin1.md"), b"caf\xe9 cr\xe8me").unwrap();
+    // 50 MB, sparse: over the size limit before a byte is read.
+    std::fs::File::create(root.join("memory/huge.md")).unwrap().set_len(50 * 1024 * 1024).unwrap();
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "secret").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.md"), root.join("memory/leak.md")).unwrap();
+        std::os::unix::fs::symlink(root.join("memory"), root.join("memory/loop")).unwrap();
+        std::mem::forget(outside);
+    }
+    let index = open(&root, Some(WordHash::new("v1")));
+    let r = index.sync(false, &quiet()).await.unwrap();
+    let reason = |name: &str| r.skipped.iter().find(|s| s.path.ends_with(name)).map(|s| s.reason.clone());
+    assert!(reason("binary.md").unwrap().contains("binary"), "{r:?}");
+    assert!(reason("latin1.md").unwrap().contains("not UTF-8"), "{r:?}");
+    assert!(reason("huge.md").unwrap().contains("over the"), "{r:?}");
+    #[cfg(unix)]
+    assert!(reason("leak.md").unwrap().contains("outside the workspace"), "{r:?}");
+    assert_eq!(r.chunks_added, 1);
+    let out = index.search("where is the spare key").await.unwrap();
+    assert_eq!(out.results[0].candidate.path, "memory/good.md");
+    let s = index.status().await.unwrap();
+    assert_eq!(s.skipped.len(), r.skipped.len(), "status lists what was left out");
+}
+
+#[tokio::test]
+async fn a_failing_or_wrong_embedder_is_reported_and_text_search_goes_on() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), "Anniversary dinner is booked at Lucia's for the 14th.\n").unwrap();
+    let e = WordHash::new("v1");
+    e.fail(Some("HTTP 503: overloaded"));
+    let index = open(&root, Some(e.clone()));
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert!(r.embed_error.as_deref().unwrap().contains("overloaded"), "{r:?}");
+    let s = index.status().await.unwrap();
+    let Mode::TextOnly { reason } = &s.mode else { panic!("{s:?}") };
+    assert!(reason.contains("embedding failed") && reason.contains("overloaded"), "{reason}");
+    let out = index.search("anniversary dinner").await.unwrap();
+    assert!(matches!(out.mode, Mode::TextOnly { .. }));
+    assert_eq!(out.results.len(), 1, "found by text");
+
+    // The provider recovers: the next sync embeds what was missing.
+    e.fail(None);
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!((r.embedded, r.embed_error.as_deref()), (1, None));
+    assert_eq!(index.status().await.unwrap().mode, Mode::Hybrid);
+
+    // An answer of the wrong length is refused, not stored.
+    std::fs::write(root.join("memory/new.md"), "Passport renewal due in March.\n").unwrap();
+    *e.dims.lock().unwrap() = 32;
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert!(r.embed_error.as_deref().unwrap().contains("32 dimensions where 64"), "{r:?}");
+    let s = index.status().await.unwrap();
+    assert_eq!((s.chunks, s.vectors), (2, 1));
+    assert!(matches!(s.mode, Mode::TextOnly { .. }), "status says some chunks are text-only: {s:?}");
+    assert_eq!(index.search("passport renewal").await.unwrap().results.len(), 1);
+}
+
+#[tokio::test]
+async fn without_an_embedder_search_is_text_only_and_says_why() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("USER.md"), "Name: Robin. Prefers short answers.\n").unwrap();
+    let index = open(&root, None);
+    index.sync(false, &quiet()).await.unwrap();
+    let out = index.search("short answers").await.unwrap();
+    assert_eq!(out.mode, Mode::TextOnly { reason: "memory.search.provider is none".into() });
+    assert_eq!(out.results[0].candidate.path, "USER.md");
+}
+
+#[tokio::test]
+async fn another_model_replaces_the_vectors() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), "Bike lock code is 4417.\n").unwrap();
+    let index = open(&root, Some(WordHash::new("v1")));
+    index.sync(false, &quiet()).await.unwrap();
+    drop(index);
+    let v2 = WordHash::new("v2");
+    let index = open(&root, Some(v2.clone()));
+    let Mode::TextOnly { reason } = index.status().await.unwrap().mode else { panic!() };
+    assert!(reason.contains("vectors of test/v1, not test/v2"), "{reason}");
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert_eq!(r.embedded, 1, "the unchanged file is embedded again for the new model");
+    assert_eq!(index.status().await.unwrap().mode, Mode::Hybrid);
+}
+
+#[tokio::test]
+async fn get_reads_lines_of_memory_files_only() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), "one\ntwo\nthree\nfour\n").unwrap();
+    std::fs::write(root.join("AGENTS.md"), "not memory").unwrap();
+    let index = open(&root, None);
+    index.sync(false, &quiet()).await.unwrap();
+    let ex = index.get("MEMORY.md", 2, 2).await.unwrap();
+    assert_eq!((ex.from, ex.to, ex.total_lines, ex.text.as_str()), (2, 3, 4, "two\nthree"));
+    let past = index.get("MEMORY.md", 10, 5).await.unwrap();
+    assert!(past.text.is_empty());
+    for p in ["AGENTS.md", "../etc/passwd", "/etc/passwd"] {
+        let e = index.get(p, 1, 5).await.unwrap_err();
+        assert!(e.to_string().contains("not a memory file"), "{p}: {e}");
+    }
+}
