@@ -10,6 +10,7 @@
 //! - [`google_generative_ai`]: `POST {baseUrl}/models/{model}:streamGenerateContent?alt=sse` (Gemini)
 //! - [`bedrock`]: `POST {baseUrl}/model/{modelId}/converse-stream`, SigV4-signed, binary event stream
 //! - [`ollama`]: `POST {baseUrl}/api/chat`, newline-delimited JSON
+//! - [`embeddings`]: text embeddings for memory (OpenAI and its copies, Gemini, Ollama)
 //! - [`usage`]: how much of a subscription is left (Claude, Codex, Gemini CLI, Copilot, MiniMax, Z.AI)
 //!
 //! [`catalog`] lists the providers clawline knows by name (handed to the config loader).
@@ -25,6 +26,7 @@ pub mod bedrock;
 pub mod catalog;
 mod client;
 pub mod copilot;
+pub mod embeddings;
 mod error;
 pub mod google_generative_ai;
 mod http_util;

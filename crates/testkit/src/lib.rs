@@ -11,6 +11,8 @@
 //!   RFC 6749 §5.2 error bodies; other twins can check its access tokens.
 //! - [`minimax_oauth_server`]: MiniMax's sign-in portal (its user-code grant with PKCE, `state`
 //!   echo, millisecond deadlines and `status` answers, refresh with rotation).
+//! - [`embeddings_server`]: the embedding APIs of OpenAI (and Voyage's and Mistral's copies),
+//!   Gemini and Ollama, with their auth, limits and error bodies.
 //! - [`keyring_session`]: a private session D-Bus with a real, unlocked GNOME Keyring.
 //! - [`gateway`]: spawns the real `clawline` binary on a free port with a temporary state dir.
 //! - [`browser`]: drives headless Chromium over the DevTools protocol for web page tests.
@@ -24,6 +26,7 @@
 pub mod bedrock_server;
 pub mod browser;
 pub mod copilot_server;
+pub mod embeddings_server;
 pub mod gateway;
 pub mod gemini_server;
 pub mod http_proxy;
