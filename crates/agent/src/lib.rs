@@ -18,6 +18,7 @@ pub mod context;
 mod error;
 mod events;
 pub mod lanes;
+pub mod memory;
 pub mod oauth_refresh;
 pub mod routes;
 mod run;

@@ -84,6 +84,7 @@ struct Inner {
     cooldowns: CooldownBook,
     workspaces: HashMap<String, PathBuf>,
     http: OnceLock<reqwest::Client>,
+    memories: Arc<crate::memory::Memories>,
 }
 
 /// Shared state for all runs. Cheap to clone.
@@ -117,6 +118,7 @@ impl Runtime {
                 cooldowns: CooldownBook::default(),
                 workspaces,
                 http: OnceLock::new(),
+                memories: Arc::default(),
             }),
         })
     }
@@ -206,11 +208,31 @@ impl Runtime {
         })
     }
 
-    /// What the built-in tools may touch for `agent_id` (its workspace and the tool settings).
+    /// What the built-in tools may touch for `agent_id` (its workspace, the tool settings and
+    /// its memory).
     pub fn tool_context(&self, agent_id: &str) -> Option<ToolContext> {
         let agent = self.inner.config.agent(agent_id)?;
         let workspace = self.inner.workspaces.get(agent_id).cloned().unwrap_or_else(|| agent.workspace.clone());
-        Some(ToolContext { workspace, settings: self.inner.config.tools.clone() })
+        let memory = self.memory_access(agent_id, &workspace);
+        Some(ToolContext { workspace, settings: self.inner.config.tools.clone(), memory })
+    }
+
+    /// The agent's memory index (opened on first use), unless memory is off or cannot open.
+    pub fn memory_access(&self, agent_id: &str, workspace: &std::path::Path) -> Option<crate::tools::MemoryAccess> {
+        if !self.inner.config.memory.enabled {
+            return None;
+        }
+        match self.inner.memories.get(&self.inner.config, agent_id, workspace, || self.http().clone()) {
+            Ok(index) => Some(crate::tools::MemoryAccess {
+                agent_id: agent_id.to_string(),
+                index,
+                memories: self.inner.memories.clone(),
+            }),
+            Err(e) => {
+                tracing::error!(agent = agent_id, error = %e, "the memory index cannot be opened; memory tools are off for this agent");
+                None
+            }
+        }
     }
 
     /// Whether the provider `id` can be called: it exists and has a key (or is a local server
@@ -351,7 +373,8 @@ impl Runtime {
             }
         };
         let config = &self.inner.config;
-        let tool_specs = tools::specs(&config.tools);
+        let memory = self.memory_access(&agent.id, &workspace);
+        let tool_specs = tools::specs(&config.tools, memory.is_some());
         let files = workspace::load_bootstrap(&workspace, agent.bootstrap_max_chars, agent.bootstrap_total_max_chars);
         let today = clawline_core::time::iso8601_from_ms(clawline_store::now_ms())[..10].to_string();
         let mut system = context::system_prompt(&agent, &workspace, &files, &tool_specs, &config.tools.exec, &today);
@@ -377,7 +400,7 @@ impl Runtime {
             model_label,
             router,
             request,
-            tool_ctx: ToolContext { workspace, settings: config.tools.clone() },
+            tool_ctx: ToolContext { workspace, settings: config.tools.clone(), memory },
             max_turns: agent.max_turns,
             timeout: Duration::from_secs(agent.timeout_secs),
             store: self.inner.store.clone(),

@@ -11,7 +11,7 @@ async fn schemas_match_the_golden_file() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Api::OpenAi, None).await;
     let config = common::config(dir.path(), &server, Api::OpenAi, "");
-    let specs = clawline_agent::tools::specs(&config.tools);
+    let specs = clawline_agent::tools::specs(&config.tools, true);
     let actual = serde_json::to_string_pretty(&specs).unwrap() + "\n";
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tool_schemas.json");
     if std::env::var_os("CLAWLINE_BLESS").is_some() {

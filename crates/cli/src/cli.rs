@@ -65,6 +65,47 @@ pub enum Command {
     /// key rests and the next one is used. A running gateway picks up changes within 5 s.
     #[command(subcommand)]
     Auth(AuthCommand),
+
+    /// Inspect, update or search an agent's long-term memory index (MEMORY.md, USER.md,
+    /// memory/*.md and memory.search.extraPaths).
+    ///
+    /// `status` says whether search is hybrid (vectors + full text) or text-only, and why.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemoryCommand {
+    /// What the index holds, which embedder it uses, the search mode and why, skipped files.
+    Status {
+        /// The agent (default: the default agent).
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the index up to date (only changed files are read; only new text is embedded).
+    Index {
+        #[arg(long)]
+        agent: Option<String>,
+        /// Read and chunk every file again (vectors of unchanged text still come from the cache).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search memory as the agent's memory_search tool does.
+    Search {
+        /// What to look for.
+        query: String,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// At most this many results.
+        #[arg(long)]
+        max: Option<usize>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

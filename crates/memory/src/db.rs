@@ -51,7 +51,15 @@ fn register_vec() {
 pub fn open(path: &Path, tokenizer: &str) -> Result<Connection, MemoryError> {
     register_vec();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| MemoryError::io(dir, e))?;
+        // Memory is private: the folder is made 0700 (the file inherits its protection).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(|e| MemoryError::io(dir, e))?;
     }
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

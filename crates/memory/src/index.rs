@@ -23,7 +23,7 @@ use crate::chunk::{ChunkSize, chunk};
 use crate::db;
 use crate::embed::{Embedder, Purpose, check, normalized};
 use crate::error::MemoryError;
-use crate::scoring::{Candidate, Ranking, Scored, rank, words};
+use crate::scoring::{Candidate, Ranking, Scored, query_words, rank};
 use crate::sources::{Skipped, discover, read_text};
 
 /// The source name of workspace memory files.
@@ -170,7 +170,7 @@ fn sha256_hex(text: &str) -> String {
 
 /// An FTS5 query matching any of the query's words (each quoted, so nothing is syntax).
 pub fn fts_query(query: &str) -> Option<String> {
-    let mut w: Vec<String> = words(query).into_iter().collect();
+    let mut w: Vec<String> = query_words(query).into_iter().collect();
     w.sort();
     (!w.is_empty())
         .then(|| w.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" OR "))

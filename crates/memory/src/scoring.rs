@@ -5,13 +5,16 @@
 //!    cosine similarity; a text hit scores its BM25 rank `r` (negative, lower is better) as
 //!    `-r / (1 - r)`, which maps it into 0..1.
 //! 2. `combined = vectorWeight · vector + textWeight · text` (a leg that missed counts 0). With
-//!    no embeddings the text score is the score.
+//!    no embeddings the text score is the score, relative to the best text hit (which scores 1):
+//!    BM25 values are tiny in a small corpus (a word in half the files has almost no IDF), so an
+//!    absolute threshold would hide every text-only result of a personal memory.
 //! 3. Dated daily notes (`memory/…/YYYY-MM-DD.md`) decay with a half-life (30 days); other
 //!    files are evergreen.
 //! 4. MMR re-orders for variety: each pick maximises `λ · score − (1 − λ) · max Jaccard
 //!    similarity` of its words to the picks so far (λ 0.7).
 //! 5. Results under `minScore` (0.35) are dropped — except a chunk that contains every word of
-//!    the query, which is never hidden by the threshold — and `maxResults` (6) are kept.
+//!    the query (leaving out English function words), which is never hidden by the threshold —
+//!    and `maxResults` (6) are kept.
 //!
 //! This file is pure: no I/O.
 
@@ -85,6 +88,24 @@ pub fn words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 2).map(str::to_lowercase).collect()
 }
 
+/// English function words, which carry no topic: a question's "where is the" must not outrank
+/// its "boat" (in a small corpus BM25 cannot tell them apart, every word being about as rare).
+const STOPWORDS: &[&str] = &[
+    "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did",
+    "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "how", "if", "in", "into", "is", "it",
+    "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them",
+    "then", "there", "these", "they", "this", "to", "us", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "would", "you", "your",
+];
+
+/// The words of a query that say what it is about: [`words`] without [`STOPWORDS`], or all of
+/// them when nothing else is left.
+pub fn query_words(query: &str) -> HashSet<String> {
+    let all = words(query);
+    let content: HashSet<String> = all.iter().filter(|w| !STOPWORDS.contains(&w.as_str())).cloned().collect();
+    if content.is_empty() { all } else { content }
+}
+
 fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 0.0;
@@ -133,12 +154,19 @@ pub fn decay(path: &str, now_ms: i64, half_life_days: f64) -> f64 {
 
 /// Ranks merged candidates for `query`. `hybrid` is false when there are no embeddings.
 pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, hybrid: bool) -> Vec<Scored> {
-    let query_words = words(query);
+    let query_words = query_words(query);
+    let best_text = candidates.iter().filter_map(|c| c.bm25.map(text_score)).fold(0.0, f64::max);
     let mut scored: Vec<(Scored, HashSet<String>)> = candidates
         .into_iter()
         .map(|c| {
             let text = c.bm25.map(text_score).unwrap_or(0.0);
-            let base = if hybrid { r.vector_weight * c.vector.unwrap_or(0.0) + r.text_weight * text } else { text };
+            let base = if hybrid {
+                r.vector_weight * c.vector.unwrap_or(0.0) + r.text_weight * text
+            } else if best_text > 0.0 {
+                text / best_text
+            } else {
+                0.0
+            };
             let score = r.half_life_days.map_or(base, |h| base * decay(&c.path, now_ms, h));
             let w = words(&c.text);
             let exact = !query_words.is_empty() && query_words.iter().all(|q| w.contains(q));
@@ -221,6 +249,23 @@ mod tests {
         assert_eq!(ids, [2, 1]);
         assert!(out[1].exact && !out[0].exact);
         assert!((out[0].score - 0.63).abs() < 1e-9);
+    }
+
+    #[test]
+    fn text_only_scores_are_relative_to_the_best_hit() {
+        let r = Ranking { mmr_lambda: None, half_life_days: None, ..Ranking::default() };
+        let out = rank(
+            "where is the boat",
+            vec![
+                cand(1, "a.md", "the boat is at pier 7", None, Some(-1e-6)),
+                cand(2, "b.md", "is it", None, Some(-3e-7)),
+            ],
+            &r,
+            0,
+            false,
+        );
+        assert_eq!(out.len(), 1, "the weaker hit is under 35% of the best: {out:?}");
+        assert!((out[0].score - 1.0).abs() < 1e-9);
     }
 
     #[test]

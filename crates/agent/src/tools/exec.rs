@@ -382,7 +382,7 @@ mod tests {
             },
         };
         settings.exec.security = ExecSecurity::Full;
-        let ctx = ToolContext { workspace: ws, settings };
+        let ctx = ToolContext { workspace: ws, settings, memory: None };
         let args = json!({"command": "sh -c 'sleep 60 & echo started'"});
         let started = std::time::Instant::now();
         let out = super::super::call("exec", &args, &ctx).await;

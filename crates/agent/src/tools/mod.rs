@@ -7,6 +7,8 @@
 //! | `edit`  | exact, unique text replacements in one file | the workspace |
 //! | `ls`    | lists a directory | the workspace |
 //! | `exec`  | runs one program, without a shell | `tools.exec`: allow-list, cwd in the workspace, clean environment, timeout, output cap |
+//! | `memory_search` | ranked snippets of the memory files | the memory index (when `memory.search` is on) |
+//! | `memory_get` | lines of a memory file | files the memory index holds |
 //!
 //! The schemas are part of clawline's interface: models and prompts depend on them, so they
 //! change only deliberately (a golden test in `tests/tool_schemas.rs` pins them). Every tool
@@ -16,11 +18,14 @@
 mod edit;
 mod exec;
 mod ls;
+mod memory_get;
+mod memory_search;
 pub mod path;
 mod read;
 mod write;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clawline_core::config::ToolSettings;
 use clawline_providers::ToolSpec;
@@ -49,10 +54,29 @@ pub struct ToolContext {
     /// The agent's workspace, canonicalized.
     pub workspace: PathBuf,
     pub settings: ToolSettings,
+    /// The agent's memory, when `memory.search` is on.
+    pub memory: Option<MemoryAccess>,
+}
+
+/// One agent's memory index, as the memory tools use it.
+#[derive(Clone)]
+pub struct MemoryAccess {
+    pub agent_id: String,
+    pub index: Arc<clawline_memory::index::MemoryIndex>,
+    pub memories: Arc<crate::memory::Memories>,
+}
+
+impl std::fmt::Debug for MemoryAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryAccess").field("agent_id", &self.agent_id).finish_non_exhaustive()
+    }
 }
 
 /// The built-in tools, in the order they are offered.
 pub const BUILTIN: &[&str] = &["read", "write", "edit", "ls", "exec"];
+
+/// The memory tools, offered after the built-ins when the agent has memory.
+pub const MEMORY: &[&str] = &["memory_search", "memory_get"];
 
 fn spec(name: &str) -> Option<ToolSpec> {
     let (description, parameters) = match name {
@@ -61,12 +85,27 @@ fn spec(name: &str) -> Option<ToolSpec> {
         "edit" => edit::schema(),
         "ls" => ls::schema(),
         "exec" => exec::schema(),
+        "memory_search" => memory_search::schema(),
+        "memory_get" => memory_get::schema(),
         _ => return None,
     };
     Some(ToolSpec { name: name.to_string(), description: description.to_string(), parameters })
 }
 
-/// Whether `name` is offered under these settings (`tools.allow`, `tools.deny`, exec security).
+/// Whether `name` is offered under these settings (`tools.allow`, `tools.deny`, exec security),
+/// with or without memory.
+pub fn is_offered(name: &str, settings: &ToolSettings, memory: bool) -> bool {
+    if MEMORY.contains(&name) {
+        return memory && allowed(name, settings);
+    }
+    is_enabled(name, settings)
+}
+
+fn allowed(name: &str, settings: &ToolSettings) -> bool {
+    !settings.deny.iter().any(|d| d == name) && settings.allow.as_ref().is_none_or(|a| a.iter().any(|x| x == name))
+}
+
+/// Whether the built-in `name` is offered under these settings (`tools.allow`, `tools.deny`, exec security).
 pub fn is_enabled(name: &str, settings: &ToolSettings) -> bool {
     if settings.deny.iter().any(|d| d == name) {
         return false;
@@ -82,15 +121,17 @@ pub fn is_enabled(name: &str, settings: &ToolSettings) -> bool {
     BUILTIN.contains(&name)
 }
 
-/// The tool schemas offered to the model.
-pub fn specs(settings: &ToolSettings) -> Vec<ToolSpec> {
-    BUILTIN.iter().filter(|n| is_enabled(n, settings)).filter_map(|n| spec(n)).collect()
+/// The tool schemas offered to the model (the memory tools when `memory`).
+pub fn specs(settings: &ToolSettings, memory: bool) -> Vec<ToolSpec> {
+    BUILTIN.iter().chain(MEMORY).filter(|n| is_offered(n, settings, memory)).filter_map(|n| spec(n)).collect()
 }
 
 /// Runs one tool call. `arguments` is what the model sent (a JSON string when it was not JSON).
 pub async fn call(name: &str, arguments: &Value, ctx: &ToolContext) -> ToolOutput {
-    if !is_enabled(name, &ctx.settings) {
-        let available: Vec<&str> = BUILTIN.iter().copied().filter(|n| is_enabled(n, &ctx.settings)).collect();
+    let memory = ctx.memory.is_some();
+    if !is_offered(name, &ctx.settings, memory) {
+        let available: Vec<&str> =
+            BUILTIN.iter().chain(MEMORY).copied().filter(|n| is_offered(n, &ctx.settings, memory)).collect();
         return ToolOutput::err(format!("Tool `{name}` is not available. Available tools: {}.", available.join(", ")));
     }
     let args = match arguments {
@@ -112,6 +153,8 @@ pub async fn call(name: &str, arguments: &Value, ctx: &ToolContext) -> ToolOutpu
         "edit" => edit::run(args, ctx).await,
         "ls" => ls::run(args, ctx).await,
         "exec" => exec::run(args, ctx).await,
+        "memory_search" => memory_search::run(args, ctx).await,
+        "memory_get" => memory_get::run(args, ctx).await,
         _ => ToolOutput::err(format!("Tool `{name}` is not available.")),
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod doctor;
 mod gateway;
+mod memory;
 mod models;
 mod sessions;
 mod token;
@@ -27,5 +28,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Token(args) => token::run(&paths, args).await,
         Command::Auth(cmd) => auth::run(&paths, cmd).await,
         Command::Models(cmd) => models::run(&paths, cmd).await,
+        Command::Memory(cmd) => memory::run(&paths, cmd).await,
     }
 }

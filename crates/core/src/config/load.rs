@@ -398,6 +398,47 @@ mod tests {
     }
 
     #[test]
+    fn memory_search_defaults_providers_and_errors() {
+        // Nothing set up: text-only, and the reason says what to do.
+        let m = load_with("{}", &[]).unwrap().config.memory;
+        assert!(m.enabled);
+        assert_eq!((m.max_results, m.min_score, m.vector_weight, m.text_weight), (6, 0.35, 0.7, 0.3));
+        assert_eq!((m.candidate_multiplier, m.mmr_lambda, m.half_life_days), (4, Some(0.7), Some(30.0)));
+        assert!(m.embedding.unwrap_err().contains("OPENAI_API_KEY"));
+
+        // auto: the first provider with a key.
+        let m = load_with("{}", &[("VOYAGE_API_KEY", "pa-voyage-key")]).unwrap().config.memory;
+        let t = m.embedding.unwrap();
+        assert_eq!((t.provider.as_str(), t.model.as_str()), ("voyage", "voyage-3.5"));
+        assert_eq!(t.base_url, "https://api.voyageai.com/v1");
+
+        // A named provider without its key is text-only with the reason, not an error.
+        let m = load_with("{ memory: { search: { provider: 'gemini' } } }", &[]).unwrap().config.memory;
+        assert!(m.embedding.unwrap_err().contains("GEMINI_API_KEY"));
+        let m = load_with(
+            "{ memory: { search: { provider: 'openai-compatible', model: 'bge', remote: { baseUrl: 'http://127.0.0.1:8080/v1' } } } }",
+            &[],
+        )
+        .unwrap()
+        .config
+        .memory;
+        assert_eq!(m.embedding.unwrap().base_url, "http://127.0.0.1:8080/v1");
+        let m =
+            load_with("{ memory: { search: { provider: 'local', fallback: 'ollama' } } }", &[]).unwrap().config.memory;
+        assert_eq!(m.embedding.unwrap().provider, "ollama", "the fallback is used when the first cannot be");
+
+        let e = first_error("{ memory: { search: { provider: 'cohere' } } }", &[]);
+        assert_eq!(e.path, "memory.search.provider");
+        assert!(e.hint.unwrap().contains("openai-compatible"));
+        let e = first_error("{ memory: { search: { query: { minScore: 2 } } } }", &[]);
+        assert_eq!((e.path.as_str(), e.line), ("memory.search.query.minScore", 1));
+        let e = first_error("{ memory: { search: { sources: ['memory', 'mail'] } } }", &[]);
+        assert_eq!(e.path, "memory.search.sources[1]");
+        let e = first_error("{ memory: { search: { store: { fts: { tokenizer: 'porter' } } } } }", &[]);
+        assert!(e.hint.unwrap().contains("trigram"));
+    }
+
+    #[test]
     fn semantic_errors_are_placed_and_hinted() {
         let e = first_error("{ agents: { defaults: { model: 'nowhere/model' } } }", &[]);
         assert_eq!(e.path, "agents.defaults.model");

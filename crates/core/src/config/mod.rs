@@ -11,6 +11,7 @@
 
 mod error;
 mod load;
+pub mod memory;
 pub mod preset;
 pub mod redact;
 mod resolve;

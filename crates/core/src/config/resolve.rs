@@ -28,7 +28,7 @@ pub(crate) struct Issue {
     pub hint: Option<String>,
 }
 
-fn issue(path: impl Into<String>, message: impl Into<String>, hint: Option<String>) -> Issue {
+pub(crate) fn issue(path: impl Into<String>, message: impl Into<String>, hint: Option<String>) -> Issue {
     Issue { path: path.into(), message: message.into(), hint }
 }
 
@@ -258,6 +258,9 @@ pub struct Config {
     pub logging: LogSettings,
     /// `None` when hooks are off.
     pub hooks: Option<HookSettings>,
+    pub memory: super::memory::MemorySettings,
+    /// The state directory the config was loaded for.
+    pub state_dir: PathBuf,
 }
 
 impl Config {
@@ -334,7 +337,7 @@ impl Resolver<'_> {
         if p.is_absolute() { p.to_path_buf() } else { self.config_dir.join(p) }
     }
 
-    fn secret(&self, input: &SecretInput, path: &str, issues: &mut Vec<Issue>) -> Option<SecretString> {
+    pub(crate) fn secret(&self, input: &SecretInput, path: &str, issues: &mut Vec<Issue>) -> Option<SecretString> {
         match input {
             SecretInput::Literal(s) => Some(s.clone()),
             SecretInput::Ref(r) => match r.source {
@@ -383,10 +386,12 @@ impl Resolver<'_> {
             dir: file.logging.dir.as_deref().map_or_else(|| self.state_dir.join("logs"), |d| self.path(d)),
         };
         let hooks = self.hooks(&file.hooks, &gateway, &mut issues);
+        let memory = self.memory(&file.memory.search, &providers, &mut issues);
         if !issues.is_empty() {
             return Err(issues);
         }
-        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging, hooks })
+        let state_dir = self.state_dir.to_path_buf();
+        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging, hooks, memory, state_dir })
     }
 
     fn hooks(&self, h: &HooksFile, gateway: &GatewaySettings, issues: &mut Vec<Issue>) -> Option<HookSettings> {

@@ -34,6 +34,130 @@ pub struct ConfigFile {
     pub logging: LoggingFile,
     #[serde(default)]
     pub hooks: HooksFile,
+    #[serde(default)]
+    pub memory: MemoryFile,
+}
+
+/// `memory.*`: long-term memory.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryFile {
+    #[serde(default)]
+    pub search: MemorySearchFile,
+    /// OpenClaw's citation setting; accepted and not used yet.
+    pub citations: Option<serde_json::Value>,
+}
+
+/// `memory.search.*`: the index of `MEMORY.md`, `USER.md` and `memory/**/*.md`, and how it is searched.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemorySearchFile {
+    /// Off: no index and no memory tools (default on).
+    pub enabled: Option<bool>,
+    /// `auto` (default), `openai`, `gemini`, `voyage`, `mistral`, `ollama`, `openai-compatible`,
+    /// `local`, or `none` (text search only).
+    pub provider: Option<String>,
+    /// The embedding model (each provider has a default).
+    pub model: Option<String>,
+    /// Another provider to use when this one cannot be set up, or `none`.
+    pub fallback: Option<String>,
+    pub remote: Option<MemoryRemoteFile>,
+    /// Vector length to ask for, where the API can shorten vectors.
+    pub dimensions: Option<usize>,
+    /// `memory` (workspace files) and `sessions` (past transcripts).
+    pub sources: Option<Vec<String>>,
+    /// More files or folders to index (relative to the workspace, or absolute).
+    #[serde(default)]
+    pub extra_paths: Vec<String>,
+    #[serde(default)]
+    pub query: MemoryQueryFile,
+    #[serde(default)]
+    pub store: MemoryStoreFile,
+    #[serde(default)]
+    pub cache: MemoryCacheFile,
+    /// OpenClaw settings accepted for compatibility and not used yet.
+    pub multimodal: Option<serde_json::Value>,
+    pub remember_across_conversations: Option<serde_json::Value>,
+}
+
+/// `memory.search.remote`: where a remote embedding API is, overriding the provider's defaults.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryRemoteFile {
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretInput>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `memory.search.query`: ranking.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryQueryFile {
+    /// Results returned (default 6).
+    pub max_results: Option<usize>,
+    /// Results scoring below this are dropped, unless they contain every query word (default 0.35).
+    pub min_score: Option<f64>,
+    #[serde(default)]
+    pub hybrid: MemoryHybridFile,
+}
+
+/// `memory.search.query.hybrid`: how vector and text scores combine.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryHybridFile {
+    pub enabled: Option<bool>,
+    /// Default 0.7.
+    pub vector_weight: Option<f64>,
+    /// Default 0.3.
+    pub text_weight: Option<f64>,
+    /// Candidates per leg = maxResults × this (default 4).
+    pub candidate_multiplier: Option<usize>,
+    #[serde(default)]
+    pub mmr: MemoryMmrFile,
+    #[serde(default)]
+    pub temporal_decay: MemoryDecayFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryMmrFile {
+    pub enabled: Option<bool>,
+    /// Relevance versus variety, 0–1 (default 0.7).
+    pub lambda: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryDecayFile {
+    pub enabled: Option<bool>,
+    /// Daily notes (`memory/YYYY-MM-DD.md`) lose half their score in this many days (default 30).
+    pub half_life_days: Option<f64>,
+}
+
+/// `memory.search.store`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryStoreFile {
+    #[serde(default)]
+    pub fts: MemoryFtsFile,
+    /// OpenClaw's vector-extension settings; clawline's vector index is built in, so these are accepted and ignored.
+    pub vector: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryFtsFile {
+    /// `unicode61` (default) or `trigram` (matches inside words; good for CJK).
+    pub tokenizer: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryCacheFile {
+    pub enabled: Option<bool>,
+    /// Embeddings kept (default 50000).
+    pub max_entries: Option<usize>,
 }
 
 /// `hooks.*`: webhooks other programs call to start agent turns (`POST <path>/agent`,

@@ -96,7 +96,7 @@ struct AgentOnly {
 async fn catalog(ctx: Ctx, p: Value) -> Reply {
     let p: AgentOnly = parse("tools.catalog", p)?;
     let id = agent_id(&ctx, p.agent_id)?;
-    let specs = tools::specs(&ctx.state.runtime.config().tools);
+    let specs = tools::specs(&ctx.state.runtime.config().tools, ctx.state.runtime.config().memory.enabled);
     let list: Vec<Value> = specs
         .iter()
         .map(|s| {

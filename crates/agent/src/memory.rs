@@ -1,0 +1,167 @@
+//! Each agent's memory index, opened on first use from `memory.search`, with the remote
+//! embedding API the config chose (or none, and the reason).
+//!
+//! The index lives at `<state>/memory/<agent>.sqlite`. It is brought up to date before a search
+//! when its last sync is more than [`STALE_AFTER`] old (a stat of each memory file when nothing
+//! changed), by `clawline memory index`, and never at gateway start, so a gateway with memory
+//! files does not spend embedding calls until memory is used.
+//!
+//! This file wires; it must not rank or chunk (that is `clawline-memory`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clawline_core::config::Config;
+use clawline_core::config::memory::{EmbeddingApiKind, EmbeddingTarget, MemorySettings};
+use clawline_memory::MemoryError;
+use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
+use clawline_memory::index::{MemoryIndex, Settings};
+use clawline_memory::scoring::Ranking;
+use clawline_providers::embeddings::{EmbeddingApi, EmbeddingClient, EmbeddingSettings};
+
+/// How old a sync may be before a search syncs first.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// A remote embedding API as an [`Embedder`].
+pub struct RemoteEmbedder {
+    client: EmbeddingClient,
+}
+
+impl RemoteEmbedder {
+    pub fn new(target: &EmbeddingTarget, http: reqwest::Client) -> RemoteEmbedder {
+        let api = match target.api {
+            EmbeddingApiKind::OpenAi => EmbeddingApi::OpenAi,
+            EmbeddingApiKind::Voyage => EmbeddingApi::Voyage,
+            EmbeddingApiKind::Mistral => EmbeddingApi::Mistral,
+            EmbeddingApiKind::Gemini => EmbeddingApi::Gemini,
+            EmbeddingApiKind::Ollama => EmbeddingApi::Ollama,
+        };
+        RemoteEmbedder {
+            client: EmbeddingClient::new(
+                EmbeddingSettings {
+                    provider: target.provider.clone(),
+                    api,
+                    base_url: target.base_url.clone(),
+                    api_key: target.api_key.clone(),
+                    model: target.model.clone(),
+                    dimensions: target.dimensions,
+                    headers: target.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    timeout: Duration::from_secs(60),
+                    retries: 2,
+                },
+                http,
+            ),
+        }
+    }
+}
+
+impl Embedder for RemoteEmbedder {
+    fn provider(&self) -> &str {
+        &self.client.settings.provider
+    }
+
+    fn model(&self) -> &str {
+        &self.client.settings.model
+    }
+
+    fn max_batch(&self) -> usize {
+        self.client.settings.api.max_batch().min(256)
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
+        Box::pin(async move {
+            self.client.embed(texts, purpose == Purpose::Query).await.map_err(|e| EmbedError {
+                provider: self.client.settings.provider.clone(),
+                model: self.client.settings.model.clone(),
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// The index settings `memory.search` describes.
+pub fn index_settings(m: &MemorySettings) -> Settings {
+    Settings {
+        extra_paths: m.extra_paths.clone(),
+        ranking: Ranking {
+            max_results: m.max_results,
+            min_score: m.min_score,
+            vector_weight: m.vector_weight,
+            text_weight: m.text_weight,
+            candidate_multiplier: m.candidate_multiplier,
+            mmr_lambda: m.mmr_lambda,
+            half_life_days: m.half_life_days,
+        },
+        tokenizer: m.tokenizer.clone(),
+        cache_max_entries: m.cache_max_entries,
+        ..Settings::default()
+    }
+}
+
+/// Where an agent's index is kept.
+pub fn index_path(state_dir: &Path, agent_id: &str) -> PathBuf {
+    state_dir.join("memory").join(format!("{agent_id}.sqlite"))
+}
+
+/// Opens an agent's index as the config describes it.
+pub fn open_index(
+    config: &Config,
+    agent_id: &str,
+    workspace: &Path,
+    http: reqwest::Client,
+) -> Result<MemoryIndex, MemoryError> {
+    let m = &config.memory;
+    let (embedder, why): (Option<Arc<dyn Embedder>>, String) = match &m.embedding {
+        Ok(target) => (Some(Arc::new(RemoteEmbedder::new(target, http))), String::new()),
+        Err(why) => (None, why.clone()),
+    };
+    MemoryIndex::open(&index_path(&config.state_dir, agent_id), workspace, index_settings(m), embedder, why)
+}
+
+/// An open index and when it last synced.
+type OpenIndex = (Arc<MemoryIndex>, Option<Instant>);
+
+/// The open indexes of a runtime, one per agent, with when each last synced.
+#[derive(Default)]
+pub struct Memories {
+    open: Mutex<HashMap<String, OpenIndex>>,
+}
+
+impl Memories {
+    /// The agent's index, opened on first use.
+    pub fn get(
+        &self,
+        config: &Config,
+        agent_id: &str,
+        workspace: &Path,
+        http: impl FnOnce() -> reqwest::Client,
+    ) -> Result<Arc<MemoryIndex>, MemoryError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((index, _)) = open.get(agent_id) {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(open_index(config, agent_id, workspace, http())?);
+        open.insert(agent_id.to_string(), (index.clone(), None));
+        Ok(index)
+    }
+
+    /// Syncs the agent's index when its last sync is older than [`STALE_AFTER`].
+    pub async fn refresh(&self, agent_id: &str, index: &MemoryIndex) -> Result<(), MemoryError> {
+        let stale = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.get(agent_id).and_then(|(_, at)| *at).is_none_or(|at| at.elapsed() >= STALE_AFTER)
+        };
+        if stale {
+            let report = index.sync(false, &|_| {}).await?;
+            if let Some(e) = &report.embed_error {
+                tracing::warn!(agent = agent_id, error = %e, "memory embeddings failed; search falls back to text for the chunks without vectors");
+            }
+            if let Some((_, at)) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get_mut(agent_id) {
+                *at = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+}

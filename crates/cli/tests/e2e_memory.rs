@@ -1,0 +1,106 @@
+//! End to end: `clawline memory index|status|search` on a real state directory — text-only with
+//! its reason when no embedder is set up, hybrid against the embeddings twin, an embedding
+//! failure reported with exit code 1 while search goes on, and a bad `memory.search` key named
+//! with its file and line.
+
+mod common;
+
+use clawline_testkit::embeddings_server::{Dialect, EmbeddingsServer};
+use clawline_testkit::model_server::{Api, ModelServer};
+use common::*;
+use serde_json::Value;
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+fn memory_files(dir: &std::path::Path) {
+    let ws = dir.join("workspace");
+    std::fs::create_dir_all(ws.join("memory")).unwrap();
+    std::fs::write(ws.join("MEMORY.md"), "# Household\nThe boiler service is due every October.\n").unwrap();
+    std::fs::write(ws.join("memory/2026-11-20.md"), "Booked the boiler engineer for 3 November.\n").unwrap();
+    std::fs::write(ws.join("memory/scan.md"), b"\x00\x01binary").unwrap();
+}
+
+#[tokio::test]
+async fn text_only_index_status_and_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    memory_files(dir.path());
+
+    let out = cli(dir.path(), &["memory", "index"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("2 changed"), "{text}");
+    assert!(text.contains("skipped memory/scan.md — is binary"), "{text}");
+
+    let status = json(&cli(dir.path(), &["memory", "status", "--json"]).await);
+    let s = &status["status"];
+    assert_eq!(s["mode"], "text-only");
+    assert!(s["reason"].as_str().unwrap().contains("OPENAI_API_KEY"), "{s}");
+    assert_eq!((s["files"].as_u64(), s["vectors"].as_u64()), (Some(2), Some(0)), "MEMORY.md and the note");
+
+    let found = json(&cli(dir.path(), &["memory", "search", "when is the boiler engineer coming?", "--json"]).await);
+    assert_eq!(found["results"][0]["path"], "memory/2026-11-20.md", "{found}");
+    let human = stdout(&cli(dir.path(), &["memory", "search", "boiler"]).await);
+    assert!(human.starts_with("Search: text-only"), "{human}");
+
+    // The gateway's state directory stays private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("memory")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+}
+
+#[tokio::test]
+async fn hybrid_with_an_embedding_api_and_a_failure_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let emb = EmbeddingsServer::start(Some("emb-e2e-key-0123"), Dialect::OpenAi, 24).await;
+    let extra = format!(
+        r#"memory: {{ search: {{ provider: "openai-compatible", model: "e2e-embed",
+             remote: {{ baseUrl: "{}/v1", apiKey: "${{EMB_KEY}}" }} }} }},"#,
+        emb.base_url()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    memory_files(dir.path());
+    let env = [("EMB_KEY", "emb-e2e-key-0123")];
+
+    let out = cli_env(dir.path(), &["memory", "index", "--json"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["report"]["embedded"], 2, "{report}");
+    let status = json(&cli_env(dir.path(), &["memory", "status", "--json"], &env).await);
+    assert_eq!(status["status"]["mode"], "hybrid", "{status}");
+    assert_eq!((status["status"]["dims"].as_u64(), status["status"]["vectors"].as_u64()), (Some(24), Some(2)));
+    let found = json(&cli_env(dir.path(), &["memory", "search", "boiler service October", "--json"], &env).await);
+    assert_eq!(found["mode"]["mode"], "hybrid");
+    assert_eq!(found["results"][0]["path"], "MEMORY.md", "{found}");
+
+    // The provider fails: the new note stays text-only, the command says so and exits 1.
+    std::fs::write(dir.path().join("workspace/memory/2026-11-29.md"), "Engineer confirmed by email.\n").unwrap();
+    for _ in 0..3 {
+        emb.fail_next(500, None);
+    }
+    let out = cli_env(dir.path(), &["memory", "index"], &env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("embedding failed") && stderr(&out).contains("HTTP 500"), "{}", stderr(&out));
+    let found = json(&cli_env(dir.path(), &["memory", "search", "engineer confirmed email", "--json"], &env).await);
+    assert!(found["results"].as_array().unwrap().iter().any(|r| r["path"] == "memory/2026-11-29.md"), "{found}");
+    assert!(!stdout(&out).contains("emb-e2e-key-0123") && !stderr(&out).contains("emb-e2e-key-0123"));
+}
+
+#[tokio::test]
+async fn a_bad_memory_setting_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    write_config(dir.path(), &server, Api::OpenAi, "memory: { search: { query: { minScore: 1.5 } } },");
+    let out = cli(dir.path(), &["memory", "status"]).await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("memory.search.query.minScore") && err.contains("clawline.json:"), "{err}");
+    assert!(err.contains("from 0 to 1"), "{err}");
+}

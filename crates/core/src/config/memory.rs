@@ -1,0 +1,278 @@
+//! `memory.search` resolved: ranking knobs checked, and which embedding API (if any) the index
+//! will use, with the reason when there is none.
+//!
+//! `provider: auto` (the default) picks the first remote provider whose key is known — OpenAI,
+//! Gemini, Voyage, Mistral, from `models.providers.<id>` or `<ID>_API_KEY` — and otherwise
+//! leaves search text-only, saying so. A named provider without a key is also text-only with the
+//! reason, not an error: the gateway must start, and `clawline memory status` tells the truth.
+//! Unknown names, out-of-range numbers and unknown sources are config errors at their key.
+//!
+//! This file is pure: the environment comes through the resolver.
+
+use std::collections::BTreeMap;
+
+use super::resolve::{Issue, ProviderSettings, Resolver, issue};
+use super::schema::MemorySearchFile;
+use crate::secret::SecretString;
+
+/// The embedding wire formats the memory index can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingApiKind {
+    OpenAi,
+    Voyage,
+    Mistral,
+    Gemini,
+    Ollama,
+}
+
+/// A remote embedding endpoint, ready to call.
+#[derive(Debug, Clone)]
+pub struct EmbeddingTarget {
+    /// `openai`, `gemini`, `voyage`, `mistral`, `ollama`, `openai-compatible`.
+    pub provider: String,
+    pub api: EmbeddingApiKind,
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+    pub model: String,
+    pub dimensions: Option<usize>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How memory is indexed and searched.
+#[derive(Debug, Clone)]
+pub struct MemorySettings {
+    pub enabled: bool,
+    /// The embedder, or `Err(reason)` when search is text-only.
+    pub embedding: Result<EmbeddingTarget, String>,
+    pub index_sessions: bool,
+    pub extra_paths: Vec<String>,
+    pub max_results: usize,
+    pub min_score: f64,
+    pub vector_weight: f64,
+    pub text_weight: f64,
+    pub candidate_multiplier: usize,
+    pub mmr_lambda: Option<f64>,
+    pub half_life_days: Option<f64>,
+    pub tokenizer: String,
+    pub cache_max_entries: usize,
+}
+
+const PROVIDERS: &[&str] =
+    &["auto", "none", "local", "openai", "gemini", "voyage", "mistral", "ollama", "openai-compatible"];
+
+/// `(api, default base URL, default model, key variable, chat provider whose key is shared)`.
+fn defaults(name: &str) -> Option<(EmbeddingApiKind, &'static str, &'static str, &'static str, &'static str)> {
+    Some(match name {
+        "openai" => (
+            EmbeddingApiKind::OpenAi,
+            "https://api.openai.com/v1",
+            "text-embedding-3-small",
+            "OPENAI_API_KEY",
+            "openai",
+        ),
+        "gemini" => (
+            EmbeddingApiKind::Gemini,
+            "https://generativelanguage.googleapis.com/v1beta",
+            "gemini-embedding-001",
+            "GEMINI_API_KEY",
+            "google",
+        ),
+        "voyage" => (EmbeddingApiKind::Voyage, "https://api.voyageai.com/v1", "voyage-3.5", "VOYAGE_API_KEY", "voyage"),
+        "mistral" => {
+            (EmbeddingApiKind::Mistral, "https://api.mistral.ai/v1", "mistral-embed", "MISTRAL_API_KEY", "mistral")
+        }
+        "ollama" => (EmbeddingApiKind::Ollama, "http://127.0.0.1:11434", "nomic-embed-text", "", "ollama"),
+        "openai-compatible" => (EmbeddingApiKind::OpenAi, "", "", "", ""),
+        _ => return None,
+    })
+}
+
+impl Resolver<'_> {
+    pub(crate) fn memory(
+        &self,
+        m: &MemorySearchFile,
+        providers: &BTreeMap<String, ProviderSettings>,
+        issues: &mut Vec<Issue>,
+    ) -> MemorySettings {
+        let q = &m.query;
+        let h = &q.hybrid;
+        let unit = |path: &str, v: Option<f64>, default: f64, issues: &mut Vec<Issue>| -> f64 {
+            let v = v.unwrap_or(default);
+            if !(0.0..=1.0).contains(&v) {
+                issues.push(issue(path, format!("{v} is out of range"), Some("use a number from 0 to 1".into())));
+                return default;
+            }
+            v
+        };
+        let vector_weight = unit("memory.search.query.hybrid.vectorWeight", h.vector_weight, 0.7, issues);
+        let text_weight = unit("memory.search.query.hybrid.textWeight", h.text_weight, 0.3, issues);
+        if vector_weight + text_weight == 0.0 {
+            issues.push(issue(
+                "memory.search.query.hybrid",
+                "vectorWeight and textWeight are both 0, so every result would score 0",
+                Some("give at least one of them a weight above 0".into()),
+            ));
+        }
+        let min_score = unit("memory.search.query.minScore", q.min_score, 0.35, issues);
+        let max_results = q.max_results.unwrap_or(6);
+        if !(1..=100).contains(&max_results) {
+            issues.push(issue(
+                "memory.search.query.maxResults",
+                format!("{max_results} is out of range"),
+                Some("use 1 to 100".into()),
+            ));
+        }
+        let candidate_multiplier = h.candidate_multiplier.unwrap_or(4);
+        if !(1..=50).contains(&candidate_multiplier) {
+            issues.push(issue(
+                "memory.search.query.hybrid.candidateMultiplier",
+                format!("{candidate_multiplier} is out of range"),
+                Some("use 1 to 50".into()),
+            ));
+        }
+        let lambda = unit("memory.search.query.hybrid.mmr.lambda", h.mmr.lambda, 0.7, issues);
+        let half_life = h.temporal_decay.half_life_days.unwrap_or(30.0);
+        if !(half_life > 0.0 && half_life.is_finite()) {
+            issues.push(issue(
+                "memory.search.query.hybrid.temporalDecay.halfLifeDays",
+                format!("{half_life} is not a positive number of days"),
+                None,
+            ));
+        }
+        let tokenizer = m.store.fts.tokenizer.clone().unwrap_or_else(|| "unicode61".into());
+        if tokenizer != "unicode61" && tokenizer != "trigram" {
+            issues.push(issue(
+                "memory.search.store.fts.tokenizer",
+                format!("`{tokenizer}` is not a tokenizer clawline has"),
+                Some("use \"unicode61\" or \"trigram\"".into()),
+            ));
+        }
+        let sources = m.sources.clone().unwrap_or_else(|| vec!["memory".into()]);
+        for (i, s) in sources.iter().enumerate() {
+            if s != "memory" && s != "sessions" {
+                issues.push(issue(
+                    format!("memory.search.sources[{i}]"),
+                    format!("`{s}` is not a memory source"),
+                    Some("use \"memory\" and/or \"sessions\"".into()),
+                ));
+            }
+        }
+        let hybrid_on = h.enabled.unwrap_or(true);
+        let embedding = if hybrid_on {
+            self.embedding(m, providers, issues)
+        } else {
+            Err("hybrid search is off (memory.search.query.hybrid.enabled: false)".into())
+        };
+        MemorySettings {
+            enabled: m.enabled.unwrap_or(true),
+            embedding,
+            index_sessions: sources.iter().any(|s| s == "sessions"),
+            extra_paths: m.extra_paths.clone(),
+            max_results,
+            min_score,
+            vector_weight,
+            text_weight,
+            candidate_multiplier,
+            mmr_lambda: h.mmr.enabled.unwrap_or(true).then_some(lambda),
+            half_life_days: h.temporal_decay.enabled.unwrap_or(true).then_some(half_life),
+            tokenizer,
+            cache_max_entries: if m.cache.enabled.unwrap_or(true) { m.cache.max_entries.unwrap_or(50_000) } else { 0 },
+        }
+    }
+
+    fn embedding(
+        &self,
+        m: &MemorySearchFile,
+        providers: &BTreeMap<String, ProviderSettings>,
+        issues: &mut Vec<Issue>,
+    ) -> Result<EmbeddingTarget, String> {
+        let name = m.provider.clone().unwrap_or_else(|| "auto".into());
+        if !PROVIDERS.contains(&name.as_str()) {
+            issues.push(issue(
+                "memory.search.provider",
+                format!("`{name}` is not an embedding provider"),
+                Some(format!("use one of: {}", PROVIDERS.join(", "))),
+            ));
+            return Err(format!("`{name}` is not an embedding provider"));
+        }
+        if let Some(f) = &m.fallback
+            && f != "none"
+            && defaults(f).is_none()
+        {
+            issues.push(issue(
+                "memory.search.fallback",
+                format!("`{f}` is not a remote embedding provider"),
+                Some("use openai, gemini, voyage, mistral, ollama, openai-compatible or none".into()),
+            ));
+        }
+        let remote_key = m
+            .remote
+            .as_ref()
+            .and_then(|r| r.api_key.as_ref())
+            .and_then(|k| self.secret(k, "memory.search.remote.apiKey", issues));
+        let first = match name.as_str() {
+            "none" => return Err("memory.search.provider is \"none\": search uses text only".into()),
+            "local" => Err(
+                "local embeddings are not built into this clawline yet; search uses text only (set memory.search.provider to a remote provider for vectors)".to_string(),
+            ),
+            "auto" => {
+                let found = ["openai", "gemini", "voyage", "mistral"]
+                    .into_iter()
+                    .find_map(|p| self.target(p, m, providers, remote_key.clone()).ok());
+                found.ok_or_else(|| {
+                    "no embedding provider is set up: export OPENAI_API_KEY, GEMINI_API_KEY, VOYAGE_API_KEY or MISTRAL_API_KEY, or set memory.search.provider; search uses text only".to_string()
+                })
+            }
+            p => self.target(p, m, providers, remote_key.clone()),
+        };
+        match (first, m.fallback.as_deref()) {
+            (Ok(t), _) => Ok(t),
+            (Err(why), Some(f)) if f != "none" => self
+                .target(f, m, providers, remote_key)
+                .map_err(|fallback| format!("{why}; the fallback failed too: {fallback}")),
+            (Err(why), _) => Err(why),
+        }
+    }
+
+    /// The endpoint for a named remote provider, or why it cannot be used.
+    fn target(
+        &self,
+        name: &str,
+        m: &MemorySearchFile,
+        providers: &BTreeMap<String, ProviderSettings>,
+        remote_key: Option<SecretString>,
+    ) -> Result<EmbeddingTarget, String> {
+        let (api, base, model, var, chat) =
+            defaults(name).ok_or_else(|| format!("`{name}` is not a remote embedding provider"))?;
+        let remote = m.remote.as_ref();
+        let shared = providers.get(chat);
+        let base_url = remote
+            .and_then(|r| r.base_url.clone())
+            .or_else(|| shared.filter(|_| name != "openai-compatible").map(|p| p.base_url.clone()))
+            .unwrap_or_else(|| base.to_string());
+        if base_url.is_empty() {
+            return Err("memory.search.provider \"openai-compatible\" needs memory.search.remote.baseUrl".into());
+        }
+        let api_key = remote_key.or_else(|| shared.and_then(|p| p.api_key.clone())).or_else(|| {
+            (!var.is_empty()).then(|| (self.env)(var)).flatten().filter(|v| !v.is_empty()).map(SecretString::new)
+        });
+        if api_key.is_none() && !matches!(name, "ollama" | "openai-compatible") {
+            return Err(format!(
+                "{name} embeddings need a key: export {var} or set memory.search.remote.apiKey; search uses text only"
+            ));
+        }
+        let model = m.model.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| model.to_string());
+        if model.is_empty() {
+            return Err("memory.search.provider \"openai-compatible\" needs memory.search.model".into());
+        }
+        Ok(EmbeddingTarget {
+            provider: name.to_string(),
+            api,
+            base_url,
+            api_key,
+            model,
+            dimensions: m.dimensions,
+            headers: remote.map(|r| r.headers.clone()).unwrap_or_default(),
+        })
+    }
+}
