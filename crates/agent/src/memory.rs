@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clawline_core::config::Config;
-use clawline_core::config::memory::{EmbeddingApiKind, EmbeddingTarget, MemorySettings};
+use clawline_core::config::memory::{Embedding, EmbeddingApiKind, EmbeddingTarget, MemorySettings};
 use clawline_memory::MemoryError;
 use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
 use clawline_memory::index::{MemoryIndex, Settings};
@@ -114,10 +114,93 @@ pub fn open_index(
 ) -> Result<MemoryIndex, MemoryError> {
     let m = &config.memory;
     let (embedder, why): (Option<Arc<dyn Embedder>>, String) = match &m.embedding {
-        Ok(target) => (Some(Arc::new(RemoteEmbedder::new(target, http))), String::new()),
+        Ok(Embedding::Remote(target)) => (Some(Arc::new(RemoteEmbedder::new(target, http))), String::new()),
+        Ok(Embedding::Local { model }) => local_embedder(model),
         Err(why) => (None, why.clone()),
     };
     MemoryIndex::open(&index_path(&config.state_dir, agent_id), workspace, index_settings(m), embedder, why)
+}
+
+#[cfg(feature = "local-embeddings")]
+fn local_embedder(model: &Path) -> (Option<Arc<dyn Embedder>>, String) {
+    (Some(shared_local(model)), String::new())
+}
+
+#[cfg(not(feature = "local-embeddings"))]
+fn local_embedder(model: &Path) -> (Option<Arc<dyn Embedder>>, String) {
+    (
+        None,
+        format!(
+            "memory.search.model {} is a local model, but this clawline was built without local embeddings (cargo feature `local-embeddings`); search uses text only",
+            model.display()
+        ),
+    )
+}
+
+/// One loaded copy of each local model for the whole process (the weights are large).
+#[cfg(feature = "local-embeddings")]
+fn shared_local(model: &Path) -> Arc<dyn Embedder> {
+    use std::sync::OnceLock;
+    static MODELS: OnceLock<Mutex<HashMap<PathBuf, Arc<LazyLocal>>>> = OnceLock::new();
+    let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    models
+        .entry(model.to_path_buf())
+        .or_insert_with(|| {
+            let name = clawline_memory::local::model_dir(model)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "local".into());
+            Arc::new(LazyLocal { path: model.to_path_buf(), name, loaded: tokio::sync::OnceCell::new() })
+        })
+        .clone()
+}
+
+/// A local model loaded on its first use, so opening an index (at a run's start) stays cheap.
+#[cfg(feature = "local-embeddings")]
+struct LazyLocal {
+    path: PathBuf,
+    name: String,
+    loaded: tokio::sync::OnceCell<Result<clawline_memory::local::LocalEmbedder, String>>,
+}
+
+#[cfg(feature = "local-embeddings")]
+impl Embedder for LazyLocal {
+    fn provider(&self) -> &str {
+        "local"
+    }
+
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    fn max_batch(&self) -> usize {
+        64
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
+        Box::pin(async move {
+            let loaded = self
+                .loaded
+                .get_or_init(|| async {
+                    let path = self.path.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let started = Instant::now();
+                        let m = clawline_memory::local::LocalEmbedder::load(&path).map_err(|e| e.to_string());
+                        if m.is_ok() {
+                            tracing::info!(model = %path.display(), ms = started.elapsed().as_millis() as u64, "loaded the local embedding model");
+                        }
+                        m
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+                })
+                .await;
+            match loaded {
+                Ok(m) => m.embed(texts, purpose).await,
+                Err(e) => Err(EmbedError { provider: "local".into(), model: self.name.clone(), message: e.clone() }),
+            }
+        })
+    }
 }
 
 /// An open index and when it last synced.

@@ -104,3 +104,46 @@ async fn a_bad_memory_setting_is_named_with_its_line() {
     assert!(err.contains("memory.search.query.minScore") && err.contains("clawline.json:"), "{err}");
     assert!(err.contains("from 0 to 1"), "{err}");
 }
+
+/// The model folder `scripts/local-embeddings` unpacked, or `None` when the lane may be skipped.
+fn local_model() -> Option<String> {
+    let env = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/local-embeddings/env");
+    let text = std::fs::read_to_string(&env).unwrap_or_default();
+    match text.lines().find_map(|l| l.strip_prefix("MINILM_DIR=")) {
+        Some(dir) if std::path::Path::new(dir).join("model.safetensors").is_file() => Some(dir.to_string()),
+        _ if std::env::var("CLAWLINE_SKIP_LOCAL_EMBEDDINGS").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "target/local-embeddings/env is missing: run scripts/local-embeddings, or set CLAWLINE_SKIP_LOCAL_EMBEDDINGS=1"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn local_embeddings_in_process() {
+    let Some(model) = local_model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    write_config(
+        dir.path(),
+        &server,
+        Api::OpenAi,
+        &format!(r#"memory: {{ search: {{ provider: "local", model: "{model}", query: {{ minScore: 0.2 }} }} }},"#),
+    );
+    memory_files(dir.path());
+    let out = cli(dir.path(), &["memory", "index", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["report"]["embedded"], 2);
+    let status = json(&cli(dir.path(), &["memory", "status", "--json"]).await);
+    let s = &status["status"];
+    assert_eq!(
+        (s["mode"].as_str(), s["provider"].as_str(), s["dims"].as_u64()),
+        (Some("hybrid"), Some("local"), Some(384)),
+        "{s}"
+    );
+    // "heating" appears nowhere: the vectors find the boiler notes (a small model's cosines for
+    // a paraphrase are around 0.3, hence the lower threshold).
+    let found = json(&cli(dir.path(), &["memory", "search", "when does the heating get checked", "--json"]).await);
+    assert_eq!(found["mode"]["mode"], "hybrid");
+    let first = found["results"][0]["path"].as_str().unwrap();
+    assert!(first == "MEMORY.md" || first == "memory/2026-11-20.md", "{found}");
+}

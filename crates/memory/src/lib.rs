@@ -8,6 +8,7 @@
 //! - [`db`]: the index's schema and sqlite-vec.
 //! - [`scoring`]: merging vector and text hits, decay, MMR, thresholds.
 //! - [`index`]: [`index::MemoryIndex`] — sync, search, get, status.
+//! - `local` (feature `local`): embeddings computed in this process by a BERT-family model.
 //!
 //! Nothing here talks to the network; embedders are given to the index.
 
@@ -16,6 +17,8 @@ pub mod db;
 pub mod embed;
 mod error;
 pub mod index;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod scoring;
 pub mod sources;
 

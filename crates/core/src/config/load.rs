@@ -399,6 +399,7 @@ mod tests {
 
     #[test]
     fn memory_search_defaults_providers_and_errors() {
+        use crate::config::memory::Embedding;
         // Nothing set up: text-only, and the reason says what to do.
         let m = load_with("{}", &[]).unwrap().config.memory;
         assert!(m.enabled);
@@ -408,7 +409,7 @@ mod tests {
 
         // auto: the first provider with a key.
         let m = load_with("{}", &[("VOYAGE_API_KEY", "pa-voyage-key")]).unwrap().config.memory;
-        let t = m.embedding.unwrap();
+        let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
         assert_eq!((t.provider.as_str(), t.model.as_str()), ("voyage", "voyage-3.5"));
         assert_eq!(t.base_url, "https://api.voyageai.com/v1");
 
@@ -422,10 +423,19 @@ mod tests {
         .unwrap()
         .config
         .memory;
-        assert_eq!(m.embedding.unwrap().base_url, "http://127.0.0.1:8080/v1");
+        let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
+        assert_eq!(t.base_url, "http://127.0.0.1:8080/v1");
         let m =
             load_with("{ memory: { search: { provider: 'local', fallback: 'ollama' } } }", &[]).unwrap().config.memory;
-        assert_eq!(m.embedding.unwrap().provider, "ollama", "the fallback is used when the first cannot be");
+        let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
+        assert_eq!(t.provider, "ollama", "the fallback is used when the first cannot be");
+        let m = load_with("{ memory: { search: { provider: 'local', model: '/nowhere/minilm' } } }", &[])
+            .unwrap()
+            .config
+            .memory;
+        assert!(m.embedding.unwrap_err().contains("is not a model folder"));
+        let m = load_with("{ memory: { search: { model: 'minilm' } } }", &[]).unwrap().config.memory;
+        assert!(m.embedding.unwrap_err().contains("no embedding provider"), "auto without a model folder or key");
 
         let e = first_error("{ memory: { search: { provider: 'cohere' } } }", &[]);
         assert_eq!(e.path, "memory.search.provider");

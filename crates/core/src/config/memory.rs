@@ -1,15 +1,17 @@
 //! `memory.search` resolved: ranking knobs checked, and which embedding API (if any) the index
 //! will use, with the reason when there is none.
 //!
-//! `provider: auto` (the default) picks the first remote provider whose key is known — OpenAI,
-//! Gemini, Voyage, Mistral, from `models.providers.<id>` or `<ID>_API_KEY` — and otherwise
-//! leaves search text-only, saying so. A named provider without a key is also text-only with the
+//! `provider: auto` (the default) picks a local model when `memory.search.model` is a model
+//! folder, else the first remote provider whose key is known — OpenAI, Gemini, Voyage, Mistral,
+//! from `models.providers.<id>` or `<ID>_API_KEY` — and otherwise leaves search text-only,
+//! saying so. A named provider without a key is also text-only with the
 //! reason, not an error: the gateway must start, and `clawline memory status` tells the truth.
 //! Unknown names, out-of-range numbers and unknown sources are config errors at their key.
 //!
 //! This file is pure: the environment comes through the resolver.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::resolve::{Issue, ProviderSettings, Resolver, issue};
 use super::schema::MemorySearchFile;
@@ -38,12 +40,22 @@ pub struct EmbeddingTarget {
     pub headers: BTreeMap<String, String>,
 }
 
+/// What computes the embeddings.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Remote(EmbeddingTarget),
+    /// A model folder (or its `model.safetensors`) run in this process.
+    Local {
+        model: PathBuf,
+    },
+}
+
 /// How memory is indexed and searched.
 #[derive(Debug, Clone)]
 pub struct MemorySettings {
     pub enabled: bool,
     /// The embedder, or `Err(reason)` when search is text-only.
-    pub embedding: Result<EmbeddingTarget, String>,
+    pub embedding: Result<Embedding, String>,
     pub index_sessions: bool,
     pub extra_paths: Vec<String>,
     pub max_results: usize,
@@ -185,7 +197,7 @@ impl Resolver<'_> {
         m: &MemorySearchFile,
         providers: &BTreeMap<String, ProviderSettings>,
         issues: &mut Vec<Issue>,
-    ) -> Result<EmbeddingTarget, String> {
+    ) -> Result<Embedding, String> {
         let name = m.provider.clone().unwrap_or_else(|| "auto".into());
         if !PROVIDERS.contains(&name.as_str()) {
             issues.push(issue(
@@ -212,25 +224,50 @@ impl Resolver<'_> {
             .and_then(|k| self.secret(k, "memory.search.remote.apiKey", issues));
         let first = match name.as_str() {
             "none" => return Err("memory.search.provider is \"none\": search uses text only".into()),
-            "local" => Err(
-                "local embeddings are not built into this clawline yet; search uses text only (set memory.search.provider to a remote provider for vectors)".to_string(),
-            ),
-            "auto" => {
+            "local" => self.local(m),
+            "auto" => self.local(m).or_else(|_| {
                 let found = ["openai", "gemini", "voyage", "mistral"]
                     .into_iter()
                     .find_map(|p| self.target(p, m, providers, remote_key.clone()).ok());
-                found.ok_or_else(|| {
-                    "no embedding provider is set up: export OPENAI_API_KEY, GEMINI_API_KEY, VOYAGE_API_KEY or MISTRAL_API_KEY, or set memory.search.provider; search uses text only".to_string()
+                found.map(Embedding::Remote).ok_or_else(|| {
+                    "no embedding provider is set up: export OPENAI_API_KEY, GEMINI_API_KEY, VOYAGE_API_KEY or MISTRAL_API_KEY, set memory.search.model to a local model folder, or set memory.search.provider; search uses text only".to_string()
                 })
-            }
-            p => self.target(p, m, providers, remote_key.clone()),
+            }),
+            p => self.target(p, m, providers, remote_key.clone()).map(Embedding::Remote),
         };
         match (first, m.fallback.as_deref()) {
             (Ok(t), _) => Ok(t),
             (Err(why), Some(f)) if f != "none" => self
                 .target(f, m, providers, remote_key)
+                .map(Embedding::Remote)
                 .map_err(|fallback| format!("{why}; the fallback failed too: {fallback}")),
             (Err(why), _) => Err(why),
+        }
+    }
+
+    /// A local model folder named by `memory.search.model` (relative to the config's folder).
+    fn local(&self, m: &MemorySearchFile) -> Result<Embedding, String> {
+        let Some(raw) = m.model.as_deref().filter(|s| !s.is_empty()) else {
+            return Err("memory.search.provider \"local\" needs memory.search.model: a folder with config.json, tokenizer.json and model.safetensors (see the README for all-MiniLM-L6-v2)".into());
+        };
+        if raw.starts_with("hf:") {
+            return Err(format!(
+                "`{raw}`: downloading models (hf:) is not supported yet; download the files and set memory.search.model to their folder"
+            ));
+        }
+        let path = self.path(raw);
+        let dir = if path.extension().is_some_and(|e| e == "safetensors") {
+            path.parent().map(PathBuf::from).unwrap_or_default()
+        } else {
+            path.clone()
+        };
+        match (self.read_file)(&dir.join("config.json")) {
+            Ok(_) => Ok(Embedding::Local { model: path }),
+            Err(e) => Err(format!(
+                "memory.search.model {} is not a model folder ({}/config.json: {e})",
+                path.display(),
+                dir.display()
+            )),
         }
     }
 

@@ -327,7 +327,7 @@ impl Resolver<'_> {
         self.presets.iter().find(|p| p.id == id)
     }
 
-    fn path(&self, raw: &str) -> PathBuf {
+    pub(crate) fn path(&self, raw: &str) -> PathBuf {
         if let Some(rest) = raw.strip_prefix("~/")
             && let Some(home) = (self.env)("HOME")
         {
