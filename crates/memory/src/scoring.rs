@@ -106,12 +106,35 @@ pub fn query_words(query: &str) -> HashSet<String> {
     if content.is_empty() { all } else { content }
 }
 
-fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+/// A text's words as sorted, distinct hashes: a compact set for fast Jaccard similarity.
+fn word_hashes(text: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = words(text)
+        .iter()
+        .map(|w| w.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// |a ∩ b| / |a ∪ b| of two sorted, distinct lists.
+fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 0.0;
     }
-    let inter = a.intersection(b).count() as f64;
-    inter / a.union(b).count() as f64
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    inter as f64 / (a.len() + b.len() - inter) as f64
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -156,7 +179,7 @@ pub fn decay(path: &str, now_ms: i64, half_life_days: f64) -> f64 {
 pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, hybrid: bool) -> Vec<Scored> {
     let query_words = query_words(query);
     let best_text = candidates.iter().filter_map(|c| c.bm25.map(text_score)).fold(0.0, f64::max);
-    let mut scored: Vec<(Scored, HashSet<String>)> = candidates
+    let mut scored: Vec<(Scored, Vec<u64>)> = candidates
         .into_iter()
         .map(|c| {
             let text = c.bm25.map(text_score).unwrap_or(0.0);
@@ -168,9 +191,12 @@ pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, h
                 0.0
             };
             let score = r.half_life_days.map_or(base, |h| base * decay(&c.path, now_ms, h));
-            let w = words(&c.text);
-            let exact = !query_words.is_empty() && query_words.iter().all(|q| w.contains(q));
-            (Scored { candidate: c, score, exact }, w)
+            let exact = !query_words.is_empty() && {
+                let w = words(&c.text);
+                query_words.iter().all(|q| w.contains(q))
+            };
+            let hashes = word_hashes(&c.text);
+            (Scored { candidate: c, score, exact }, hashes)
         })
         .collect();
     scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then(a.0.candidate.id.cmp(&b.0.candidate.id)));
@@ -181,23 +207,29 @@ pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, h
     ordered.into_iter().filter(|s| s.exact || s.score >= r.min_score).take(r.max_results).collect()
 }
 
-/// Maximal marginal relevance re-ordering of score-sorted items.
-fn mmr(mut pool: Vec<(Scored, HashSet<String>)>, lambda: f64) -> Vec<Scored> {
-    let mut picked: Vec<(Scored, HashSet<String>)> = Vec::with_capacity(pool.len());
+/// Maximal marginal relevance re-ordering of score-sorted items. Each item's similarity to the
+/// picks so far is kept up to date with the newest pick only, so the work is quadratic, not cubic.
+fn mmr(mut pool: Vec<(Scored, Vec<u64>)>, lambda: f64) -> Vec<Scored> {
+    let mut nearest = vec![0.0f64; pool.len()];
+    let mut picked: Vec<Scored> = Vec::with_capacity(pool.len());
     while !pool.is_empty() {
         let mut best = 0;
         let mut best_value = f64::NEG_INFINITY;
-        for (i, (s, w)) in pool.iter().enumerate() {
-            let similarity = picked.iter().map(|(_, pw)| jaccard(w, pw)).fold(0.0, f64::max);
-            let value = lambda * s.score - (1.0 - lambda) * similarity;
+        for (i, (s, _)) in pool.iter().enumerate() {
+            let value = lambda * s.score - (1.0 - lambda) * nearest[i];
             if value > best_value {
                 best_value = value;
                 best = i;
             }
         }
-        picked.push(pool.remove(best));
+        let (item, words) = pool.remove(best);
+        nearest.remove(best);
+        for (i, (_, w)) in pool.iter().enumerate() {
+            nearest[i] = nearest[i].max(jaccard(w, &words));
+        }
+        picked.push(item);
     }
-    picked.into_iter().map(|(s, _)| s).collect()
+    picked
 }
 
 #[cfg(test)]

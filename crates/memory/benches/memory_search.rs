@@ -1,0 +1,220 @@
+//! Memory benchmarks: hybrid search latency over 10,000 and 100,000 chunks (p50/p95/p99 over
+//! 300 queries, then divan's statistics), and indexing throughput of the local model.
+//!
+//!     cargo bench -p clawline-memory --features local --bench memory_search
+//!
+//! The corpus is synthetic: chunks of 60 words drawn from a 20,000-word vocabulary with a
+//! Zipf skew (so BM25 has common and rare terms to work with), each with a random unit vector
+//! of 384 dimensions (all-MiniLM-L6-v2's size). Queries are three words from outside the 200
+//! most common ones, as a real query is once its function words are dropped. Query embedding is
+//! a hash (a real model adds its own time, measured separately below), so the figures are the
+//! index's. The text-only line is the same index searched without vectors, so the difference
+//! is the vector leg.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use clawline_memory::db;
+use clawline_memory::embed::{EmbedFuture, Embedder, Purpose, normalized};
+use clawline_memory::index::{MemoryIndex, Settings};
+use rusqlite::params;
+
+const DIMS: usize = 384;
+
+/// A small deterministic generator (xorshift64*), so every run builds the same corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// A word index skewed toward small numbers (common words).
+    fn zipf(&mut self, n: usize) -> usize {
+        ((n as f64).powf(self.unit()) as usize).saturating_sub(1).min(n - 1)
+    }
+    fn vector(&mut self) -> Vec<f32> {
+        normalized(&(0..DIMS).map(|_| (self.unit() - 0.5) as f32).collect::<Vec<_>>())
+    }
+}
+
+fn word(i: usize) -> String {
+    const SYL: [&str; 16] =
+        ["ka", "lo", "mi", "ru", "te", "sa", "no", "vi", "de", "po", "zu", "ha", "ri", "go", "be", "fa"];
+    let mut s = String::new();
+    let mut n = i + 1;
+    while n > 0 {
+        s.push_str(SYL[n % 16]);
+        n /= 16;
+    }
+    s
+}
+
+/// The query embedder: a unit vector from the text's hash.
+struct HashEmbedder;
+
+impl Embedder for HashEmbedder {
+    fn provider(&self) -> &str {
+        "bench"
+    }
+    fn model(&self) -> &str {
+        "hash"
+    }
+    fn embed<'a>(&'a self, texts: &'a [String], _: Purpose) -> EmbedFuture<'a> {
+        Box::pin(async move {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let seed = t
+                        .bytes()
+                        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+                    Rng(seed | 1).vector()
+                })
+                .collect())
+        })
+    }
+}
+
+const VOCAB: usize = 20_000;
+
+/// Builds the corpus into `path` (once per size) and opens it as a hybrid or a text-only index.
+fn build(n: usize, hybrid: bool) -> MemoryIndex {
+    let path = std::env::temp_dir().join(format!("clawline-bench-memory-{n}-{}.sqlite", std::process::id()));
+    if !path.exists() {
+        fill(&path, n);
+    }
+    let embedder: Option<Arc<dyn Embedder>> = if hybrid { Some(Arc::new(HashEmbedder)) } else { None };
+    MemoryIndex::open(&path, &std::env::temp_dir(), Settings::default(), embedder, "text-only run").expect("open")
+}
+
+fn fill(path: &std::path::Path, n: usize) {
+    let conn = db::open(path, "unicode61").expect("index");
+    db::ensure_vector_table(&conn, "bench/hash", DIMS).expect("vec table");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    conn.execute_batch("BEGIN").unwrap();
+    {
+        let mut chunk = conn
+            .prepare("INSERT INTO chunks(id, path, source, start_line, end_line, hash, text, updated_at) VALUES (?1, ?2, 'memory', 1, 10, ?3, ?4, 0)")
+            .unwrap();
+        let mut fts = conn.prepare("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)").unwrap();
+        let mut vec = conn.prepare("INSERT INTO chunks_vec(rowid, embedding) VALUES (?1, ?2)").unwrap();
+        for id in 1..=n as i64 {
+            let text: Vec<String> = (0..60).map(|_| word(rng.zipf(VOCAB))).collect();
+            let text = text.join(" ");
+            let path = format!("memory/note-{}.md", id / 8);
+            chunk.execute(params![id, path, format!("h{id}"), text]).unwrap();
+            fts.execute(params![id, text]).unwrap();
+            vec.execute(params![id, db::vector_blob(&rng.vector())]).unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+fn queries(count: usize) -> Vec<String> {
+    let mut rng = Rng(42);
+    (0..count).map(|_| (0..3).map(|_| word(200 + rng.zipf(VOCAB - 200))).collect::<Vec<_>>().join(" ")).collect()
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    })
+}
+
+fn index(n: usize) -> &'static MemoryIndex {
+    static SMALL: OnceLock<MemoryIndex> = OnceLock::new();
+    static LARGE: OnceLock<MemoryIndex> = OnceLock::new();
+    let cell = if n <= 10_000 { &SMALL } else { &LARGE };
+    cell.get_or_init(|| {
+        let started = Instant::now();
+        let i = build(n, true);
+        eprintln!("built a {n}-chunk index in {:.1} s", started.elapsed().as_secs_f64());
+        i
+    })
+}
+
+fn percentiles(n: usize) {
+    report(n, index(n), "hybrid search   ");
+    report(n, &build(n, false), "text-only search");
+}
+
+fn report(n: usize, index: &MemoryIndex, what: &str) {
+    let qs = queries(300);
+    let mut times: Vec<f64> = Vec::with_capacity(qs.len());
+    for q in &qs {
+        let started = Instant::now();
+        let out = runtime().block_on(index.search(q)).expect("search");
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(out);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "{what}, {n:>6} chunks: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  ({} queries)",
+        at(0.50),
+        at(0.95),
+        at(0.99),
+        times.len()
+    );
+}
+
+#[divan::bench(args = [10_000, 100_000], sample_count = 50)]
+fn search(bencher: divan::Bencher, n: usize) {
+    let index = index(n);
+    let qs = queries(64);
+    let mut i = 0;
+    bencher.bench_local(|| {
+        i = (i + 1) % qs.len();
+        runtime().block_on(index.search(&qs[i])).expect("search")
+    });
+}
+
+/// Chunk-sized texts (about 400 tokens) embedded by the local model, when its files are here.
+#[cfg(feature = "local")]
+fn local_throughput() {
+    let env = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/local-embeddings/env");
+    let Some(dir) = std::fs::read_to_string(env)
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MINILM_DIR=").map(String::from)))
+    else {
+        println!("local model throughput: skipped (run scripts/local-embeddings)");
+        return;
+    };
+    let model = clawline_memory::local::LocalEmbedder::load(std::path::Path::new(&dir)).expect("model");
+    let mut rng = Rng(7);
+    let texts: Vec<String> =
+        (0..64).map(|_| (0..300).map(|_| word(rng.zipf(VOCAB))).collect::<Vec<_>>().join(" ")).collect();
+    let _ = model.embed_blocking(&texts[..4]);
+    let started = Instant::now();
+    model.embed_blocking(&texts).expect("embed");
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "local model (all-MiniLM-L6-v2, CPU): {:.1} chunks/s ({} chunk-sized texts in {secs:.2} s)",
+        texts.len() as f64 / secs,
+        texts.len()
+    );
+}
+
+#[cfg(not(feature = "local"))]
+fn local_throughput() {
+    println!("local model throughput: skipped (build with --features local)");
+}
+
+fn main() {
+    percentiles(10_000);
+    percentiles(100_000);
+    local_throughput();
+    divan::main();
+    for n in [10_000, 100_000] {
+        let base = std::env::temp_dir().join(format!("clawline-bench-memory-{n}-{}.sqlite", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", base.display()));
+        }
+    }
+}
