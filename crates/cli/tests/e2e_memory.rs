@@ -106,6 +106,7 @@ async fn a_bad_memory_setting_is_named_with_its_line() {
 }
 
 /// The model folder `scripts/local-embeddings` unpacked, or `None` when the lane may be skipped.
+#[cfg(feature = "local-embeddings")]
 fn local_model() -> Option<String> {
     let env = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/local-embeddings/env");
     let text = std::fs::read_to_string(&env).unwrap_or_default();
@@ -118,6 +119,7 @@ fn local_model() -> Option<String> {
     }
 }
 
+#[cfg(feature = "local-embeddings")]
 #[tokio::test]
 async fn local_embeddings_in_process() {
     let Some(model) = local_model() else { return };
