@@ -7,8 +7,8 @@
 
 use serde_json::json;
 
-use super::{EmbeddingSettings, floats, post_json};
-use crate::error::{ErrorKind, ProviderError};
+use super::{EmbeddingSettings, in_order, post_json};
+use crate::error::ProviderError;
 
 pub(super) async fn embed(
     http: &reqwest::Client,
@@ -35,15 +35,5 @@ pub(super) async fn embed(
         builder = builder.header("x-goog-api-key", k.expose());
     }
     let answer = post_json(s, &url, builder, &json!({"requests": requests})).await?;
-    let list = answer["embeddings"]
-        .as_array()
-        .ok_or_else(|| ProviderError::new(ErrorKind::Protocol, &s.provider, "the answer has no `embeddings` list"))?;
-    if list.len() != texts.len() {
-        return Err(ProviderError::new(
-            ErrorKind::Protocol,
-            &s.provider,
-            format!("the answer has {} embeddings for {} texts", list.len(), texts.len()),
-        ));
-    }
-    list.iter().map(|e| floats(&s.provider, &e["values"])).collect()
+    in_order(&s.provider, &answer, texts.len(), |e| &e["values"])
 }

@@ -187,6 +187,27 @@ pub(crate) fn classify(provider: &str, status: u16, body: &str, key: Option<&str
     e
 }
 
+/// The vectors of an answer whose `embeddings` list is in input order (Gemini, Ollama): exactly
+/// one per text, each found in its item by `vector`.
+pub(crate) fn in_order(
+    provider: &str,
+    answer: &serde_json::Value,
+    expected: usize,
+    vector: impl Fn(&serde_json::Value) -> &serde_json::Value,
+) -> Result<Vec<Vec<f32>>, ProviderError> {
+    let list = answer["embeddings"]
+        .as_array()
+        .ok_or_else(|| ProviderError::new(ErrorKind::Protocol, provider, "the answer has no `embeddings` list"))?;
+    if list.len() != expected {
+        return Err(ProviderError::new(
+            ErrorKind::Protocol,
+            provider,
+            format!("the answer has {} embeddings for {expected} texts", list.len()),
+        ));
+    }
+    list.iter().map(|item| floats(provider, vector(item))).collect()
+}
+
 /// The float array at `v`, or why not.
 pub(crate) fn floats(provider: &str, v: &serde_json::Value) -> Result<Vec<f32>, ProviderError> {
     let arr = v

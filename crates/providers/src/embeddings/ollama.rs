@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use super::{EmbeddingSettings, floats, post_json};
-use crate::error::{ErrorKind, ProviderError};
+use super::{EmbeddingSettings, in_order, post_json};
+use crate::error::ProviderError;
 
 pub(super) async fn embed(
     http: &reqwest::Client,
@@ -24,15 +24,5 @@ pub(super) async fn embed(
         builder = builder.bearer_auth(k.expose());
     }
     let answer = post_json(s, &url, builder, &body).await?;
-    let list = answer["embeddings"]
-        .as_array()
-        .ok_or_else(|| ProviderError::new(ErrorKind::Protocol, &s.provider, "the answer has no `embeddings` list"))?;
-    if list.len() != texts.len() {
-        return Err(ProviderError::new(
-            ErrorKind::Protocol,
-            &s.provider,
-            format!("the answer has {} embeddings for {} texts", list.len(), texts.len()),
-        ));
-    }
-    list.iter().map(|v| floats(&s.provider, v)).collect()
+    in_order(&s.provider, &answer, texts.len(), |v| v)
 }
