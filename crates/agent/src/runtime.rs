@@ -210,11 +210,22 @@ impl Runtime {
 
     /// What the built-in tools may touch for `agent_id` (its workspace, the tool settings and
     /// its memory).
-    pub fn tool_context(&self, agent_id: &str) -> Option<ToolContext> {
+    pub async fn tool_context(&self, agent_id: &str) -> Option<ToolContext> {
         let agent = self.inner.config.agent(agent_id)?;
         let workspace = self.inner.workspaces.get(agent_id).cloned().unwrap_or_else(|| agent.workspace.clone());
-        let memory = self.memory_access(agent_id, &workspace);
+        let memory = self.memory_access_off_runtime(agent_id, &workspace).await;
         Some(ToolContext { workspace, settings: self.inner.config.tools.clone(), memory })
+    }
+
+    /// [`Runtime::memory_access`] with the first opening of the index (file and schema work) on a
+    /// blocking thread, for callers on the async runtime.
+    pub async fn memory_access_off_runtime(
+        &self,
+        agent_id: &str,
+        workspace: &std::path::Path,
+    ) -> Option<crate::tools::MemoryAccess> {
+        let (me, id, ws) = (self.clone(), agent_id.to_string(), workspace.to_path_buf());
+        tokio::task::spawn_blocking(move || me.memory_access(&id, &ws)).await.ok().flatten()
     }
 
     /// The agent's memory index (opened on first use), unless memory is off or cannot open.
@@ -373,7 +384,7 @@ impl Runtime {
             }
         };
         let config = &self.inner.config;
-        let memory = self.memory_access(&agent.id, &workspace);
+        let memory = self.memory_access_off_runtime(&agent.id, &workspace).await;
         let tool_specs = tools::specs(&config.tools, memory.is_some());
         let files = workspace::load_bootstrap(&workspace, agent.bootstrap_max_chars, agent.bootstrap_total_max_chars);
         let today = clawline_core::time::iso8601_from_ms(clawline_store::now_ms())[..10].to_string();

@@ -33,7 +33,7 @@ async fn search_then_get_in_text_only_mode_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
     let rt = runtime(dir.path(), &server, Api::OpenAi, "").await;
-    let ws = rt.tool_context("main").unwrap().workspace;
+    let ws = rt.tool_context("main").await.unwrap().workspace;
     std::fs::write(
         ws.join("MEMORY.md"),
         "# Facts\nThe wifi password is in the red notebook.\nThe cat is called Miso.\n",
@@ -75,7 +75,7 @@ async fn hybrid_search_against_the_embeddings_twin() {
     );
     let config = config_with(dir.path(), &server, Api::OpenAi, "", &top, &[("EMB_KEY", "emb-key-0123456789")]);
     let rt = runtime_for(dir.path(), config);
-    let ws = rt.tool_context("main").unwrap().workspace;
+    let ws = rt.tool_context("main").await.unwrap().workspace;
     std::fs::create_dir_all(ws.join("memory")).unwrap();
     std::fs::write(ws.join("memory/2026-11-28.md"), "Dentist appointment moved to Thursday at 9.\n").unwrap();
     server.push(Reply::tool("c1", "memory_search", json!({"query": "dentist appointment"})));

@@ -112,7 +112,7 @@ pub async fn run(
 ) -> Result<Outcome, NotRun> {
     let config = state.runtime.config();
     let id = agent_id.unwrap_or(&config.default_agent);
-    let Some(ctx) = state.runtime.tool_context(id) else { return Err(NotRun::UnknownAgent(id.to_string())) };
+    let Some(ctx) = state.runtime.tool_context(id).await else { return Err(NotRun::UnknownAgent(id.to_string())) };
     if !tools::is_enabled(name, &ctx.settings) {
         return Err(NotRun::NotAvailable(name.to_string()));
     }

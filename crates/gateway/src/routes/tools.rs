@@ -67,6 +67,7 @@ pub async fn invoke(
         let available = state
             .runtime
             .tool_context(body.agent_id.as_deref().unwrap_or(&state.runtime.config().default_agent))
+            .await
             .is_some_and(|ctx| clawline_agent::tools::is_enabled(&name, &ctx.settings));
         if !available {
             return Ok(refusal(StatusCode::NOT_FOUND, "not_found", format!("Tool not available: {name}")));
