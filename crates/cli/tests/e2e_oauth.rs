@@ -78,6 +78,20 @@ fn finish(mut child: Child, rx: &mpsc::Receiver<String>) -> (bool, String, Strin
     (status.success(), out.join("\n"), err)
 }
 
+/// One chat turn through the gateway; the bearer token the model server received.
+async fn one_turn(base_url: &str, model: &ModelServer) -> String {
+    let resp = http()
+        .post(format!("{base_url}/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let r = &model.requests()[0];
+    r.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap().to_string()
+}
+
 #[tokio::test]
 async fn browser_sign_in_then_the_gateway_uses_the_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,16 +122,8 @@ async fn browser_sign_in_then_the_gateway_uses_the_token() {
     // The gateway sends the access token as a bearer token with the OAuth flag.
     let gw = spawn(dir.path()).await;
     model.push(Reply::text("hello via oauth"));
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", gw.base_url))
-        .bearer_auth(TOKEN)
-        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let bearer = one_turn(&gw.base_url, &model).await;
     let r = &model.requests()[0];
-    let bearer = r.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap().to_string();
     assert!(oauth.is_valid_access_token(&bearer), "the stored access token was sent");
     assert_eq!(r.header("anthropic-beta"), Some("oauth-2025-04-20"));
     assert!(r.header("x-api-key").is_none());
@@ -192,16 +198,7 @@ async fn minimax_user_code_sign_in_then_the_gateway_uses_the_token() {
 
     let gw = spawn(dir.path()).await;
     model.push(Reply::text("hello via minimax"));
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", gw.base_url))
-        .bearer_auth(TOKEN)
-        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
-    let r = &model.requests()[0];
-    let bearer = r.header("authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap().to_string();
+    let bearer = one_turn(&gw.base_url, &model).await;
     assert!(portal.is_valid_access_token(&bearer), "the portal's access token was sent");
 }
 

@@ -36,14 +36,15 @@ pub struct Ranking {
 
 impl Default for Ranking {
     fn default() -> Self {
+        use clawline_core::config::memory::defaults as d;
         Ranking {
-            max_results: 6,
-            min_score: 0.35,
-            vector_weight: 0.7,
-            text_weight: 0.3,
-            candidate_multiplier: 4,
-            mmr_lambda: Some(0.7),
-            half_life_days: Some(30.0),
+            max_results: d::MAX_RESULTS,
+            min_score: d::MIN_SCORE,
+            vector_weight: d::VECTOR_WEIGHT,
+            text_weight: d::TEXT_WEIGHT,
+            candidate_multiplier: d::CANDIDATE_MULTIPLIER,
+            mmr_lambda: Some(d::MMR_LAMBDA),
+            half_life_days: Some(d::HALF_LIFE_DAYS),
         }
     }
 }

@@ -40,6 +40,17 @@ pub struct EmbeddingTarget {
     pub headers: BTreeMap<String, String>,
 }
 
+/// OpenClaw's ranking defaults, the one source for the config loader and the memory index.
+pub mod defaults {
+    pub const MAX_RESULTS: usize = 6;
+    pub const MIN_SCORE: f64 = 0.35;
+    pub const VECTOR_WEIGHT: f64 = 0.7;
+    pub const TEXT_WEIGHT: f64 = 0.3;
+    pub const CANDIDATE_MULTIPLIER: usize = 4;
+    pub const MMR_LAMBDA: f64 = 0.7;
+    pub const HALF_LIFE_DAYS: f64 = 30.0;
+}
+
 /// What computes the embeddings.
 #[derive(Debug, Clone)]
 pub enum Embedding {
@@ -116,8 +127,9 @@ impl Resolver<'_> {
             }
             v
         };
-        let vector_weight = unit("memory.search.query.hybrid.vectorWeight", h.vector_weight, 0.7, issues);
-        let text_weight = unit("memory.search.query.hybrid.textWeight", h.text_weight, 0.3, issues);
+        let vector_weight =
+            unit("memory.search.query.hybrid.vectorWeight", h.vector_weight, defaults::VECTOR_WEIGHT, issues);
+        let text_weight = unit("memory.search.query.hybrid.textWeight", h.text_weight, defaults::TEXT_WEIGHT, issues);
         if vector_weight + text_weight == 0.0 {
             issues.push(issue(
                 "memory.search.query.hybrid",
@@ -125,8 +137,8 @@ impl Resolver<'_> {
                 Some("give at least one of them a weight above 0".into()),
             ));
         }
-        let min_score = unit("memory.search.query.minScore", q.min_score, 0.35, issues);
-        let max_results = q.max_results.unwrap_or(6);
+        let min_score = unit("memory.search.query.minScore", q.min_score, defaults::MIN_SCORE, issues);
+        let max_results = q.max_results.unwrap_or(defaults::MAX_RESULTS);
         if !(1..=100).contains(&max_results) {
             issues.push(issue(
                 "memory.search.query.maxResults",
@@ -134,7 +146,7 @@ impl Resolver<'_> {
                 Some("use 1 to 100".into()),
             ));
         }
-        let candidate_multiplier = h.candidate_multiplier.unwrap_or(4);
+        let candidate_multiplier = h.candidate_multiplier.unwrap_or(defaults::CANDIDATE_MULTIPLIER);
         if !(1..=50).contains(&candidate_multiplier) {
             issues.push(issue(
                 "memory.search.query.hybrid.candidateMultiplier",
@@ -142,8 +154,8 @@ impl Resolver<'_> {
                 Some("use 1 to 50".into()),
             ));
         }
-        let lambda = unit("memory.search.query.hybrid.mmr.lambda", h.mmr.lambda, 0.7, issues);
-        let half_life = h.temporal_decay.half_life_days.unwrap_or(30.0);
+        let lambda = unit("memory.search.query.hybrid.mmr.lambda", h.mmr.lambda, defaults::MMR_LAMBDA, issues);
+        let half_life = h.temporal_decay.half_life_days.unwrap_or(defaults::HALF_LIFE_DAYS);
         if !(half_life > 0.0 && half_life.is_finite()) {
             issues.push(issue(
                 "memory.search.query.hybrid.temporalDecay.halfLifeDays",
