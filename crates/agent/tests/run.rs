@@ -195,8 +195,9 @@ async fn one_run_per_session_at_a_time() {
     let rt = runtime(dir.path(), &server, Api::OpenAi, "").await;
     let (r1, r2) = (rt.clone(), rt.clone());
     let first = tokio::spawn(async move { turn(&r1, None, "first").await });
-    // Wait (by state, not by a guessed delay) until the first run holds its lane.
-    while !rt.lanes().is_busy("agent:main:main") {
+    // Wait (by state, not by a guessed delay) until the first run holds its lane and its request
+    // has taken the slow reply, so the side session's request gets the echo.
+    while !rt.lanes().is_busy("agent:main:main") || server.requests().is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let second = tokio::spawn(async move { turn(&r2, None, "second").await });

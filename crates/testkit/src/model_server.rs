@@ -945,22 +945,21 @@ fn stream_response(events: Vec<String>, delay: Duration) -> Response {
 }
 
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (api, key) = {
+    // Recording, checking and taking the reply happen under one lock, so requests get replies in
+    // the order they were recorded.
+    let (api, request, reply) = {
         let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
         g.requests.push(Recorded {
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             size: body.len(),
         });
-        (g.api, g.key.clone())
-    };
-    let request = match validate(api, key.as_deref(), &headers, &body) {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let reply = {
-        let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.replies.pop_front().or_else(|| g.fallback.clone().map(|r| (r, ReplyExtras::default())))
+        let request = match validate(g.api, g.key.as_deref(), &headers, &body) {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        };
+        let reply = g.replies.pop_front().or_else(|| g.fallback.clone().map(|r| (r, ReplyExtras::default())));
+        (g.api, request, reply)
     };
     let Some((reply, extras)) = reply else {
         return error_response(api, 500, "api_error", "testkit: no scripted reply left", None);
