@@ -2,54 +2,40 @@
 //! the sessions database so indexing never holds up chat.
 //!
 //! ```text
-//! meta(key, value)                       schema version, FTS tokenizer, vector model + dims
+//! meta(key, value)              schema version, FTS tokenizer, vector model + dims, vector_gen
 //! sources(path, source, hash, mtime, size, indexed_at)          one row per indexed file
-//! chunks(id, path, source, start_line, end_line, hash, text, updated_at)
+//! chunks(id, path, source, start_line, end_line, hash, text, updated_at)   ids never reused
 //! chunks_fts  FTS5(text), rowid = chunks.id       (unicode61, or trigram)
-//! chunks_vec  vec0(embedding float[dims]), rowid = chunks.id   (sqlite-vec, made when a model answers)
+//! chunk_vectors(id = chunks.id, stamp, embedding)   f32 little-endian, normalized
 //! embedding_cache(provider, model, hash, dims, embedding)      vectors by text hash
 //! skipped(path, reason, at)                                    files left out on the last sync
 //! ```
 //!
-//! sqlite-vec is compiled into the binary and registered with every connection at open
-//! ([`open`]), so vector search cannot silently be missing at run time. Vectors are stored
-//! normalized, so the L2 distance sqlite-vec returns gives the cosine similarity `1 − d²/2`.
+//! Vectors are plain rows; the search structure over them lives in memory (`vectors.rs`), so
+//! nothing has to be loaded into SQLite at run time and vector search cannot silently be
+//! missing. Every transaction that adds or removes vectors raises `meta.vector_gen` and stamps
+//! the rows it adds with it, so any process holding the in-memory structure can tell what
+//! changed since it last looked ([`vector_gen`]).
+//!
+//! Schema 1 (development builds before 0.1) kept vectors in a sqlite-vec table, which this
+//! build cannot read; such a file is rebuilt around its embedding cache at open
+//! ([`upgrade_schema_1`]), so no text is embedded twice.
 //!
 //! This file owns the schema; it must not decide what gets indexed.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::bm25::{self, LengthCache};
 use crate::error::MemoryError;
 
 /// The schema version in `meta`.
-pub const SCHEMA: i64 = 1;
-
-/// Registers sqlite-vec for every connection this process opens (once).
-fn register_vec() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: `sqlite3_vec_init` has the signature of an SQLite extension entry point
-        // (`int(sqlite3*, char**, const sqlite3_api_routines*)`); the crate declares it without
-        // arguments (asg017/sqlite-vec#206), so it is cast to the type `sqlite3_auto_extension`
-        // expects. It is linked statically with the same SQLite (`SQLITE_CORE`).
-        unsafe {
-            type Entry = unsafe extern "C" fn(
-                *mut rusqlite::ffi::sqlite3,
-                *mut *mut std::os::raw::c_char,
-                *const rusqlite::ffi::sqlite3_api_routines,
-            ) -> std::os::raw::c_int;
-            let entry: Entry = std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
-            rusqlite::ffi::sqlite3_auto_extension(Some(entry));
-        }
-    });
-}
+pub const SCHEMA: i64 = 2;
 
 /// Opens (creating) the index at `path` with tables for `tokenizer` (`unicode61` or `trigram`).
 pub fn open(path: &Path, tokenizer: &str) -> Result<Connection, MemoryError> {
-    register_vec();
     if let Some(dir) = path.parent() {
         // Memory is private: the folder is made 0700 (the file inherits its protection).
         let mut builder = std::fs::DirBuilder::new();
@@ -61,6 +47,9 @@ pub fn open(path: &Path, tokenizer: &str) -> Result<Connection, MemoryError> {
         }
         builder.create(dir).map_err(|e| MemoryError::io(dir, e))?;
     }
+    if path.exists() && stored_schema(path)? == Some(1) {
+        upgrade_schema_1(path, tokenizer)?;
+    }
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -71,15 +60,63 @@ pub fn open(path: &Path, tokenizer: &str) -> Result<Connection, MemoryError> {
 
 /// An index in memory (tests, benchmarks).
 pub fn open_in_memory(tokenizer: &str) -> Result<Connection, MemoryError> {
-    register_vec();
     let conn = Connection::open_in_memory()?;
     init(&conn, tokenizer)?;
     Ok(conn)
 }
 
+/// A read-only connection to the index at `path` (made by [`open`] first), for searches that
+/// run beside a sync, with `clawline_bm25` and the length cache it fills. `cache_kib` is its
+/// page cache.
+pub fn open_reader(path: &Path, cache_kib: u32) -> Result<(Connection, Arc<LengthCache>), MemoryError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    let lengths = bm25::register(&conn)?;
+    Ok((conn, lengths))
+}
+
+/// The schema version recorded in the file at `path`, if it has one.
+fn stored_schema(path: &Path) -> Result<Option<i64>, MemoryError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let has_meta: bool =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))? > 0;
+    if !has_meta {
+        return Ok(None);
+    }
+    Ok(meta(&conn, "schema")?.and_then(|v| v.parse().ok()))
+}
+
+/// Replaces a schema-1 file with a new index holding its embedding cache. Files are indexed
+/// again on the next sync; their vectors come from the cache.
+pub fn upgrade_schema_1(path: &Path, tokenizer: &str) -> Result<(), MemoryError> {
+    {
+        // Fold the WAL into the file first, so what is copied is everything committed.
+        let old = Connection::open(path)?;
+        old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        old.pragma_update(None, "journal_mode", "DELETE")?;
+    }
+    let fresh = path.with_extension("sqlite.upgrading");
+    let _ = std::fs::remove_file(&fresh);
+    {
+        let conn = Connection::open(&fresh)?;
+        init(&conn, tokenizer)?;
+        conn.execute("ATTACH DATABASE ?1 AS old", [path.to_string_lossy()])?;
+        let copied = conn.execute(
+            "INSERT OR IGNORE INTO embedding_cache(provider, model, hash, dims, embedding, updated_at)
+             SELECT provider, model, hash, dims, embedding, updated_at FROM old.embedding_cache",
+            [],
+        )?;
+        conn.execute("DETACH DATABASE old", [])?;
+        tracing::info!(path = %path.display(), cached_vectors = copied, "memory index upgraded from schema 1; files are indexed again");
+    }
+    std::fs::rename(&fresh, path).map_err(|e| MemoryError::io(path, e))?;
+    Ok(())
+}
+
 fn init(conn: &Connection, tokenizer: &str) -> Result<(), MemoryError> {
-    let version: String = conn.query_row("SELECT vec_version()", [], |r| r.get(0))?;
-    tracing::trace!(%version, "sqlite-vec");
+    bm25::register(conn)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS sources(
@@ -87,7 +124,7 @@ fn init(conn: &Connection, tokenizer: &str) -> Result<(), MemoryError> {
              mtime INTEGER NOT NULL, size INTEGER NOT NULL, indexed_at INTEGER NOT NULL,
              PRIMARY KEY(path, source));
          CREATE TABLE IF NOT EXISTS chunks(
-             id INTEGER PRIMARY KEY, path TEXT NOT NULL, source TEXT NOT NULL,
+             id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, source TEXT NOT NULL,
              start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, hash TEXT NOT NULL,
              text TEXT NOT NULL, updated_at INTEGER NOT NULL);
          CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path, source);
@@ -95,6 +132,9 @@ fn init(conn: &Connection, tokenizer: &str) -> Result<(), MemoryError> {
              provider TEXT NOT NULL, model TEXT NOT NULL, hash TEXT NOT NULL,
              dims INTEGER NOT NULL, embedding BLOB NOT NULL, updated_at INTEGER NOT NULL,
              PRIMARY KEY(provider, model, hash));
+         CREATE TABLE IF NOT EXISTS chunk_vectors(
+             id INTEGER PRIMARY KEY, stamp INTEGER NOT NULL, embedding BLOB NOT NULL);
+         CREATE INDEX IF NOT EXISTS chunk_vectors_by_stamp ON chunk_vectors(stamp);
          CREATE TABLE IF NOT EXISTS skipped(path TEXT PRIMARY KEY, reason TEXT NOT NULL, at INTEGER NOT NULL);",
     )?;
     let found: Option<i64> = meta(conn, "schema")?.and_then(|v| v.parse().ok());
@@ -133,25 +173,40 @@ pub fn vector_model(conn: &Connection) -> Result<Option<(String, usize)>, Memory
     Ok(model.zip(dims))
 }
 
-/// Makes the vector table for `model` with `dims`, replacing one for another model.
-pub fn ensure_vector_table(conn: &Connection, model: &str, dims: usize) -> Result<bool, MemoryError> {
+/// Records that vectors are of `model` with `dims`; vectors of another model or length are
+/// dropped. Whether they were.
+pub fn ensure_vector_model(conn: &Connection, model: &str, dims: usize) -> Result<bool, MemoryError> {
     if vector_model(conn)?.is_some_and(|(m, d)| m == model && d == dims) {
         return Ok(false);
     }
-    conn.execute_batch("DROP TABLE IF EXISTS chunks_vec;")?;
-    conn.execute_batch(&format!("CREATE VIRTUAL TABLE chunks_vec USING vec0(embedding float[{dims}]);"))?;
+    clear_vectors(conn)?;
     set_meta(conn, "vector_model", model)?;
     set_meta(conn, "vector_dims", &dims.to_string())?;
     Ok(true)
 }
 
-/// Whether the vector table exists.
-pub fn has_vector_table(conn: &Connection) -> Result<bool, MemoryError> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'chunks_vec'", [], |r| r.get(0))?;
-    Ok(n > 0)
+/// Drops every vector and the model they were of.
+pub fn clear_vectors(conn: &Connection) -> Result<(), MemoryError> {
+    conn.execute("DELETE FROM chunk_vectors", [])?;
+    conn.execute("DELETE FROM meta WHERE key IN ('vector_model', 'vector_dims')", [])?;
+    bump_vector_gen(conn)?;
+    Ok(())
 }
 
-/// Little-endian f32 bytes, the form sqlite-vec takes.
+/// The generation of the vector rows: raised by every change to them.
+pub fn vector_gen(conn: &Connection) -> Result<i64, MemoryError> {
+    Ok(meta(conn, "vector_gen")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Raises the generation (inside the caller's transaction) and returns the new one, the stamp
+/// for rows added in that transaction.
+pub fn bump_vector_gen(conn: &Connection) -> Result<i64, MemoryError> {
+    let next = vector_gen(conn)? + 1;
+    set_meta(conn, "vector_gen", &next.to_string())?;
+    Ok(next)
+}
+
+/// Little-endian f32 bytes, the form vectors are stored in.
 pub fn vector_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -166,28 +221,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vec_and_fts_are_built_in() {
+    fn fts_is_built_in_and_vector_models_replace_each_other() {
         let conn = open_in_memory("unicode61").unwrap();
-        ensure_vector_table(&conn, "t/m", 2).unwrap();
-        for (id, v) in [(1i64, [1.0f32, 0.0]), (2, [0.0, 1.0])] {
-            conn.execute("INSERT INTO chunks_vec(rowid, embedding) VALUES (?1, ?2)", params![id, vector_blob(&v)])
-                .unwrap();
-        }
-        let (id, d): (i64, f64) = conn
-            .query_row(
-                "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ?1 AND k = 1",
-                [vector_blob(&[0.9, 0.1])],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(id, 1);
-        assert!(d > 0.0 && d < 0.2);
         conn.execute("INSERT INTO chunks_fts(rowid, text) VALUES (7, 'the blue car')", []).unwrap();
         let hit: i64 =
             conn.query_row("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH '\"blue\"'", [], |r| r.get(0)).unwrap();
         assert_eq!(hit, 7);
-        assert!(!ensure_vector_table(&conn, "t/m", 2).unwrap(), "same model keeps its table");
-        assert!(ensure_vector_table(&conn, "t/m", 3).unwrap(), "other dims replace it");
+        assert!(ensure_vector_model(&conn, "t/m", 2).unwrap());
+        let stamp = bump_vector_gen(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO chunk_vectors(id, stamp, embedding) VALUES (7, ?1, ?2)",
+            params![stamp, vector_blob(&[0.6, 0.8])],
+        )
+        .unwrap();
+        assert!(!ensure_vector_model(&conn, "t/m", 2).unwrap(), "same model keeps its vectors");
+        let before = vector_gen(&conn).unwrap();
+        assert!(ensure_vector_model(&conn, "t/m", 3).unwrap(), "other dims replace them");
+        assert!(vector_gen(&conn).unwrap() > before);
+        let n: i64 = conn.query_row("SELECT count(*) FROM chunk_vectors", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_schema_1_index_is_rebuilt_around_its_embedding_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        {
+            // What a schema-1 file holds, including a table of a module this build lacks.
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            c.execute_batch(
+                "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema', '1'), ('vector_model', 'p/m'), ('vector_dims', '2');
+                 CREATE TABLE embedding_cache(provider TEXT NOT NULL, model TEXT NOT NULL, hash TEXT NOT NULL,
+                     dims INTEGER NOT NULL, embedding BLOB NOT NULL, updated_at INTEGER NOT NULL,
+                     PRIMARY KEY(provider, model, hash));
+                 CREATE TABLE chunks(id INTEGER PRIMARY KEY, text TEXT);
+                 INSERT INTO chunks VALUES (1, 'old');
+                 PRAGMA writable_schema = ON;
+                 INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql)
+                     VALUES ('table', 'chunks_vec', 'chunks_vec', 0, 'CREATE VIRTUAL TABLE chunks_vec USING vec0(embedding float[2])');
+                 PRAGMA writable_schema = OFF;",
+            )
+            .unwrap();
+            c.execute("INSERT INTO embedding_cache VALUES ('p', 'm', 'h1', 2, ?1, 5)", [vector_blob(&[0.6, 0.8])])
+                .unwrap();
+        }
+        let conn = open(&path, "unicode61").unwrap();
+        assert_eq!(meta(&conn, "schema").unwrap().as_deref(), Some("2"));
+        let cached: Vec<u8> =
+            conn.query_row("SELECT embedding FROM embedding_cache WHERE hash = 'h1'", [], |r| r.get(0)).unwrap();
+        assert_eq!(blob_vector(&cached), vec![0.6, 0.8]);
+        let chunks: i64 = conn.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0)).unwrap();
+        assert_eq!(chunks, 0, "derived rows are rebuilt from the files");
+        assert_eq!(vector_model(&conn).unwrap(), None);
+        assert!(!dir.path().join("m.sqlite.upgrading").exists());
     }
 
     #[test]

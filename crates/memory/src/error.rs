@@ -14,6 +14,8 @@ pub enum MemoryError {
     TooNew { found: i64, supported: i64 },
     #[error("{0}")]
     NotFound(String),
+    #[error("full-text search: {0}")]
+    Fts(String),
     #[error("the memory index worker stopped")]
     Stopped,
 }

@@ -11,20 +11,33 @@
 //! The index never pretends: when there is no embedder, its vectors belong to another model, or
 //! the embedder fails, search runs on text alone and [`Mode::TextOnly`] says why.
 //!
+//! Searches read through their own read-only connections, so a long sync never holds one up;
+//! on a large index the text leg is split in two halves by chunk id, searched side by side
+//! (BM25's statistics are the whole table's either way, so the merged top is the same), while
+//! the vector leg scores the in-memory shortlist ([`crate::vectors`]) exactly.
+//!
 //! Database work runs on blocking threads; this file must not block an async task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::bm25::LengthCache;
 use crate::chunk::{ChunkSize, chunk};
 use crate::db;
 use crate::embed::{Embedder, Purpose, check, normalized};
 use crate::error::MemoryError;
 use crate::scoring::{Candidate, Ranking, Scored, query_words, rank};
 use crate::sources::{Skipped, discover, read_text};
+use crate::vectors::{Shortlist, VectorIndex};
+
+/// Chunk-id spans at least this wide are searched by text in two halves at once.
+const SPLIT_TEXT_AT: i64 = 20_000;
+/// Page cache of the two text read connections and of the vector one, KiB: the text leg walks
+/// posting lists; the vector leg makes about a hundred point lookups.
+const READER_CACHE_KIB: [u32; 3] = [8 * 1024, 8 * 1024, 2 * 1024];
 
 /// The source name of workspace memory files.
 pub const MEMORY: &str = "memory";
@@ -41,6 +54,9 @@ pub struct Settings {
     pub cache_max_entries: usize,
     /// `unicode61` or `trigram`.
     pub tokenizer: String,
+    /// Shortlist sizes of the vector leg; `None`: [`Shortlist::for_query`]. For measuring
+    /// recall, not configuration.
+    pub vector_shortlist: Option<Shortlist>,
 }
 
 impl Default for Settings {
@@ -52,6 +68,7 @@ impl Default for Settings {
             max_file_bytes: 4 * 1024 * 1024,
             cache_max_entries: 50_000,
             tokenizer: "unicode61".into(),
+            vector_shortlist: None,
         }
     }
 }
@@ -148,6 +165,29 @@ pub struct MemoryIndex {
     /// Why there is no embedder (shown by status and search).
     no_embedder: String,
     last_embed_error: Mutex<Option<String>>,
+    /// Where the database is (`None` for an in-memory one, which is then read through `conn`).
+    db_path: Option<PathBuf>,
+    /// Read-only connections: two for the text leg, one for the vector leg. Opened at the first
+    /// search; `None` when they could not be (then `conn` serves).
+    readers: OnceLock<Option<[Arc<Mutex<Connection>>; 3]>>,
+    /// The readers' chunk-length caches, and the tokenizer their lengths were counted with.
+    lengths: Mutex<(Vec<Arc<LengthCache>>, Option<String>)>,
+    /// The in-memory sign bits of the current model's vectors.
+    vectors: Arc<Mutex<Option<LoadedVectors>>>,
+}
+
+/// A query's vector, with the model and length the stored vectors have.
+struct QueryVector {
+    q: Vec<f32>,
+    model: String,
+    dims: usize,
+}
+
+/// The vector rows of one model as loaded into memory, at `generation`.
+struct LoadedVectors {
+    model: String,
+    generation: i64,
+    index: VectorIndex,
 }
 
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -197,7 +237,9 @@ impl MemoryIndex {
         no_embedder: impl Into<String>,
     ) -> Result<MemoryIndex, MemoryError> {
         let conn = db::open(db_path, &settings.tokenizer)?;
-        Ok(Self::with_connection(conn, workspace, settings, embedder, no_embedder))
+        let mut index = Self::with_connection(conn, workspace, settings, embedder, no_embedder);
+        index.db_path = Some(db_path.to_path_buf());
+        Ok(index)
     }
 
     /// The same over an already open connection (an in-memory one in tests and benchmarks).
@@ -215,7 +257,45 @@ impl MemoryIndex {
             embedder,
             no_embedder: no_embedder.into(),
             last_embed_error: Mutex::new(None),
+            db_path: None,
+            readers: OnceLock::new(),
+            lengths: Mutex::new((Vec::new(), None)),
+            vectors: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Read connection `i` (0 and 1: text, 2: vectors), or the main one.
+    fn reader(&self, i: usize) -> Arc<Mutex<Connection>> {
+        let readers = self.readers.get_or_init(|| {
+            let path = self.db_path.as_ref()?;
+            let open = |i: usize| {
+                db::open_reader(path, READER_CACHE_KIB[i]).map(|(c, lengths)| {
+                    self.lengths.lock().unwrap_or_else(|p| p.into_inner()).0.push(lengths);
+                    Arc::new(Mutex::new(c))
+                })
+            };
+            match (open(0), open(1), open(2)) {
+                (Ok(a), Ok(b), Ok(c)) => Some([a, b, c]),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    tracing::warn!(error = %e, "memory: read connections unavailable; searching through the main one");
+                    None
+                }
+            }
+        });
+        match readers {
+            Some(r) => r[i.min(2)].clone(),
+            None => self.conn.clone(),
+        }
+    }
+
+    /// Runs `f` on a blocking thread with read connection `i`.
+    async fn reading<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&Connection) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, MemoryError> {
+        let conn = self.reader(i);
+        tokio::task::spawn_blocking(move || f(&lock(&conn))).await.map_err(|_| MemoryError::Stopped)?
     }
 
     pub fn settings(&self) -> &Settings {
@@ -273,9 +353,9 @@ impl MemoryIndex {
         let key2 = key.clone();
         let missing: Vec<(i64, String, String)> = self
             .blocking(move |conn| {
-                let vec_ok = db::has_vector_table(conn)? && db::vector_model(conn)?.is_some_and(|(m, _)| m == key2);
+                let vec_ok = db::vector_model(conn)?.is_some_and(|(m, _)| m == key2);
                 let sql = if vec_ok {
-                    "SELECT id, hash, text FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_vec) ORDER BY id"
+                    "SELECT id, hash, text FROM chunks WHERE id NOT IN (SELECT id FROM chunk_vectors) ORDER BY id"
                 } else {
                     "SELECT id, hash, text FROM chunks ORDER BY id"
                 };
@@ -340,18 +420,19 @@ impl MemoryIndex {
                         return Ok(Some(format!("{k}: cached vectors of another length; run `clawline memory index --force`")));
                     }
                     let tx = conn.transaction()?;
-                    db::ensure_vector_table(&tx, &k, dims)?;
+                    db::ensure_vector_model(&tx, &k, dims)?;
+                    let stamp = db::bump_vector_gen(&tx)?;
                     {
-                        let mut del = tx.prepare_cached("DELETE FROM chunks_vec WHERE rowid = ?1")?;
-                        let mut ins = tx.prepare_cached("INSERT INTO chunks_vec(rowid, embedding) VALUES (?1, ?2)")?;
+                        let mut ins = tx.prepare_cached(
+                            "INSERT OR REPLACE INTO chunk_vectors(id, stamp, embedding) VALUES (?1, ?2, ?3)",
+                        )?;
                         let mut cache = tx.prepare_cached(
                             "INSERT OR REPLACE INTO embedding_cache(provider, model, hash, dims, embedding, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         )?;
                         let now = now_ms();
                         for (id, hash, v, is_new) in &rows {
                             let blob = db::vector_blob(v);
-                            del.execute([id])?;
-                            ins.execute(params![id, blob])?;
+                            ins.execute(params![id, stamp, blob])?;
                             if *is_new {
                                 cache.execute(params![p, m, hash, dims as i64, blob, now])?;
                             }
@@ -377,57 +458,101 @@ impl MemoryIndex {
         let key = self.model_key();
         let no_embedder = self.no_embedder.clone();
         let last = self.last_embed_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.blocking(move |conn| text_only_reason(conn, key.as_deref(), &no_embedder, last)).await
+        self.reading(2, move |conn| text_only_reason(conn, key.as_deref(), &no_embedder, last)).await
     }
 
-    /// Searches for `query`.
-    pub async fn search(&self, query: &str) -> Result<SearchOutcome, MemoryError> {
-        let k = self.settings.ranking.candidates();
-        let fts = fts_query(query);
-        let conn = self.conn.clone();
-        let text_hits: Vec<(i64, f64)> = match fts {
-            Some(q) => tokio::task::spawn_blocking(move || -> Result<_, MemoryError> {
-                let c = lock(&conn);
-                let mut st = c.prepare_cached(
-                    "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2",
+    /// The text leg: the top `k` BM25 hits, in two halves at once on a large index.
+    async fn text_leg(&self, query: &str, k: usize) -> Result<Vec<(i64, f64)>, MemoryError> {
+        let Some(q) = fts_query(query) else { return Ok(Vec::new()) };
+        let (first, last, tokenizer): (i64, i64, Option<String>) = self
+            .reading(0, |conn| {
+                // Two subqueries: each is answered from the end of the rowid tree, not by a scan.
+                let (first, last) = conn.query_row(
+                    "SELECT coalesce((SELECT min(id) FROM chunks), 0), coalesce((SELECT max(id) FROM chunks), 0)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                let rows = st.query_map(params![q, k as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                Ok((first, last, db::meta(conn, "fts_tokenizer")?))
             })
-            .await
-            .map_err(|_| MemoryError::Stopped)??,
-            None => Vec::new(),
-        };
-        let mut reason = self.text_only_reason().await?;
-        let mut vector_hits: Vec<(i64, f64)> = Vec::new();
-        if reason.is_none()
-            && let Some(embedder) = &self.embedder
+            .await?;
         {
-            match embedder.embed(&[query.to_string()], Purpose::Query).await {
-                Ok(answer) => {
-                    let dims = self.blocking(|conn| db::vector_model(conn)).await?.map(|(_, d)| d);
-                    match check(&answer, 1, dims) {
-                        Ok(_) => {
-                            let q = db::vector_blob(&normalized(&answer[0]));
-                            vector_hits = self
-                                .blocking(move |conn| {
-                                    let mut st = conn.prepare_cached(
-                                        "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ?1 AND k = ?2",
-                                    )?;
-                                    let rows = st.query_map(params![q, k as i64], |r| {
-                                        let d: f64 = r.get(1)?;
-                                        Ok((r.get(0)?, 1.0 - d * d / 2.0))
-                                    })?;
-                                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-                                })
-                                .await?;
-                        }
-                        Err(why) => reason = Some(format!("the query embedding was unusable: {why}")),
-                    }
-                }
-                Err(e) => reason = Some(format!("embedding the query failed: {e}")),
+            // Lengths counted with another tokenizer are wrong now.
+            let mut lengths = self.lengths.lock().unwrap_or_else(|p| p.into_inner());
+            if lengths.1 != tokenizer {
+                lengths.0.iter().for_each(|c| c.clear());
+                lengths.1 = tokenizer;
             }
         }
+        if last - first < SPLIT_TEXT_AT {
+            return self.reading(0, move |conn| text_search(conn, &q, k, first, last)).await;
+        }
+        let mid = first + (last - first) / 2;
+        let q2 = q.clone();
+        let (mut a, b) = tokio::try_join!(
+            self.reading(0, move |conn| text_search(conn, &q, k, first, mid)),
+            self.reading(1, move |conn| text_search(conn, &q2, k, mid + 1, last)),
+        )?;
+        a.extend(b);
+        a.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+        a.truncate(k);
+        Ok(a)
+    }
+
+    /// The first half of the vector leg: the query's vector (normalized) and the vectors'
+    /// model and length, or why the leg cannot run. Mostly waiting on the embedder.
+    async fn query_vector(&self, query: &str) -> Result<Result<QueryVector, String>, MemoryError> {
+        if let Some(reason) = self.text_only_reason().await? {
+            return Ok(Err(reason));
+        }
+        let Some(embedder) = &self.embedder else {
+            return Ok(Err(self.no_embedder.clone()));
+        };
+        let answer = match embedder.embed(&[query.to_string()], Purpose::Query).await {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Err(format!("embedding the query failed: {e}"))),
+        };
+        let Some((model, dims)) = self.reading(2, db::vector_model).await? else {
+            return Ok(Err("nothing is embedded yet; run `clawline memory index`".into()));
+        };
+        if let Err(why) = check(&answer, 1, Some(dims)) {
+            return Ok(Err(format!("the query embedding was unusable: {why}")));
+        }
+        Ok(Ok(QueryVector { q: normalized(&answer[0]), model, dims }))
+    }
+
+    /// The second half: the top `k` chunks by cosine similarity (CPU and a hundred lookups).
+    async fn vector_hits(&self, query: QueryVector, k: usize) -> Result<Vec<(i64, f64)>, MemoryError> {
+        let loaded = self.vectors.clone();
+        let sizes = self.settings.vector_shortlist;
+        self.reading(2, move |conn| {
+            let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
+            refresh_vectors(conn, &mut loaded, &query.model, query.dims)?;
+            match loaded.as_ref() {
+                Some(l) => vector_search(conn, l, &query.q, k, sizes),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    /// The vector leg alone: the `k` chunks (id, cosine similarity) nearest to `query`'s
+    /// embedding, empty when search is text-only. For measuring recall.
+    pub async fn nearest(&self, query: &str, k: usize) -> Result<Vec<(i64, f64)>, MemoryError> {
+        match self.query_vector(query).await? {
+            Ok(q) => self.vector_hits(q, k).await,
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Searches for `query`. The text leg runs while the query is embedded; the vector leg's
+    /// own work follows, so the two halves of the text leg have both cores to themselves.
+    pub async fn search(&self, query: &str) -> Result<SearchOutcome, MemoryError> {
+        let k = self.settings.ranking.candidates();
+        let (text_hits, query_vector) = tokio::try_join!(self.text_leg(query, k), self.query_vector(query))?;
+        let (vector_hits, reason) = match query_vector {
+            Ok(q) => (self.vector_hits(q, k).await?, None),
+            Err(reason) => (Vec::new(), Some(reason)),
+        };
         let mut by_id: HashMap<i64, LegScores> = HashMap::new();
         for (id, s) in &vector_hits {
             by_id.entry(*id).or_default().0 = Some(*s);
@@ -437,7 +562,7 @@ impl MemoryIndex {
         }
         let ids: Vec<(i64, LegScores)> = by_id.into_iter().collect();
         let candidates: Vec<Candidate> = self
-            .blocking(move |conn| {
+            .reading(0, move |conn| {
                 let mut st =
                     conn.prepare_cached("SELECT path, start_line, end_line, text FROM chunks WHERE id = ?1")?;
                 let mut out = Vec::with_capacity(ids.len());
@@ -513,8 +638,8 @@ impl MemoryIndex {
                     Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as usize)
                 };
                 let vector_model = db::vector_model(conn)?;
-                let vectors = if db::has_vector_table(conn)? && vector_model.as_ref().map(|(m, _)| m) == key.as_ref() {
-                    count("SELECT count(*) FROM chunks_vec")?
+                let vectors = if vector_model.as_ref().map(|(m, _)| m) == key.as_ref() {
+                    count("SELECT count(*) FROM chunk_vectors")?
                 } else {
                     0
                 };
@@ -570,7 +695,7 @@ fn text_only_reason(
         return Ok(Some(no_embedder.to_string()));
     };
     match db::vector_model(conn)? {
-        Some((m, _)) if m == key && db::has_vector_table(conn)? => Ok(None),
+        Some((m, _)) if m == key => Ok(None),
         Some((m, _)) => Ok(Some(format!(
             "the index holds vectors of {m}, not {key}; run `clawline memory index` to embed with {key}"
         ))),
@@ -597,10 +722,8 @@ fn sync_files(
     if let (Some((m, _)), Some(key)) = (db::vector_model(&tx)?, model_key)
         && m != key
     {
-        tx.execute_batch("DROP TABLE IF EXISTS chunks_vec;")?;
-        tx.execute("DELETE FROM meta WHERE key IN ('vector_model', 'vector_dims')", [])?;
+        db::clear_vectors(&tx)?;
     }
-    let vec_table = db::has_vector_table(&tx)?;
     let mut seen: Vec<String> = Vec::new();
     let now = now_ms();
     for file in &found.files {
@@ -672,7 +795,7 @@ fn sync_files(
             report.chunks_added += 1;
         }
         for o in old {
-            delete_chunk(&tx, o.id, vec_table)?;
+            delete_chunk(&tx, o.id)?;
             report.chunks_removed += 1;
         }
         tx.execute(
@@ -696,11 +819,15 @@ fn sync_files(
             st.query_map(params![path, MEMORY], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?
         };
         for id in ids {
-            delete_chunk(&tx, id, vec_table)?;
+            delete_chunk(&tx, id)?;
             report.chunks_removed += 1;
         }
         tx.execute("DELETE FROM sources WHERE path = ?1 AND source = ?2", params![path, MEMORY])?;
         report.files_removed += 1;
+    }
+    if report.chunks_removed > 0 {
+        // Readers of the vectors learn that some went.
+        db::bump_vector_gen(&tx)?;
     }
     tx.execute("DELETE FROM skipped", [])?;
     for s in &skipped {
@@ -714,11 +841,93 @@ fn sync_files(
     Ok(report)
 }
 
-fn delete_chunk(tx: &rusqlite::Transaction<'_>, id: i64, vec_table: bool) -> Result<(), MemoryError> {
+fn delete_chunk(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), MemoryError> {
     tx.execute("DELETE FROM chunks WHERE id = ?1", [id])?;
     tx.execute("DELETE FROM chunks_fts WHERE rowid = ?1", [id])?;
-    if vec_table {
-        tx.execute("DELETE FROM chunks_vec WHERE rowid = ?1", [id])?;
-    }
+    tx.execute("DELETE FROM chunk_vectors WHERE id = ?1", [id])?;
     Ok(())
+}
+
+/// Brings the loaded vectors of `model` (`dims` long) up to the database's generation: a full
+/// load the first time or after a model change, else only the rows stamped since, and the ids
+/// that went. Reads one snapshot.
+fn refresh_vectors(
+    conn: &Connection,
+    loaded: &mut Option<LoadedVectors>,
+    model: &str,
+    dims: usize,
+) -> Result<(), MemoryError> {
+    let tx = conn.unchecked_transaction()?;
+    let generation = db::vector_gen(&tx)?;
+    let same_model = loaded.as_ref().is_some_and(|l| l.model == model && l.index.dims() == dims);
+    if let Some(l) = loaded.as_mut().filter(|_| same_model) {
+        if l.generation == generation {
+            return Ok(());
+        }
+        let present: HashSet<i64> = {
+            let mut st = tx.prepare("SELECT id FROM chunk_vectors")?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        let added: Vec<(i64, Vec<u8>)> = {
+            let mut st = tx.prepare("SELECT id, embedding FROM chunk_vectors WHERE stamp > ?1")?;
+            st.query_map([l.generation], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+        };
+        let replaced: HashSet<i64> = added.iter().map(|(id, _)| *id).collect();
+        l.index.retain(|id| present.contains(&id) && !replaced.contains(&id));
+        for (id, blob) in added {
+            l.index.push(id, &db::blob_vector(&blob));
+        }
+        l.generation = generation;
+        return Ok(());
+    }
+    let mut index = VectorIndex::new(dims);
+    {
+        let mut st = tx.prepare("SELECT id, embedding FROM chunk_vectors")?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let blob: Vec<u8> = row.get(1)?;
+            index.push(row.get(0)?, &db::blob_vector(&blob));
+        }
+    }
+    *loaded = Some(LoadedVectors { model: model.to_string(), generation, index });
+    Ok(())
+}
+
+/// The `k` chunks most similar to `q` (normalized): the shortlist of the loaded vectors scored
+/// exactly against their stored rows.
+fn vector_search(
+    conn: &Connection,
+    loaded: &LoadedVectors,
+    q: &[f32],
+    k: usize,
+    sizes: Option<Shortlist>,
+) -> Result<Vec<(i64, f64)>, MemoryError> {
+    let sizes = sizes.unwrap_or_else(|| Shortlist::for_query(k, loaded.index.len()));
+    let mut ids = loaded.index.shortlist(q, sizes);
+    // In id order the lookups walk the table's tree forwards.
+    ids.sort_unstable();
+    let mut st = conn.prepare_cached("SELECT embedding FROM chunk_vectors WHERE id = ?1")?;
+    let mut scored: Vec<(i64, f64)> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(blob) = st.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+            let v = db::blob_vector(&blob);
+            if v.len() == q.len() {
+                let cos: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+                scored.push((id, f64::from(cos)));
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(k);
+    Ok(scored)
+}
+
+/// The top `k` text hits for FTS query `q` among chunk ids `from..=to`, best (lowest BM25) first.
+fn text_search(conn: &Connection, q: &str, k: usize, from: i64, to: i64) -> Result<Vec<(i64, f64)>, MemoryError> {
+    let mut st = conn.prepare_cached(
+        "SELECT rowid, clawline_bm25(chunks_fts) AS r FROM chunks_fts WHERE chunks_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3
+         ORDER BY r LIMIT ?4",
+    )?;
+    let rows = st.query_map(params![q, from, to, k as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -107,33 +107,42 @@ pub fn query_words(query: &str) -> HashSet<String> {
     if content.is_empty() { all } else { content }
 }
 
-/// A text's words as sorted, distinct hashes: a compact set for fast Jaccard similarity.
+/// The hash of a word as [`words`] would give it (lower-cased), computed without allocating.
+/// Final sigma is folded into sigma, so a word hashes the same wherever it stands.
+fn word_hash(word: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut buf = [0u8; 4];
+    for c in word.chars().flat_map(char::to_lowercase) {
+        let c = if c == 'ς' { 'σ' } else { c };
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A text's words (as [`words`] splits them) as sorted, distinct hashes: a compact set for
+/// fast Jaccard similarity and word lookups.
 fn word_hashes(text: &str) -> Vec<u64> {
-    let mut v: Vec<u64> = words(text)
-        .iter()
-        .map(|w| w.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)))
-        .collect();
+    let mut v: Vec<u64> =
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().nth(1).is_some()).map(word_hash).collect();
     v.sort_unstable();
     v.dedup();
     v
 }
 
-/// |a ∩ b| / |a ∪ b| of two sorted, distinct lists.
+/// |a ∩ b| / |a ∪ b| of two sorted, distinct lists. The merge is branch-free (MMR runs it for
+/// every pair of candidates, and a mispredicted branch per step was most of a search's ranking).
 fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 0.0;
     }
     let (mut i, mut j, mut inter) = (0, 0, 0usize);
     while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                inter += 1;
-                i += 1;
-                j += 1;
-            }
-        }
+        let (x, y) = (a[i], b[j]);
+        inter += usize::from(x == y);
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
     }
     inter as f64 / (a.len() + b.len() - inter) as f64
 }
@@ -178,7 +187,7 @@ pub fn decay(path: &str, now_ms: i64, half_life_days: f64) -> f64 {
 
 /// Ranks merged candidates for `query`. `hybrid` is false when there are no embeddings.
 pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, hybrid: bool) -> Vec<Scored> {
-    let query_words = query_words(query);
+    let query_hashes: Vec<u64> = query_words(query).iter().map(|w| word_hash(w)).collect();
     let best_text = candidates.iter().filter_map(|c| c.bm25.map(text_score)).fold(0.0, f64::max);
     let mut scored: Vec<(Scored, Vec<u64>)> = candidates
         .into_iter()
@@ -192,28 +201,26 @@ pub fn rank(query: &str, candidates: Vec<Candidate>, r: &Ranking, now_ms: i64, h
                 0.0
             };
             let score = r.half_life_days.map_or(base, |h| base * decay(&c.path, now_ms, h));
-            let exact = !query_words.is_empty() && {
-                let w = words(&c.text);
-                query_words.iter().all(|q| w.contains(q))
-            };
             let hashes = word_hashes(&c.text);
+            let exact = !query_hashes.is_empty() && query_hashes.iter().all(|q| hashes.binary_search(q).is_ok());
             (Scored { candidate: c, score, exact }, hashes)
         })
         .collect();
     scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then(a.0.candidate.id.cmp(&b.0.candidate.id)));
-    let ordered = match r.mmr_lambda {
-        Some(lambda) => mmr(scored, lambda),
-        None => scored.into_iter().map(|(s, _)| s).collect(),
-    };
-    ordered.into_iter().filter(|s| s.exact || s.score >= r.min_score).take(r.max_results).collect()
+    let shown = |s: &Scored| s.exact || s.score >= r.min_score;
+    match r.mmr_lambda {
+        Some(lambda) => mmr(scored, lambda, shown, r.max_results),
+        None => scored.into_iter().map(|(s, _)| s).filter(|s| shown(s)).take(r.max_results).collect(),
+    }
 }
 
-/// Maximal marginal relevance re-ordering of score-sorted items. Each item's similarity to the
-/// picks so far is kept up to date with the newest pick only, so the work is quadratic, not cubic.
-fn mmr(mut pool: Vec<(Scored, Vec<u64>)>, lambda: f64) -> Vec<Scored> {
+/// Maximal marginal relevance re-ordering of score-sorted items, until `want` picks pass
+/// `shown` (the others are dropped as they come). Each item's similarity to the picks so far is
+/// kept up to date with the newest pick only, so the work is quadratic, not cubic.
+fn mmr(mut pool: Vec<(Scored, Vec<u64>)>, lambda: f64, shown: impl Fn(&Scored) -> bool, want: usize) -> Vec<Scored> {
     let mut nearest = vec![0.0f64; pool.len()];
-    let mut picked: Vec<Scored> = Vec::with_capacity(pool.len());
-    while !pool.is_empty() {
+    let mut picked: Vec<Scored> = Vec::with_capacity(want);
+    while !pool.is_empty() && picked.len() < want {
         let mut best = 0;
         let mut best_value = f64::NEG_INFINITY;
         for (i, (s, _)) in pool.iter().enumerate() {
@@ -228,7 +235,9 @@ fn mmr(mut pool: Vec<(Scored, Vec<u64>)>, lambda: f64) -> Vec<Scored> {
         for (i, (_, w)) in pool.iter().enumerate() {
             nearest[i] = nearest[i].max(jaccard(w, &words));
         }
-        picked.push(item);
+        if shown(&item) {
+            picked.push(item);
+        }
     }
     picked
 }
@@ -282,6 +291,34 @@ mod tests {
         assert_eq!(ids, [2, 1]);
         assert!(out[1].exact && !out[0].exact);
         assert!((out[0].score - 0.63).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jaccard_of_sorted_sets() {
+        assert_eq!(jaccard(&[1, 2, 3], &[2, 3, 4]), 0.5);
+        assert_eq!(jaccard(&[1, 5], &[2, 6]), 0.0);
+        assert_eq!(jaccard(&[7], &[7]), 1.0);
+        assert_eq!(jaccard(&[], &[]), 0.0);
+        assert_eq!(jaccard(&[1, 2, 3, 9], &[3]), 0.25);
+    }
+
+    #[test]
+    fn exact_matches_ignore_case_in_any_script() {
+        let r = Ranking { mmr_lambda: Some(0.7), half_life_days: None, min_score: 0.99, ..Ranking::default() };
+        let out = rank(
+            "ΟΔΟΣ Straße",
+            vec![
+                cand(1, "a.md", "η οδος και η STRASSE", Some(0.1), None),
+                cand(2, "b.md", "Η ΟΔΟΣ, die straße.", Some(0.1), None),
+            ],
+            &r,
+            0,
+            true,
+        );
+        let ids: Vec<i64> = out.iter().map(|s| s.candidate.id).collect();
+        assert_eq!(ids, [2], "only the chunk with both words is kept under the threshold");
+        assert_eq!(word_hash("ΟΔΟΣ"), word_hash("οδοσ"));
+        assert_eq!(word_hashes("A a Bb bB"), vec![word_hash("bb")]);
     }
 
     #[test]

@@ -282,3 +282,66 @@ async fn get_reads_lines_of_memory_files_only() {
         assert!(e.to_string().contains("not a memory file"), "{p}: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_searcher_sees_another_writers_vector_changes() {
+    let (_d, root) = workspace();
+    // More chunks than the exact shortlist, so the sign-bit shortlist is what finds them.
+    for f in 0..80 {
+        std::fs::write(root.join(format!("memory/topic-{f}.md")), long_note(&format!("t{f}x"), 8)).unwrap();
+    }
+    std::fs::write(root.join("MEMORY.md"), "The user drinks oolong tea every morning.\n").unwrap();
+    let writer = open(&root, Some(WordHash::new("v1")));
+    let r = writer.sync(false, &quiet()).await.unwrap();
+    assert!(r.chunks_added > 250, "{r:?}");
+    let searcher = open(&root, Some(WordHash::new("v1")));
+    let first = searcher.search("oolong tea every morning").await.unwrap();
+    let old_id = first.results[0].candidate.id;
+    assert_eq!(first.results[0].candidate.path, "MEMORY.md");
+
+    // Another index on the same file (as `clawline memory index` beside a running gateway).
+    std::fs::write(root.join("MEMORY.md"), "The user switched to espresso coffee.\n").unwrap();
+    let r = writer.sync(false, &quiet()).await.unwrap();
+    assert_eq!((r.chunks_added, r.chunks_removed), (1, 1), "{r:?}");
+
+    let near = searcher.nearest("The user switched to espresso coffee.", 24).await.unwrap();
+    assert!(near[0].1 > 0.99, "the new chunk is found by its own text: {near:?}");
+    let found = searcher.search("espresso coffee").await.unwrap();
+    assert_eq!(found.results[0].candidate.id, near[0].0);
+    let near = searcher.nearest("oolong tea every morning", 24).await.unwrap();
+    assert!(near.iter().all(|(id, _)| *id != old_id), "the removed chunk is gone: {near:?}");
+    // A chunk of a topic file is found by its own text too.
+    let chunk = searcher.search("t17x3w5").await.unwrap().results[0].candidate.clone();
+    let near = searcher.nearest(&chunk.text, 24).await.unwrap();
+    assert_eq!(near[0].0, chunk.id, "{near:?}");
+    assert!(near[0].1 > 0.99, "{near:?}");
+}
+
+#[tokio::test]
+async fn text_search_over_far_apart_ids_merges_both_halves() {
+    let (_d, root) = workspace();
+    let path = root.join(".index/main.sqlite");
+    {
+        let conn = clawline_memory::db::open(&path, "unicode61").unwrap();
+        // Ids far enough apart that the text leg is searched in two halves.
+        for (id, text) in [
+            (1, "harbour lighthouse keeper"),
+            (2, "lighthouse"),
+            (50_000, "lighthouse lighthouse keeper harbour"),
+            (50_001, "unrelated words"),
+        ] {
+            conn.execute(
+                "INSERT INTO chunks(id, path, source, start_line, end_line, hash, text, updated_at) VALUES (?1, 'MEMORY.md', 'memory', 1, 1, ?1, ?2, 0)",
+                rusqlite::params![id, text],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)", rusqlite::params![id, text]).unwrap();
+        }
+    }
+    let index = MemoryIndex::open(&path, &root, Settings::default(), None, "none").unwrap();
+    let out = index.search("lighthouse keeper harbour").await.unwrap();
+    let ids: Vec<i64> = out.results.iter().map(|r| r.candidate.id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&1) && ids.contains(&2) && ids.contains(&50_000), "{ids:?}");
+    assert!(out.results[0].candidate.id == 50_000 || out.results[0].candidate.id == 1);
+}

@@ -5,7 +5,10 @@
 //!
 //! recall@6 (the answer among the first six results) is computed for hybrid, text-only and
 //! vector-only ranking with the real all-MiniLM-L6-v2 model, printed, and hybrid must beat both.
-//! Ranking is compared without a score threshold; the default-threshold figure is printed too.
+//! Ranking is compared without a score threshold; the default-threshold figure is printed too,
+//! and so are the figures with the vector leg forced through its approximate shortlist (the
+//! fixture is small enough to be scored exactly otherwise): 48 chunks by sign bits, 24 of them
+//! scored exactly. Hybrid must beat text-only that way too.
 //!
 //!     cargo test -p clawline-memory --features local --test retrieval_quality -- --nocapture
 #![cfg(feature = "local")]
@@ -17,6 +20,7 @@ use clawline_memory::embed::Embedder;
 use clawline_memory::index::{MemoryIndex, Settings};
 use clawline_memory::local::LocalEmbedder;
 use clawline_memory::scoring::Ranking;
+use clawline_memory::vectors::Shortlist;
 use serde_json::Value;
 
 mod common;
@@ -78,7 +82,10 @@ async fn hybrid_beats_text_only_and_vector_only() {
     let db = dir.path().join("retrieval.sqlite");
     let hybrid = recall(&index(&db, &root, settings(0.7, 0.3, 0.0), Some(local.clone())).await, &qs).await;
     let vector = recall(&index(&db, &root, settings(1.0, 0.0, 0.0), Some(local.clone())).await, &qs).await;
-    let defaults = recall(&index(&db, &root, Settings::default(), Some(local)).await, &qs).await;
+    let defaults = recall(&index(&db, &root, Settings::default(), Some(local.clone())).await, &qs).await;
+    let short = |s: Settings| Settings { vector_shortlist: Some(Shortlist { wide: 48, exact: 24 }), ..s };
+    let hybrid_short = recall(&index(&db, &root, short(settings(0.7, 0.3, 0.0)), Some(local.clone())).await, &qs).await;
+    let vector_short = recall(&index(&db, &root, short(settings(1.0, 0.0, 0.0)), Some(local)).await, &qs).await;
     let text_db = dir.path().join("text.sqlite");
     let text = recall(&index(&text_db, &root, settings(0.7, 0.3, 0.0), None).await, &qs).await;
     let notes = std::fs::read_dir(root.join("memory")).unwrap().count();
@@ -92,7 +99,10 @@ async fn hybrid_beats_text_only_and_vector_only() {
     row("text only (FTS5 BM25)", text);
     row("vector only", vector);
     row("hybrid, default minScore", defaults);
+    row("hybrid, approximate leg", hybrid_short);
+    row("vector only, approximate leg", vector_short);
     let sum = |(p, k): (usize, usize)| p + k;
     assert!(sum(hybrid) > sum(text), "hybrid {hybrid:?} must beat text-only {text:?}");
     assert!(sum(hybrid) > sum(vector), "hybrid {hybrid:?} must beat vector-only {vector:?}");
+    assert!(sum(hybrid_short) > sum(text), "approximate hybrid {hybrid_short:?} must beat text-only {text:?}");
 }
