@@ -1,10 +1,12 @@
 //! Each agent's memory index, opened on first use from `memory.search`, with the remote
 //! embedding API the config chose (or none, and the reason).
 //!
-//! The index lives at `<state>/memory/<agent>.sqlite`. It is brought up to date before a search
-//! when its last sync is more than [`STALE_AFTER`] old (a stat of each memory file when nothing
-//! changed), by `clawline memory index`, and never at gateway start, so a gateway with memory
-//! files does not spend embedding calls until memory is used.
+//! The index lives at `<state>/memory/<agent>.sqlite`. Once opened (at the agent's first memory
+//! tool call, never at gateway start, so a gateway with memory files spends no embedding calls
+//! until memory is used), a watcher (`memory.search.sync.watch`, default on) indexes edits in
+//! the background once the files have been still for `watchDebounceMs`; a search also catches
+//! up first when the last sync is more than [`STALE_AFTER`] old (`sync.onSearch`, a stat of each
+//! memory file when nothing changed); and `clawline memory index` syncs on demand.
 //!
 //! This file wires; it must not rank or chunk (that is `clawline-memory`).
 
@@ -203,8 +205,8 @@ impl Embedder for LazyLocal {
     }
 }
 
-/// An open index and when it last synced.
-type OpenIndex = (Arc<MemoryIndex>, Option<Instant>);
+/// An open index, when a search last synced it, and whether searches sync at all.
+type OpenIndex = (Arc<MemoryIndex>, Option<Instant>, bool);
 
 /// The open indexes of a runtime, one per agent, with when each last synced.
 #[derive(Default)]
@@ -222,11 +224,26 @@ impl Memories {
         http: impl FnOnce() -> reqwest::Client,
     ) -> Result<Arc<MemoryIndex>, MemoryError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((index, _)) = open.get(agent_id) {
+        if let Some((index, _, _)) = open.get(agent_id) {
             return Ok(index.clone());
         }
         let index = Arc::new(open_index(config, agent_id, workspace, http())?);
-        open.insert(agent_id.to_string(), (index.clone(), None));
+        if let (Some(debounce), Ok(_)) = (config.memory.watch_debounce, tokio::runtime::Handle::try_current()) {
+            let agent = agent_id.to_string();
+            let settings = clawline_memory::watch::WatchSettings { debounce, ..Default::default() };
+            // The watcher holds the index weakly; it ends with the process (the map keeps it).
+            drop(clawline_memory::watch::spawn(&index, settings, move |report| match report {
+                Ok(r) if r.embed_error.is_some() => {
+                    tracing::warn!(agent = %agent, error = ?r.embed_error, "memory embeddings failed; the chunks without vectors are found by text only")
+                }
+                Ok(r) if r.files_indexed + r.files_removed > 0 => {
+                    tracing::debug!(agent = %agent, indexed = r.files_indexed, removed = r.files_removed, embedded = r.embedded, "memory files changed; indexed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(agent = %agent, error = %e, "memory sync failed"),
+            }));
+        }
+        open.insert(agent_id.to_string(), (index.clone(), None, config.memory.sync_on_search));
         Ok(index)
     }
 
@@ -234,14 +251,15 @@ impl Memories {
     pub async fn refresh(&self, agent_id: &str, index: &MemoryIndex) -> Result<(), MemoryError> {
         let stale = {
             let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.get(agent_id).and_then(|(_, at)| *at).is_none_or(|at| at.elapsed() >= STALE_AFTER)
+            open.get(agent_id)
+                .is_none_or(|(_, at, on_search)| *on_search && at.is_none_or(|at| at.elapsed() >= STALE_AFTER))
         };
         if stale {
             let report = index.sync(false, &|_| {}).await?;
             if let Some(e) = &report.embed_error {
                 tracing::warn!(agent = agent_id, error = %e, "memory embeddings failed; search falls back to text for the chunks without vectors");
             }
-            if let Some((_, at)) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get_mut(agent_id) {
+            if let Some((_, at, _)) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get_mut(agent_id) {
                 *at = Some(Instant::now());
             }
         }

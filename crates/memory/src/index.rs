@@ -302,6 +302,11 @@ impl MemoryIndex {
         &self.settings
     }
 
+    /// The workspace whose memory this indexes (canonicalized).
+    pub fn workspace(&self) -> &Path {
+        &self.workspace
+    }
+
     fn model_key(&self) -> Option<String> {
         self.embedder.as_ref().map(|e| format!("{}/{}", e.provider(), e.model()))
     }

@@ -10,6 +10,7 @@
 //! - [`vectors`]: the in-memory sign-bit index that shortlists chunks for a query vector.
 //! - [`scoring`]: merging vector and text hits, decay, MMR, thresholds.
 //! - [`index`]: [`index::MemoryIndex`] — sync, search, get, status.
+//! - [`watch`]: a debounced watcher that syncs an index when its files change.
 //! - `local` (feature `local`): embeddings computed in this process by a BERT-family model.
 //!
 //! Nothing here talks to the network; embedders are given to the index.
@@ -25,5 +26,6 @@ pub mod local;
 pub mod scoring;
 pub mod sources;
 pub mod vectors;
+pub mod watch;
 
 pub use error::MemoryError;

@@ -345,3 +345,56 @@ async fn text_search_over_far_apart_ids_merges_both_halves() {
     assert!(ids.contains(&1) && ids.contains(&2) && ids.contains(&50_000), "{ids:?}");
     assert!(out.results[0].candidate.id == 50_000 || out.results[0].candidate.id == 1);
 }
+
+/// Waits until `ok` holds, up to 20 s (a deadline, not a measurement).
+async fn eventually(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ok().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_indexes_edits_and_deletions_once_files_are_still() {
+    use clawline_memory::watch::{WatchSettings, spawn};
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), "The user drinks oolong tea.\n").unwrap();
+    let e = WordHash::new("v1");
+    let index = Arc::new(open(&root, Some(e.clone())));
+    let syncs = Arc::new(AtomicUsize::new(0));
+    let counter = syncs.clone();
+    let settings =
+        WatchSettings { poll: std::time::Duration::from_millis(20), debounce: std::time::Duration::from_millis(100) };
+    let watcher = spawn(&index, settings, move |r| {
+        assert!(r.is_ok(), "{r:?}");
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    // The first look syncs.
+    eventually("the first sync", async || syncs.load(Ordering::SeqCst) >= 1).await;
+    assert_eq!(index.status().await.unwrap().chunks, 1);
+
+    std::fs::write(root.join("memory/2026-12-02.md"), "Booked the ferry to Hydra for Friday.\n").unwrap();
+    eventually("the new note is found", async || {
+        index.search("ferry Hydra").await.unwrap().results.iter().any(|r| r.candidate.path == "memory/2026-12-02.md")
+    })
+    .await;
+    assert_eq!(e.embedded(), 2, "only the new note was embedded");
+
+    std::fs::remove_file(root.join("memory/2026-12-02.md")).unwrap();
+    eventually("the deleted note is gone", async || index.status().await.unwrap().files == 1).await;
+
+    // Nothing changes: no more syncs (three syncs so far: start, new note, deletion).
+    eventually("the third sync is reported", async || syncs.load(Ordering::SeqCst) >= 3).await;
+    let before = syncs.load(Ordering::SeqCst);
+    assert_eq!(before, 3);
+    let idle_until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while std::time::Instant::now() < idle_until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(syncs.load(Ordering::SeqCst), before, "an unchanged workspace is not synced again");
+
+    // Dropping the index stops the watcher.
+    drop(index);
+    tokio::time::timeout(std::time::Duration::from_secs(20), watcher).await.expect("the watcher stops").unwrap();
+}

@@ -406,6 +406,17 @@ mod tests {
         assert_eq!((m.max_results, m.min_score, m.vector_weight, m.text_weight), (6, 0.35, 0.7, 0.3));
         assert_eq!((m.candidate_multiplier, m.mmr_lambda, m.half_life_days), (4, Some(0.7), Some(30.0)));
         assert!(m.embedding.unwrap_err().contains("OPENAI_API_KEY"));
+        assert_eq!((m.watch_debounce, m.sync_on_search), (Some(std::time::Duration::from_millis(1500)), true));
+        let m = load_with("{ memory: { search: { sync: { watchDebounceMs: 300, onSearch: false } } } }", &[])
+            .unwrap()
+            .config
+            .memory;
+        assert_eq!((m.watch_debounce, m.sync_on_search), (Some(std::time::Duration::from_millis(300)), false));
+        let m = load_with("{ memory: { search: { sync: { watch: false, intervalMinutes: 5 } } } }", &[])
+            .unwrap()
+            .config
+            .memory;
+        assert_eq!(m.watch_debounce, None);
 
         // auto: the first provider with a key.
         let m = load_with("{}", &[("VOYAGE_API_KEY", "pa-voyage-key")]).unwrap().config.memory;

@@ -78,6 +78,10 @@ pub struct MemorySettings {
     pub half_life_days: Option<f64>,
     pub tokenizer: String,
     pub cache_max_entries: usize,
+    /// Watch the files, syncing once they are unchanged for this long; `None`: no watcher.
+    pub watch_debounce: Option<std::time::Duration>,
+    /// Sync before a search when the index is stale.
+    pub sync_on_search: bool,
 }
 
 const PROVIDERS: &[&str] =
@@ -201,6 +205,12 @@ impl Resolver<'_> {
             half_life_days: h.temporal_decay.enabled.unwrap_or(true).then_some(half_life),
             tokenizer,
             cache_max_entries: if m.cache.enabled.unwrap_or(true) { m.cache.max_entries.unwrap_or(50_000) } else { 0 },
+            watch_debounce: m
+                .sync
+                .watch
+                .unwrap_or(true)
+                .then(|| std::time::Duration::from_millis(m.sync.watch_debounce_ms.unwrap_or(1500))),
+            sync_on_search: m.sync.on_search.unwrap_or(true),
         }
     }
 

@@ -75,6 +75,8 @@ pub struct MemorySearchFile {
     pub store: MemoryStoreFile,
     #[serde(default)]
     pub cache: MemoryCacheFile,
+    #[serde(default)]
+    pub sync: MemorySyncFile,
     /// OpenClaw settings accepted for compatibility and not used yet.
     pub multimodal: Option<serde_json::Value>,
     pub remember_across_conversations: Option<serde_json::Value>,
@@ -150,6 +152,21 @@ pub struct MemoryStoreFile {
 pub struct MemoryFtsFile {
     /// `unicode61` (default) or `trigram` (matches inside words; good for CJK).
     pub tokenizer: Option<String>,
+}
+
+/// `memory.search.sync`: when the index catches up with the files.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemorySyncFile {
+    /// Watch the memory files and index changes in the background (default on).
+    pub watch: Option<bool>,
+    /// How long files must be unchanged before a watched change is indexed (default 1500).
+    pub watch_debounce_ms: Option<u64>,
+    /// Catch up before a search when the last sync is more than 5 s old (default on).
+    pub on_search: Option<bool>,
+    /// OpenClaw settings accepted for compatibility and not used yet.
+    pub on_session_start: Option<bool>,
+    pub interval_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
