@@ -21,9 +21,6 @@
 //! This file is pure: no I/O, no SQL. It must not decide which chunks exist (the database does;
 //! see `index.rs`).
 
-/// Indexes at least this large are measured in two threads.
-const PARALLEL_AT: usize = 50_000;
-
 /// How many chunks each step keeps for `k` wanted results out of `n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shortlist {
@@ -156,31 +153,18 @@ impl VectorIndex {
         self.mags.truncate(at * self.words);
     }
 
-    /// Hamming distance of every code to `q`'s bits; a large index is measured in two halves
-    /// at once (search runs this step while nothing else of it does).
+    /// Hamming distance of every code to `q`'s bits. (Two threads over halves of a 100,000-chunk
+    /// index measured no faster: the step is about a millisecond, and search runs it between
+    /// the text leg's two threads and the exact lookups.)
     fn distances(&self, q: &[u64]) -> Vec<u16> {
         let mut out = vec![0u16; self.ids.len()];
-        let words = self.words;
-        let run = |bits: &[u64], out: &mut [u16]| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("popcnt") {
-                // SAFETY: the CPU has POPCNT (checked just above).
-                unsafe { distances_popcnt(bits, words, q, out) };
-                return;
-            }
-            distances_portable(bits, words, q, out);
-        };
-        if out.len() < PARALLEL_AT {
-            run(&self.bits, &mut out);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT (checked just above).
+            unsafe { distances_popcnt(&self.bits, self.words, q, &mut out) };
             return out;
         }
-        let half = out.len() / 2;
-        let (bits_a, bits_b) = self.bits.split_at(half * words);
-        let (out_a, out_b) = out.split_at_mut(half);
-        std::thread::scope(|s| {
-            s.spawn(|| run(bits_b, out_b));
-            run(bits_a, out_a);
-        });
+        distances_portable(&self.bits, self.words, q, &mut out);
         out
     }
 
