@@ -174,6 +174,9 @@ pub struct MemoryIndex {
     lengths: Mutex<(Vec<Arc<LengthCache>>, Option<String>)>,
     /// The in-memory sign bits of the current model's vectors.
     vectors: Arc<Mutex<Option<LoadedVectors>>>,
+    /// One sync at a time: a second one waits and then finds nothing left to embed, instead of
+    /// embedding the same chunks again (the watcher and a search can start one together).
+    syncing: tokio::sync::Mutex<()>,
 }
 
 /// A query's vector, with the model and length the stored vectors have.
@@ -261,6 +264,7 @@ impl MemoryIndex {
             readers: OnceLock::new(),
             lengths: Mutex::new((Vec::new(), None)),
             vectors: Arc::new(Mutex::new(None)),
+            syncing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -322,6 +326,7 @@ impl MemoryIndex {
     /// Brings the index in step with the files; `force` re-reads every file. Embedding failures
     /// are reported in the result, not raised.
     pub async fn sync(&self, force: bool, progress: &(dyn Fn(Progress) + Sync)) -> Result<SyncReport, MemoryError> {
+        let _one_at_a_time = self.syncing.lock().await;
         let workspace = self.workspace.clone();
         let settings = self.settings.clone();
         let model_key = self.model_key();

@@ -21,6 +21,8 @@ struct WordHash {
     texts: AtomicUsize,
     failure: Mutex<Option<String>>,
     dims: Mutex<usize>,
+    /// Time each embedding call takes, as a remote API's would.
+    delay: Mutex<Option<std::time::Duration>>,
 }
 
 impl WordHash {
@@ -30,6 +32,7 @@ impl WordHash {
             texts: AtomicUsize::new(0),
             failure: Mutex::new(None),
             dims: Mutex::new(DIMS),
+            delay: Mutex::new(None),
         })
     }
     fn embedded(&self) -> usize {
@@ -61,6 +64,10 @@ impl Embedder for WordHash {
     }
     fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
         Box::pin(async move {
+            let delay = *self.delay.lock().unwrap();
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             if let Some(why) = self.failure.lock().unwrap().clone() {
                 return Err(EmbedError { provider: "test".into(), model: self.model.clone(), message: why });
             }
@@ -397,4 +404,20 @@ async fn the_watcher_indexes_edits_and_deletions_once_files_are_still() {
     // Dropping the index stops the watcher.
     drop(index);
     tokio::time::timeout(std::time::Duration::from_secs(20), watcher).await.expect("the watcher stops").unwrap();
+}
+
+#[tokio::test]
+async fn syncs_started_together_embed_each_chunk_once() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), long_note("tea", 6)).unwrap();
+    let e = WordHash::new("v1");
+    *e.delay.lock().unwrap() = Some(std::time::Duration::from_millis(50));
+    let index = open(&root, Some(e.clone()));
+    let (p1, p2) = (quiet(), quiet());
+    let (a, b) = tokio::join!(index.sync(false, &p1), index.sync(false, &p2));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let chunks = index.status().await.unwrap().chunks;
+    assert!(chunks > 1);
+    assert_eq!(a.embedded + b.embedded, chunks, "{a:?} {b:?}");
+    assert_eq!(e.embedded(), chunks);
 }
