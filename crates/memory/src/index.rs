@@ -11,7 +11,8 @@
 //! The index never pretends: when there is no embedder, its vectors belong to another model, or
 //! the embedder fails, search runs on text alone and [`Mode::TextOnly`] says why.
 //!
-//! Searches read through their own read-only connections, so a long sync never holds one up;
+//! Searches read through their own read-only connections (opened with the index, which is
+//! opened off the async runtime), so a long sync never holds one up;
 //! on a large index the text leg is split in two halves by chunk id, searched side by side
 //! (BM25's statistics are the whole table's either way, so the merged top is the same), while
 //! the vector leg scores the in-memory shortlist ([`crate::vectors`]) exactly.
@@ -20,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -165,11 +166,9 @@ pub struct MemoryIndex {
     /// Why there is no embedder (shown by status and search).
     no_embedder: String,
     last_embed_error: Mutex<Option<String>>,
-    /// Where the database is (`None` for an in-memory one, which is then read through `conn`).
-    db_path: Option<PathBuf>,
-    /// Read-only connections: two for the text leg, one for the vector leg. Opened at the first
-    /// search; `None` when they could not be (then `conn` serves).
-    readers: OnceLock<Option<[Arc<Mutex<Connection>>; 3]>>,
+    /// Read-only connections: two for the text leg, one for the vector leg, opened with the
+    /// index; `None` for an in-memory index or when they could not be opened (then `conn` serves).
+    readers: Option<[Arc<Mutex<Connection>>; 3]>,
     /// The readers' chunk-length caches, and the tokenizer their lengths were counted with.
     lengths: Mutex<(Vec<Arc<LengthCache>>, Option<String>)>,
     /// The in-memory sign bits of the current model's vectors.
@@ -241,7 +240,18 @@ impl MemoryIndex {
     ) -> Result<MemoryIndex, MemoryError> {
         let conn = db::open(db_path, &settings.tokenizer)?;
         let mut index = Self::with_connection(conn, workspace, settings, embedder, no_embedder);
-        index.db_path = Some(db_path.to_path_buf());
+        let open = |i: usize| {
+            db::open_reader(db_path, READER_CACHE_KIB[i]).map(|(c, lengths)| (Arc::new(Mutex::new(c)), lengths))
+        };
+        match (open(0), open(1), open(2)) {
+            (Ok((a, la)), Ok((b, lb)), Ok((c, lc))) => {
+                index.readers = Some([a, b, c]);
+                index.lengths = Mutex::new((vec![la, lb, lc], None));
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                tracing::warn!(error = %e, "memory: read connections unavailable; searching through the main one");
+            }
+        }
         Ok(index)
     }
 
@@ -260,8 +270,7 @@ impl MemoryIndex {
             embedder,
             no_embedder: no_embedder.into(),
             last_embed_error: Mutex::new(None),
-            db_path: None,
-            readers: OnceLock::new(),
+            readers: None,
             lengths: Mutex::new((Vec::new(), None)),
             vectors: Arc::new(Mutex::new(None)),
             syncing: tokio::sync::Mutex::new(()),
@@ -270,23 +279,7 @@ impl MemoryIndex {
 
     /// Read connection `i` (0 and 1: text, 2: vectors), or the main one.
     fn reader(&self, i: usize) -> Arc<Mutex<Connection>> {
-        let readers = self.readers.get_or_init(|| {
-            let path = self.db_path.as_ref()?;
-            let open = |i: usize| {
-                db::open_reader(path, READER_CACHE_KIB[i]).map(|(c, lengths)| {
-                    self.lengths.lock().unwrap_or_else(|p| p.into_inner()).0.push(lengths);
-                    Arc::new(Mutex::new(c))
-                })
-            };
-            match (open(0), open(1), open(2)) {
-                (Ok(a), Ok(b), Ok(c)) => Some([a, b, c]),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    tracing::warn!(error = %e, "memory: read connections unavailable; searching through the main one");
-                    None
-                }
-            }
-        });
-        match readers {
+        match &self.readers {
             Some(r) => r[i.min(2)].clone(),
             None => self.conn.clone(),
         }
