@@ -108,7 +108,7 @@ const VOCAB: usize = 20_000;
 
 /// Builds the corpus into `path` (once per size) and opens it as a hybrid or a text-only index.
 fn build(n: usize, hybrid: bool) -> MemoryIndex {
-    let path = std::env::temp_dir().join(format!("clawline-bench-memory-{n}-{}.sqlite", std::process::id()));
+    let path = corpus_path(n);
     if !path.exists() {
         fill(&path, n);
     }
@@ -142,7 +142,7 @@ fn fill(path: &std::path::Path, n: usize) {
 
 /// Recall@24 of the vector leg against an exact scan of the same vectors.
 fn recall(n: usize, index: &MemoryIndex) {
-    let path = std::env::temp_dir().join(format!("clawline-bench-memory-{n}-{}.sqlite", std::process::id()));
+    let path = corpus_path(n);
     let conn = db::open(&path, "unicode61").expect("index");
     let mut all: Vec<(i64, Vec<f32>)> = Vec::with_capacity(n);
     {
@@ -278,15 +278,30 @@ fn local_throughput() {
     println!("local model throughput: skipped (build with --features local)");
 }
 
+/// Where the `n`-chunk corpus is built: one fixed name per size, so a run that divan ends
+/// before the clean-up at the bottom of `main` leaves one copy behind, not one per run.
+fn corpus_path(n: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("clawline-bench-memory-{n}.sqlite"))
+}
+
+/// Removes the `n`-chunk corpus and its WAL files.
+fn remove_corpus(n: usize) {
+    let base = corpus_path(n);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", base.display()));
+    }
+}
+
 fn main() {
+    // A corpus left by an earlier run may be of an older generator: build it afresh.
+    for n in [10_000, 100_000] {
+        remove_corpus(n);
+    }
     percentiles(10_000);
     percentiles(100_000);
     local_throughput();
     divan::main();
     for n in [10_000, 100_000] {
-        let base = std::env::temp_dir().join(format!("clawline-bench-memory-{n}-{}.sqlite", std::process::id()));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", base.display()));
-        }
+        remove_corpus(n);
     }
 }
