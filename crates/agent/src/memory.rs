@@ -6,7 +6,9 @@
 //! until memory is used), a watcher (`memory.search.sync.watch`, default on) indexes edits in
 //! the background once the files have been still for `watchDebounceMs`; a search also catches
 //! up first when the last sync is more than [`STALE_AFTER`] old (`sync.onSearch`, a stat of each
-//! memory file when nothing changed); and `clawline memory index` syncs on demand.
+//! memory file when nothing changed); and `clawline memory index` syncs on demand. With
+//! `sources: ["sessions"]` the agent's past conversations are indexed too, brought up to date
+//! by those same syncs (the watcher sees files only), past the delta thresholds.
 //!
 //! This file wires; it must not rank or chunk (that is `clawline-memory`).
 
@@ -21,6 +23,10 @@ use clawline_memory::MemoryError;
 use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
 use clawline_memory::index::{MemoryIndex, Settings};
 use clawline_memory::scoring::Ranking;
+use clawline_memory::transcripts::DeltaThresholds;
+use clawline_store::Store;
+
+use crate::memory_transcripts::StoreTranscripts;
 use clawline_providers::embeddings::{EmbeddingApi, EmbeddingClient, EmbeddingSettings};
 
 /// How old a sync may be before a search syncs first.
@@ -107,12 +113,14 @@ pub fn index_path(state_dir: &Path, agent_id: &str) -> PathBuf {
     state_dir.join("memory").join(format!("{agent_id}.sqlite"))
 }
 
-/// Opens an agent's index as the config describes it.
+/// Opens an agent's index as the config describes it; with `sources: ["sessions"]`, the
+/// agent's transcripts in `store` are indexed too.
 pub fn open_index(
     config: &Config,
     agent_id: &str,
     workspace: &Path,
     http: reqwest::Client,
+    store: Option<&Store>,
 ) -> Result<MemoryIndex, MemoryError> {
     let m = &config.memory;
     let (embedder, why): (Option<Arc<dyn Embedder>>, String) = match &m.embedding {
@@ -120,7 +128,15 @@ pub fn open_index(
         Ok(Embedding::Local { model }) => local_embedder(model),
         Err(why) => (None, why.clone()),
     };
-    MemoryIndex::open(&index_path(&config.state_dir, agent_id), workspace, index_settings(m), embedder, why)
+    let index =
+        MemoryIndex::open(&index_path(&config.state_dir, agent_id), workspace, index_settings(m), embedder, why)?;
+    Ok(match store.filter(|_| m.index_sessions) {
+        Some(store) => index.with_transcripts(
+            Arc::new(StoreTranscripts::new(store.clone(), agent_id)),
+            DeltaThresholds { bytes: m.session_delta_bytes, messages: m.session_delta_messages },
+        ),
+        None => index,
+    })
 }
 
 #[cfg(feature = "local-embeddings")]
@@ -222,12 +238,13 @@ impl Memories {
         agent_id: &str,
         workspace: &Path,
         http: impl FnOnce() -> reqwest::Client,
+        store: &Store,
     ) -> Result<Arc<MemoryIndex>, MemoryError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((index, _, _)) = open.get(agent_id) {
             return Ok(index.clone());
         }
-        let index = Arc::new(open_index(config, agent_id, workspace, http())?);
+        let index = Arc::new(open_index(config, agent_id, workspace, http(), Some(store))?);
         if let (Some(debounce), Ok(_)) = (config.memory.watch_debounce, tokio::runtime::Handle::try_current()) {
             let agent = agent_id.to_string();
             let settings = clawline_memory::watch::WatchSettings { debounce, ..Default::default() };

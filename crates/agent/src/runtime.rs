@@ -233,11 +233,18 @@ impl Runtime {
         if !self.inner.config.memory.enabled {
             return None;
         }
-        match self.inner.memories.get(&self.inner.config, agent_id, workspace, || self.http().clone()) {
+        match self.inner.memories.get(
+            &self.inner.config,
+            agent_id,
+            workspace,
+            || self.http().clone(),
+            &self.inner.store,
+        ) {
             Ok(index) => Some(crate::tools::MemoryAccess {
                 agent_id: agent_id.to_string(),
                 index,
                 memories: self.inner.memories.clone(),
+                current_session: None,
             }),
             Err(e) => {
                 tracing::error!(agent = agent_id, error = %e, "the memory index cannot be opened; memory tools are off for this agent");
@@ -368,8 +375,8 @@ impl Runtime {
             events: rx,
         })));
 
-        let records = match self.inner.store.session_with_transcript(key.as_str()).await {
-            Ok(found) => found.map(|(_, records)| records).unwrap_or_default(),
+        let (session_id, records) = match self.inner.store.session_with_transcript(key.as_str()).await {
+            Ok(found) => found.map(|(row, records)| (Some(row.session_id), records)).unwrap_or_default(),
             Err(e) => {
                 run::fail_before_start(
                     &self.inner.store,
@@ -384,7 +391,11 @@ impl Runtime {
             }
         };
         let config = &self.inner.config;
-        let memory = self.memory_access_off_runtime(&agent.id, &workspace).await;
+        let mut memory = self.memory_access_off_runtime(&agent.id, &workspace).await;
+        if let Some(m) = memory.as_mut() {
+            // This conversation is in the context already; memory search shows the others.
+            m.current_session = session_id;
+        }
         let tool_specs = tools::specs(&config.tools, memory.is_some());
         let files = workspace::load_bootstrap(&workspace, agent.bootstrap_max_chars, agent.bootstrap_total_max_chars);
         let today = clawline_core::time::iso8601_from_ms(clawline_store::now_ms())[..10].to_string();

@@ -99,3 +99,38 @@ async fn memory_off_offers_no_memory_tools() {
     let names = tool_names(&server);
     assert!(names.contains(&"read".to_string()) && !names.iter().any(|n| n.starts_with("memory_")), "{names:?}");
 }
+
+#[tokio::test]
+async fn past_conversations_are_searchable_when_sessions_are_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let top = r#"memory: { search: { provider: "none", sources: ["memory", "sessions"] } },"#;
+    let config = config_with(dir.path(), &server, Api::OpenAi, "", top, &[]);
+    let rt = runtime_for(dir.path(), config);
+
+    // An earlier conversation in another session.
+    server.push(Reply::text("Noted: the boiler service is booked with Halvorsen Heating."));
+    turn(&rt, Some("agent:main:kitchen"), "remember that Halvorsen Heating services the boiler").await;
+
+    server.push(Reply::tool("c1", "memory_search", json!({"query": "who services the boiler"})));
+    server.push(Reply::text("Halvorsen Heating."));
+    turn(&rt, None, "who services our boiler?").await;
+    let found = tool_result(&server, 2);
+    let hit = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().starts_with("sessions/"))
+        .unwrap_or_else(|| panic!("the earlier conversation is found: {found}"));
+    assert!(hit["snippet"].as_str().unwrap().contains("Halvorsen"), "{hit}");
+
+    // memory_get reads the conversation by the path search gave.
+    let path = hit["path"].as_str().unwrap().to_string();
+    server.push(Reply::tool("c2", "memory_get", json!({"path": path, "from": 1, "lines": 20})));
+    server.push(Reply::text("ok"));
+    turn(&rt, None, "show me that conversation").await;
+    let got = tool_result(&server, 4);
+    let text = got["text"].as_str().unwrap();
+    assert!(text.contains("User (") && text.contains("remember that Halvorsen Heating"), "{got}");
+    assert!(text.contains("Assistant (") && text.contains("Noted: the boiler service"), "{got}");
+}

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! meta(key, value)              schema version, FTS tokenizer, vector model + dims, vector_gen
-//! sources(path, source, hash, mtime, size, indexed_at)          one row per indexed file
+//! sources(path, source, hash, mtime, size, indexed_at)   one row per indexed file or transcript
+//!                               (a transcript's `mtime` is its message count, `size` its bytes)
 //! chunks(id, path, source, start_line, end_line, hash, text, updated_at)   ids never reused
 //! chunks_fts  FTS5(text), rowid = chunks.id       (unicode61, or trigram)
 //! chunk_vectors(id = chunks.id, stamp, embedding)   f32 little-endian, normalized

@@ -32,6 +32,7 @@ use crate::embed::{Embedder, Purpose, check, normalized};
 use crate::error::MemoryError;
 use crate::scoring::{Candidate, Ranking, Scored, query_words, rank};
 use crate::sources::{Skipped, discover, read_text};
+use crate::transcripts::{DeltaThresholds, Indexed, SESSIONS, Transcripts, due, id_of, path_of};
 use crate::vectors::{Shortlist, VectorIndex};
 
 /// Chunk-id spans at least this wide are searched by text in two halves at once.
@@ -99,6 +100,12 @@ pub struct SyncReport {
     pub skipped: Vec<SkippedFile>,
     /// Why some chunks are still without vectors.
     pub embed_error: Option<String>,
+    /// Transcripts the agent has (`sources: ["sessions"]`), indexed again, and removed.
+    pub sessions: usize,
+    pub sessions_indexed: usize,
+    pub sessions_removed: usize,
+    /// Why transcripts could not be listed or read.
+    pub sessions_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -138,6 +145,8 @@ pub struct Status {
     pub model: Option<String>,
     pub dims: Option<usize>,
     pub files: usize,
+    /// Transcripts indexed (`sources: ["sessions"]`).
+    pub sessions: usize,
     pub chunks: usize,
     /// Chunks with a vector from the current model.
     pub vectors: usize,
@@ -176,6 +185,8 @@ pub struct MemoryIndex {
     /// One sync at a time: a second one waits and then finds nothing left to embed, instead of
     /// embedding the same chunks again (the watcher and a search can start one together).
     syncing: tokio::sync::Mutex<()>,
+    /// The agent's transcripts, when they are a source too.
+    transcripts: Option<(Arc<dyn Transcripts>, DeltaThresholds)>,
 }
 
 /// A query's vector, with the model and length the stored vectors have.
@@ -274,7 +285,15 @@ impl MemoryIndex {
             lengths: Mutex::new((Vec::new(), None)),
             vectors: Arc::new(Mutex::new(None)),
             syncing: tokio::sync::Mutex::new(()),
+            transcripts: None,
         }
+    }
+
+    /// Indexes the agent's transcripts too (`sources: ["sessions"]`), again once one has grown
+    /// by `thresholds`.
+    pub fn with_transcripts(mut self, transcripts: Arc<dyn Transcripts>, thresholds: DeltaThresholds) -> MemoryIndex {
+        self.transcripts = Some((transcripts, thresholds));
+        self
     }
 
     /// Read connection `i` (0 and 1: text, 2: vectors), or the main one.
@@ -326,6 +345,9 @@ impl MemoryIndex {
         let mut report =
             self.blocking(move |conn| sync_files(conn, &workspace, &settings, force, model_key.as_deref())).await?;
         progress(Progress { phase: Phase::Files, done: report.files, total: report.files });
+        if let Some((transcripts, thresholds)) = self.transcripts.clone() {
+            self.sync_transcripts(transcripts.as_ref(), thresholds, force, &mut report).await?;
+        }
         if let Some(embedder) = self.embedder.clone() {
             let error = self.embed_missing(embedder, &mut report, progress).await?;
             report.embed_error = error.clone();
@@ -342,6 +364,99 @@ impl MemoryIndex {
         })
         .await?;
         Ok(report)
+    }
+
+    /// The transcript half of a sync: each transcript that is new, grew past the thresholds or
+    /// finished is chunked again (one transaction each, so chat is let in between); gone ones
+    /// lose their chunks. A keeper that fails is reported, and the files are indexed anyway.
+    async fn sync_transcripts(
+        &self,
+        transcripts: &dyn Transcripts,
+        thresholds: DeltaThresholds,
+        force: bool,
+        report: &mut SyncReport,
+    ) -> Result<(), MemoryError> {
+        let digests = match transcripts.digests().await {
+            Ok(d) => d,
+            Err(e) => {
+                report.sessions_error = Some(format!("the transcripts could not be listed: {e}"));
+                return Ok(());
+            }
+        };
+        report.sessions = digests.len();
+        let known: HashMap<String, Indexed> = self
+            .blocking(|conn| {
+                let mut st = conn.prepare("SELECT path, size, mtime FROM sources WHERE source = ?1")?;
+                let rows = st.query_map([SESSIONS], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Indexed {
+                            bytes: r.get::<_, i64>(1)?.max(0) as u64,
+                            messages: r.get::<_, i64>(2)?.max(0) as u64,
+                        },
+                    ))
+                })?;
+                Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+            })
+            .await?;
+        let mut present: HashSet<String> = HashSet::new();
+        for d in digests {
+            let path = path_of(&d.id);
+            if !due(known.get(&path).copied(), &d, thresholds, force) {
+                present.insert(path);
+                continue;
+            }
+            let text = match transcripts.render(&d.id).await {
+                Ok(Some(text)) => text,
+                Ok(None) => continue, // Gone since it was listed: removed below.
+                Err(e) => {
+                    report.sessions_error = Some(format!("{path}: {e}"));
+                    present.insert(path);
+                    continue;
+                }
+            };
+            present.insert(path.clone());
+            let chunk_size = self.settings.chunk;
+            let counts = self
+                .blocking(move |conn| {
+                    let tx = conn.transaction()?;
+                    let now = now_ms();
+                    let counts = replace_chunks(&tx, &path, SESSIONS, &text, chunk_size, now)?;
+                    // For a transcript, `mtime` holds its message count and `size` its bytes.
+                    tx.execute(
+                        "INSERT INTO sources(path, source, hash, mtime, size, indexed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT(path, source) DO UPDATE SET hash = excluded.hash, mtime = excluded.mtime, size = excluded.size, indexed_at = excluded.indexed_at",
+                        params![path, SESSIONS, sha256_hex(&text), d.messages as i64, d.bytes as i64, now],
+                    )?;
+                    if counts.removed > 0 {
+                        db::bump_vector_gen(&tx)?;
+                    }
+                    tx.commit()?;
+                    Ok(counts)
+                })
+                .await?;
+            report.add(counts);
+            report.sessions_indexed += 1;
+            tokio::task::yield_now().await;
+        }
+        let gone: Vec<String> = known.into_keys().filter(|p| !present.contains(p)).collect();
+        if !gone.is_empty() {
+            let (removed, chunks) = self
+                .blocking(move |conn| {
+                    let tx = conn.transaction()?;
+                    let mut chunks = 0;
+                    for path in &gone {
+                        chunks += remove_source(&tx, path, SESSIONS)?;
+                    }
+                    db::bump_vector_gen(&tx)?;
+                    tx.commit()?;
+                    Ok((gone.len(), chunks))
+                })
+                .await?;
+            report.sessions_removed += removed;
+            report.chunks_removed += chunks;
+        }
+        Ok(())
     }
 
     /// Embeds every chunk without a vector from the current model; the error that stopped it.
@@ -550,6 +665,12 @@ impl MemoryIndex {
     /// Searches for `query`. The text leg runs while the query is embedded; the vector leg's
     /// own work follows, so the two halves of the text leg have both cores to themselves.
     pub async fn search(&self, query: &str) -> Result<SearchOutcome, MemoryError> {
+        self.search_except(query, &[]).await
+    }
+
+    /// [`MemoryIndex::search`] without the chunks of the sources at `skip` (the conversation
+    /// asking, which is in its context already).
+    pub async fn search_except(&self, query: &str, skip: &[String]) -> Result<SearchOutcome, MemoryError> {
         let k = self.settings.ranking.candidates();
         let (text_hits, query_vector) = tokio::try_join!(self.text_leg(query, k), self.query_vector(query))?;
         let (vector_hits, reason) = match query_vector {
@@ -590,6 +711,7 @@ impl MemoryIndex {
                 Ok(out)
             })
             .await?;
+        let candidates: Vec<Candidate> = candidates.into_iter().filter(|c| !skip.contains(&c.path)).collect();
         let hybrid = reason.is_none();
         let results = rank(query, candidates, &self.settings.ranking, now_ms(), hybrid);
         let mode = match reason {
@@ -603,22 +725,40 @@ impl MemoryIndex {
     /// can be read.
     pub async fn get(&self, path: &str, from: usize, lines: usize) -> Result<Excerpt, MemoryError> {
         let p = path.to_string();
-        let known: bool = self
+        let source: Option<String> = self
             .blocking(move |conn| {
-                Ok(conn.query_row("SELECT 1 FROM sources WHERE path = ?1", [p], |_| Ok(())).optional()?.is_some())
+                Ok(conn
+                    .query_row("SELECT source FROM sources WHERE path = ?1 ORDER BY source = 'memory' DESC", [p], |r| {
+                        r.get(0)
+                    })
+                    .optional()?)
             })
             .await?;
-        if !known {
-            return Err(MemoryError::NotFound(format!(
-                "`{path}` is not a memory file; memory_get reads only files memory_search returns"
-            )));
-        }
-        let abs = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.workspace.join(path) };
-        let limit = self.settings.max_file_bytes;
-        let text = tokio::task::spawn_blocking(move || read_text(&abs, limit))
-            .await
-            .map_err(|_| MemoryError::Stopped)?
-            .map_err(|e| MemoryError::NotFound(format!("`{path}` {e}")))?;
+        let text = match source.as_deref() {
+            None => {
+                return Err(MemoryError::NotFound(format!(
+                    "`{path}` is not a memory file; memory_get reads only files memory_search returns"
+                )));
+            }
+            Some(SESSIONS) => {
+                let (Some((transcripts, _)), Some(id)) = (&self.transcripts, id_of(path)) else {
+                    return Err(MemoryError::NotFound(format!("`{path}`: transcripts are not a memory source now")));
+                };
+                match transcripts.render(id).await {
+                    Ok(Some(text)) => text,
+                    Ok(None) => return Err(MemoryError::NotFound(format!("`{path}`: the conversation was deleted"))),
+                    Err(e) => return Err(MemoryError::NotFound(format!("`{path}`: {e}"))),
+                }
+            }
+            Some(_) => {
+                let abs = if Path::new(path).is_absolute() { PathBuf::from(path) } else { self.workspace.join(path) };
+                let limit = self.settings.max_file_bytes;
+                tokio::task::spawn_blocking(move || read_text(&abs, limit))
+                    .await
+                    .map_err(|_| MemoryError::Stopped)?
+                    .map_err(|e| MemoryError::NotFound(format!("`{path}` {e}")))?
+            }
+        };
         let all: Vec<&str> = text.lines().collect();
         let from = from.max(1);
         let to = (from + lines.max(1) - 1).min(all.len());
@@ -655,7 +795,8 @@ impl MemoryIndex {
                     provider: None,
                     model: None,
                     dims: vector_model.map(|(_, d)| d),
-                    files: count("SELECT count(*) FROM sources")?,
+                    files: count("SELECT count(*) FROM sources WHERE source = 'memory'")?,
+                    sessions: count("SELECT count(*) FROM sources WHERE source = 'sessions'")?,
                     chunks: count("SELECT count(*) FROM chunks")?,
                     vectors,
                     cache_entries: count("SELECT count(*) FROM embedding_cache")?,
@@ -760,47 +901,8 @@ fn sync_files(
             continue;
         }
         report.files_indexed += 1;
-        let fresh = chunk(&text, settings.chunk);
-        let mut old: Vec<ChunkRow> = {
-            let mut st = tx.prepare_cached(
-                "SELECT id, hash, start_line, end_line FROM chunks WHERE path = ?1 AND source = ?2 ORDER BY start_line",
-            )?;
-            st.query_map(params![file.path, MEMORY], |r| {
-                Ok(ChunkRow {
-                    id: r.get(0)?,
-                    hash: r.get(1)?,
-                    start_line: r.get::<_, i64>(2)? as usize,
-                    end_line: r.get::<_, i64>(3)? as usize,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
-        for c in fresh {
-            let h = sha256_hex(&c.text);
-            if let Some(pos) = old.iter().position(|o| o.hash == h) {
-                // The same text: keep the row (and its vector), move it to its new lines.
-                let o = old.swap_remove(pos);
-                if o.start_line != c.start_line || o.end_line != c.end_line {
-                    tx.execute(
-                        "UPDATE chunks SET start_line = ?1, end_line = ?2 WHERE id = ?3",
-                        params![c.start_line as i64, c.end_line as i64, o.id],
-                    )?;
-                }
-                report.chunks_kept += 1;
-                continue;
-            }
-            tx.execute(
-                "INSERT INTO chunks(path, source, start_line, end_line, hash, text, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![file.path, MEMORY, c.start_line as i64, c.end_line as i64, h, c.text, now],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)", params![id, c.text])?;
-            report.chunks_added += 1;
-        }
-        for o in old {
-            delete_chunk(&tx, o.id)?;
-            report.chunks_removed += 1;
-        }
+        let counts = replace_chunks(&tx, &file.path, MEMORY, &text, settings.chunk, now)?;
+        report.add(counts);
         tx.execute(
             "INSERT INTO sources(path, source, hash, mtime, size, indexed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(path, source) DO UPDATE SET hash = excluded.hash, mtime = excluded.mtime, size = excluded.size, indexed_at = excluded.indexed_at",
@@ -817,15 +919,7 @@ fn sync_files(
             .collect()
     };
     for path in gone {
-        let ids: Vec<i64> = {
-            let mut st = tx.prepare("SELECT id FROM chunks WHERE path = ?1 AND source = ?2")?;
-            st.query_map(params![path, MEMORY], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?
-        };
-        for id in ids {
-            delete_chunk(&tx, id)?;
-            report.chunks_removed += 1;
-        }
-        tx.execute("DELETE FROM sources WHERE path = ?1 AND source = ?2", params![path, MEMORY])?;
+        report.chunks_removed += remove_source(&tx, &path, MEMORY)?;
         report.files_removed += 1;
     }
     if report.chunks_removed > 0 {
@@ -842,6 +936,88 @@ fn sync_files(
     tx.commit()?;
     report.skipped = skipped.into_iter().map(|s| SkippedFile { path: s.path, reason: s.reason }).collect();
     Ok(report)
+}
+
+/// Chunks added, removed and kept by [`replace_chunks`].
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkCounts {
+    added: usize,
+    removed: usize,
+    kept: usize,
+}
+
+impl SyncReport {
+    fn add(&mut self, c: ChunkCounts) {
+        self.chunks_added += c.added;
+        self.chunks_removed += c.removed;
+        self.chunks_kept += c.kept;
+    }
+}
+
+/// Makes the chunks of `path` (in `source`) those of `text`: a chunk whose text is unchanged
+/// keeps its row and vector (moved to its new lines), new texts get new rows, the rest go.
+fn replace_chunks(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    source: &str,
+    text: &str,
+    size: ChunkSize,
+    now: i64,
+) -> Result<ChunkCounts, MemoryError> {
+    let mut counts = ChunkCounts::default();
+    let mut old: Vec<ChunkRow> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, hash, start_line, end_line FROM chunks WHERE path = ?1 AND source = ?2 ORDER BY start_line",
+        )?;
+        st.query_map(params![path, source], |r| {
+            Ok(ChunkRow {
+                id: r.get(0)?,
+                hash: r.get(1)?,
+                start_line: r.get::<_, i64>(2)? as usize,
+                end_line: r.get::<_, i64>(3)? as usize,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    for c in chunk(text, size) {
+        let h = sha256_hex(&c.text);
+        if let Some(pos) = old.iter().position(|o| o.hash == h) {
+            let o = old.swap_remove(pos);
+            if o.start_line != c.start_line || o.end_line != c.end_line {
+                tx.execute(
+                    "UPDATE chunks SET start_line = ?1, end_line = ?2 WHERE id = ?3",
+                    params![c.start_line as i64, c.end_line as i64, o.id],
+                )?;
+            }
+            counts.kept += 1;
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO chunks(path, source, start_line, end_line, hash, text, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![path, source, c.start_line as i64, c.end_line as i64, h, c.text, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)", params![id, c.text])?;
+        counts.added += 1;
+    }
+    for o in old {
+        delete_chunk(tx, o.id)?;
+        counts.removed += 1;
+    }
+    Ok(counts)
+}
+
+/// Removes every chunk of `path` in `source`, and the source row; the chunks removed.
+fn remove_source(tx: &rusqlite::Transaction<'_>, path: &str, source: &str) -> Result<usize, MemoryError> {
+    let ids: Vec<i64> = {
+        let mut st = tx.prepare_cached("SELECT id FROM chunks WHERE path = ?1 AND source = ?2")?;
+        st.query_map(params![path, source], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?
+    };
+    for id in &ids {
+        delete_chunk(tx, *id)?;
+    }
+    tx.execute("DELETE FROM sources WHERE path = ?1 AND source = ?2", params![path, source])?;
+    Ok(ids.len())
 }
 
 fn delete_chunk(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<(), MemoryError> {

@@ -1,4 +1,4 @@
-//! Long-term memory for agents: the workspace's markdown memory (and, later, past transcripts)
+//! Long-term memory for agents: the workspace's markdown memory (and, when asked, past transcripts)
 //! chunked into a per-agent SQLite index with full-text search (FTS5) and vector search (sign
 //! bits in memory, exact rescoring from SQLite), searched with hybrid scoring.
 //!
@@ -9,6 +9,7 @@
 //! - [`bm25`]: the text leg's BM25 as an FTS5 function that remembers chunk lengths.
 //! - [`vectors`]: the in-memory sign-bit index that shortlists chunks for a query vector.
 //! - [`scoring`]: merging vector and text hits, decay, MMR, thresholds.
+//! - [`transcripts`]: past conversations as a source, and when one is indexed again.
 //! - [`index`]: [`index::MemoryIndex`] — sync, search, get, status.
 //! - [`watch`]: a debounced watcher that syncs an index when its files change.
 //! - `local` (feature `local`): embeddings computed in this process by a BERT-family model.
@@ -25,6 +26,7 @@ pub mod index;
 pub mod local;
 pub mod scoring;
 pub mod sources;
+pub mod transcripts;
 pub mod vectors;
 pub mod watch;
 

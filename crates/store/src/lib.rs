@@ -23,6 +23,7 @@ mod paths;
 mod runs;
 mod secrets;
 mod sessions;
+mod transcript_digests;
 
 pub use auth_profiles::{ALL_AGENTS, AuthProfileRow};
 pub use changes::{Appended, Change, SessionChange, StoredRecord};
@@ -35,6 +36,7 @@ pub use migrations::SCHEMA_VERSION;
 pub use paths::{RunLock, StatePaths, ensure_private_dir, write_private_file};
 pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
 pub use sessions::{SessionPage, SessionPatch, SessionQuery, SessionRow, UsageDelta};
+pub use transcript_digests::TranscriptDigest;
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {

@@ -2,7 +2,8 @@
 //!
 //! The answer is JSON: `{"mode": "hybrid" | "text-only", "reason"?, "results": [{"path",
 //! "startLine", "endLine", "score", "snippet"}]}`; `reason` says why vectors were not used, so
-//! the model (and whoever reads the transcript) knows what kind of search ran.
+//! the model (and whoever reads the transcript) knows what kind of search ran. With past
+//! conversations indexed, the run's own conversation is left out (it is in the context).
 
 use serde_json::{Map, Value, json};
 
@@ -40,7 +41,8 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
     if let Err(e) = memory.memories.refresh(&memory.agent_id, &memory.index).await {
         tracing::warn!(agent = %memory.agent_id, error = %e, "memory sync failed; searching what is indexed");
     }
-    let outcome = match memory.index.search(&query).await {
+    let skip: Vec<String> = memory.current_session.iter().map(|id| clawline_memory::transcripts::path_of(id)).collect();
+    let outcome = match memory.index.search_except(&query, &skip).await {
         Ok(o) => o,
         Err(e) => return ToolOutput::err(format!("Memory search failed: {e}")),
     };

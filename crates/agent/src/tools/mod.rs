@@ -64,6 +64,8 @@ pub struct MemoryAccess {
     pub agent_id: String,
     pub index: Arc<clawline_memory::index::MemoryIndex>,
     pub memories: Arc<crate::memory::Memories>,
+    /// The session id of the run using the tools: its own transcript is left out of searches.
+    pub current_session: Option<String>,
 }
 
 impl std::fmt::Debug for MemoryAccess {

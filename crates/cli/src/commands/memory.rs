@@ -33,7 +33,8 @@ fn open(paths: &Paths, agent: Option<&str>) -> Result<(MemoryIndex, String, std:
     let (workspace, _) = clawline_agent::workspace::ensure(&settings.workspace)
         .with_context(|| format!("cannot prepare the workspace {}", settings.workspace.display()))?;
     let http = clawline_providers::build_http_client()?;
-    let index = clawline_agent::memory::open_index(&config, &id, &workspace, http)?;
+    let store = if config.memory.index_sessions { Some(setup::open_store(paths)?) } else { None };
+    let index = clawline_agent::memory::open_index(&config, &id, &workspace, http, store.as_ref())?;
     Ok((index, id, workspace))
 }
 
@@ -84,7 +85,7 @@ fn print_status(id: &str, workspace: &std::path::Path, s: &Status, sessions_aske
         s.last_sync_ms.map_or("never (run `clawline memory index`)".to_string(), clawline_core::time::iso8601_from_ms)
     );
     if sessions_asked {
-        println!("  sessions   not indexed: this version indexes memory files only");
+        println!("  sessions   {} conversation(s) indexed", s.sessions);
     }
     for sk in &s.skipped {
         println!("  skipped    {} — {}", sk.path, sk.reason);
@@ -122,9 +123,18 @@ pub async fn run(paths: &Paths, cmd: MemoryCommand) -> Result<ExitCode> {
                     report.embedded,
                     report.cache_hits
                 );
+                if report.sessions > 0 || report.sessions_removed > 0 {
+                    println!(
+                        "Conversations: {} of {} indexed again, {} removed.",
+                        report.sessions_indexed, report.sessions, report.sessions_removed
+                    );
+                }
                 for sk in &report.skipped {
                     println!("  skipped {} — {}", sk.path, sk.reason);
                 }
+            }
+            if let Some(e) = &report.sessions_error {
+                eprintln!("warning: past conversations were not indexed: {e}");
             }
             if let Some(e) = &report.embed_error {
                 eprintln!(

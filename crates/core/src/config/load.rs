@@ -418,6 +418,45 @@ mod tests {
             .memory;
         assert_eq!(m.watch_debounce, None);
 
+        // Transcripts: off by default; `sources` or OpenClaw's `experimental.sessionMemory`.
+        assert!(!m.index_sessions);
+        assert_eq!((m.session_delta_bytes, m.session_delta_messages), (100_000, 50));
+        let m = load_with(
+            "{ memory: { search: { experimental: { sessionMemory: true }, sync: { sessions: { deltaBytes: 5000, deltaMessages: 3 } } } } }",
+            &[],
+        )
+        .unwrap()
+        .config
+        .memory;
+        assert!(m.index_sessions);
+        assert_eq!((m.session_delta_bytes, m.session_delta_messages), (5000, 3));
+        assert!(
+            load_with(r#"{ memory: { search: { sources: ["memory", "sessions"] } } }"#, &[])
+                .unwrap()
+                .config
+                .memory
+                .index_sessions
+        );
+
+        // OpenClaw's names: outputDimensionality, local.modelPath.
+        let m = load_with(
+            "{ memory: { search: { provider: \"openai\", outputDimensionality: 256, inputType: \"x\" } } }",
+            &[("OPENAI_API_KEY", "sk-test-key")],
+        )
+        .unwrap()
+        .config
+        .memory;
+        let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
+        assert_eq!(t.dimensions, Some(256));
+        let m = load_with(
+            "{ memory: { search: { provider: \"local\", local: { modelPath: \"/nowhere/minilm\" } } } }",
+            &[],
+        )
+        .unwrap()
+        .config
+        .memory;
+        assert!(m.embedding.unwrap_err().contains("/nowhere/minilm"));
+
         // auto: the first provider with a key.
         let m = load_with("{}", &[("VOYAGE_API_KEY", "pa-voyage-key")]).unwrap().config.memory;
         let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };

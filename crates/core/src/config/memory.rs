@@ -68,6 +68,9 @@ pub struct MemorySettings {
     /// The embedder, or `Err(reason)` when search is text-only.
     pub embedding: Result<Embedding, String>,
     pub index_sessions: bool,
+    /// A transcript is indexed again once it grew by this many bytes or messages.
+    pub session_delta_bytes: u64,
+    pub session_delta_messages: u64,
     pub extra_paths: Vec<String>,
     pub max_results: usize,
     pub min_score: f64,
@@ -194,7 +197,10 @@ impl Resolver<'_> {
         MemorySettings {
             enabled: m.enabled.unwrap_or(true),
             embedding,
-            index_sessions: sources.iter().any(|s| s == "sessions"),
+            index_sessions: sources.iter().any(|s| s == "sessions")
+                || m.experimental.as_ref().and_then(|e| e.session_memory).unwrap_or(false),
+            session_delta_bytes: m.sync.sessions.as_ref().and_then(|s| s.delta_bytes).unwrap_or(100_000),
+            session_delta_messages: m.sync.sessions.as_ref().and_then(|s| s.delta_messages).unwrap_or(50),
             extra_paths: m.extra_paths.clone(),
             max_results,
             min_score,
@@ -269,7 +275,8 @@ impl Resolver<'_> {
 
     /// A local model folder named by `memory.search.model` (relative to the config's folder).
     fn local(&self, m: &MemorySearchFile) -> Result<Embedding, String> {
-        let Some(raw) = m.model.as_deref().filter(|s| !s.is_empty()) else {
+        let from_local = m.local.as_ref().and_then(|l| l.model_path.as_deref());
+        let Some(raw) = m.model.as_deref().or(from_local).filter(|s| !s.is_empty()) else {
             return Err("memory.search.provider \"local\" needs memory.search.model: a folder with config.json, tokenizer.json and model.safetensors (see the README for all-MiniLM-L6-v2)".into());
         };
         if raw.starts_with("hf:") {
@@ -330,7 +337,7 @@ impl Resolver<'_> {
             base_url,
             api_key,
             model,
-            dimensions: m.dimensions,
+            dimensions: m.dimensions.or(m.output_dimensionality),
             headers: remote.map(|r| r.headers.clone()).unwrap_or_default(),
         })
     }

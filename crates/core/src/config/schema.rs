@@ -64,6 +64,17 @@ pub struct MemorySearchFile {
     pub remote: Option<MemoryRemoteFile>,
     /// Vector length to ask for, where the API can shorten vectors.
     pub dimensions: Option<usize>,
+    /// OpenClaw's name for `dimensions` (used when `dimensions` is not set).
+    pub output_dimensionality: Option<usize>,
+    /// OpenClaw's local-model settings: `modelPath` is used when `model` is not set.
+    pub local: Option<MemoryLocalFile>,
+    /// `sessionMemory: true` indexes past transcripts, as `sources: ["memory", "sessions"]` does.
+    pub experimental: Option<MemoryExperimentalFile>,
+    /// OpenClaw's provider-specific `input_type` labels; accepted, not used (Voyage and
+    /// Gemini get the query/document distinction from clawline itself).
+    pub input_type: Option<String>,
+    pub query_input_type: Option<String>,
+    pub document_input_type: Option<String>,
     /// `memory` (workspace files) and `sessions` (past transcripts).
     pub sources: Option<Vec<String>>,
     /// More files or folders to index (relative to the workspace, or absolute).
@@ -90,6 +101,42 @@ pub struct MemoryRemoteFile {
     pub api_key: Option<SecretInput>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The provider's asynchronous batch API for large indexing runs (OpenAI, Gemini, Voyage);
+    /// accepted, not used yet.
+    pub batch: Option<MemoryBatchFile>,
+}
+
+/// `memory.search.remote.batch`: embedding many chunks through the provider's batch API (half
+/// the price at OpenAI and Voyage), which answers in minutes to hours instead of seconds.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryBatchFile {
+    /// Use the batch API when a sync has at least `minChunks` texts to embed (default off).
+    pub enabled: Option<bool>,
+    /// Smaller syncs embed directly (default 200).
+    pub min_chunks: Option<usize>,
+    /// How often a running batch is polled (default 5000 ms).
+    pub poll_interval_ms: Option<u64>,
+    /// A batch not done after this long is cancelled and its texts embedded directly (default 60).
+    pub timeout_minutes: Option<u64>,
+    /// OpenClaw settings accepted for compatibility: clawline always waits, one batch at a time.
+    pub wait: Option<bool>,
+    pub concurrency: Option<u64>,
+}
+
+/// `memory.search.local`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryLocalFile {
+    /// A model folder (or its `model.safetensors`), or `hf:<owner>/<repo>` to download one.
+    pub model_path: Option<String>,
+}
+
+/// `memory.search.experimental`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryExperimentalFile {
+    pub session_memory: Option<bool>,
 }
 
 /// `memory.search.query`: ranking.
@@ -164,9 +211,21 @@ pub struct MemorySyncFile {
     pub watch_debounce_ms: Option<u64>,
     /// Catch up before a search when the last sync is more than 5 s old (default on).
     pub on_search: Option<bool>,
+    /// When a past conversation is indexed again (`sources: ["sessions"]`).
+    pub sessions: Option<MemorySyncSessionsFile>,
     /// OpenClaw settings accepted for compatibility and not used yet.
     pub on_session_start: Option<bool>,
     pub interval_minutes: Option<u64>,
+}
+
+/// `memory.search.sync.sessions`: a transcript is indexed again once it has grown this much.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemorySyncSessionsFile {
+    /// Default 100000.
+    pub delta_bytes: Option<u64>,
+    /// Default 50.
+    pub delta_messages: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
