@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clawline_core::config::Config;
-use clawline_core::config::memory::{Embedding, EmbeddingApiKind, EmbeddingTarget, MemorySettings};
+use clawline_core::config::memory::{Embedding, EmbeddingApiKind, EmbeddingTarget, HfModel, MemorySettings};
 use clawline_memory::MemoryError;
 use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
 use clawline_memory::index::{MemoryIndex, Settings};
@@ -125,7 +125,7 @@ pub fn open_index(
     let m = &config.memory;
     let (embedder, why): (Option<Arc<dyn Embedder>>, String) = match &m.embedding {
         Ok(Embedding::Remote(target)) => (Some(Arc::new(RemoteEmbedder::new(target, http))), String::new()),
-        Ok(Embedding::Local { model }) => local_embedder(model),
+        Ok(Embedding::Local { model, download }) => local_embedder(model, download.clone()),
         Err(why) => (None, why.clone()),
     };
     let index =
@@ -140,12 +140,12 @@ pub fn open_index(
 }
 
 #[cfg(feature = "local-embeddings")]
-fn local_embedder(model: &Path) -> (Option<Arc<dyn Embedder>>, String) {
-    (Some(shared_local(model)), String::new())
+fn local_embedder(model: &Path, download: Option<HfModel>) -> (Option<Arc<dyn Embedder>>, String) {
+    (Some(shared_local(model, download)), String::new())
 }
 
 #[cfg(not(feature = "local-embeddings"))]
-fn local_embedder(model: &Path) -> (Option<Arc<dyn Embedder>>, String) {
+fn local_embedder(model: &Path, _download: Option<HfModel>) -> (Option<Arc<dyn Embedder>>, String) {
     (
         None,
         format!(
@@ -157,28 +157,68 @@ fn local_embedder(model: &Path) -> (Option<Arc<dyn Embedder>>, String) {
 
 /// One loaded copy of each local model for the whole process (the weights are large).
 #[cfg(feature = "local-embeddings")]
-fn shared_local(model: &Path) -> Arc<dyn Embedder> {
+fn shared_local(model: &Path, download: Option<HfModel>) -> Arc<dyn Embedder> {
     use std::sync::OnceLock;
     static MODELS: OnceLock<Mutex<HashMap<PathBuf, Arc<LazyLocal>>>> = OnceLock::new();
     let mut models = MODELS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     models
         .entry(model.to_path_buf())
         .or_insert_with(|| {
-            let name = clawline_memory::local::model_dir(model)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "local".into());
-            Arc::new(LazyLocal { path: model.to_path_buf(), name, loaded: tokio::sync::OnceCell::new() })
+            // An hf: model is named by its repository (its folder is named by the revision).
+            let name = match &download {
+                Some(hf) => hf.repo.rsplit('/').next().unwrap_or("local").to_string(),
+                None => clawline_memory::local::model_dir(model)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "local".into()),
+            };
+            Arc::new(LazyLocal {
+                path: model.to_path_buf(),
+                name,
+                download,
+                downloading: tokio::sync::Mutex::new(()),
+                loaded: tokio::sync::OnceCell::new(),
+            })
         })
         .clone()
 }
 
-/// A local model loaded on its first use, so opening an index (at a run's start) stays cheap.
+/// A local model loaded on its first use, so opening an index (at a run's start) stays cheap;
+/// an `hf:` model is downloaded first if its folder is not complete (a failed download is tried
+/// again at the next use; a model that fails to load is not).
 #[cfg(feature = "local-embeddings")]
 struct LazyLocal {
     path: PathBuf,
     name: String,
+    download: Option<HfModel>,
+    downloading: tokio::sync::Mutex<()>,
     loaded: tokio::sync::OnceCell<Result<clawline_memory::local::LocalEmbedder, String>>,
+}
+
+#[cfg(feature = "local-embeddings")]
+impl LazyLocal {
+    async fn ensure_downloaded(&self) -> Result<(), String> {
+        let Some(hf) = &self.download else { return Ok(()) };
+        let _one = self.downloading.lock().await;
+        if clawline_providers::hf_download::is_complete(&self.path) {
+            return Ok(());
+        }
+        tracing::info!(repo = %hf.repo, revision = %hf.revision, dir = %self.path.display(), "downloading the embedding model");
+        clawline_providers::hf_download::download_model(hf, &self.path, &log_download)
+            .await
+            .map_err(|e| format!("downloading hf:{}@{}: {e}", hf.repo, hf.revision))
+    }
+}
+
+/// Logs a download's progress at each further quarter.
+#[cfg(feature = "local-embeddings")]
+fn log_download(p: clawline_providers::hf_download::DownloadProgress) {
+    if let Some(total) = p.total.filter(|t| *t > 0) {
+        let quarter = |n: u64| n * 4 / total;
+        if quarter(p.done) != quarter(p.done.saturating_sub(4 << 20)) || p.done == total {
+            tracing::info!(file = %p.file, done = p.done, total, "downloading the embedding model");
+        }
+    }
 }
 
 #[cfg(feature = "local-embeddings")]
@@ -197,6 +237,9 @@ impl Embedder for LazyLocal {
 
     fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
         Box::pin(async move {
+            if let Err(message) = self.ensure_downloaded().await {
+                return Err(EmbedError { provider: "local".into(), model: self.name.clone(), message });
+            }
             let loaded = self
                 .loaded
                 .get_or_init(|| async {

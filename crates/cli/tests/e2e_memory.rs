@@ -149,3 +149,43 @@ async fn local_embeddings_in_process() {
     let first = found["results"][0]["path"].as_str().unwrap();
     assert!(first == "MEMORY.md" || first == "memory/2026-11-20.md", "{found}");
 }
+
+/// `memory.search.model: "hf:…"`: the model is downloaded from the hub (a twin serving the real
+/// MiniLM files) into the state directory once, then runs in process.
+#[cfg(feature = "local-embeddings")]
+#[tokio::test]
+async fn an_hf_model_is_downloaded_once_into_the_state_dir() {
+    use clawline_testkit::hf_server::HfServer;
+    let Some(model) = local_model() else { return };
+    let hub = HfServer::start().await;
+    let repo = "sentence-transformers/all-MiniLM-L6-v2";
+    for (file, lfs) in [("config.json", false), ("tokenizer.json", false), ("model.safetensors", true)] {
+        hub.add(repo, "main", file, std::fs::read(std::path::Path::new(&model).join(file)).unwrap(), lfs);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    write_config(
+        dir.path(),
+        &server,
+        Api::OpenAi,
+        &format!(r#"memory: {{ search: {{ provider: "local", model: "hf:{repo}", query: {{ minScore: 0.2 }} }} }},"#),
+    );
+    memory_files(dir.path());
+    let env = [("HF_ENDPOINT", hub.endpoint()), ("HF_TOKEN", "hf_e2e_token".to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = cli_env(dir.path(), &["memory", "index", "--json"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("Downloading hf:{repo}@main")), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hf_e2e_token"), "the token is never printed");
+    assert_eq!(json(&out)["report"]["embedded"], 2);
+    let folder = dir.path().join("models/hf/sentence-transformers--all-MiniLM-L6-v2/main");
+    assert!(folder.join("model.safetensors").is_file() && folder.join("tokenizer.json").is_file());
+    let fetched = hub.requests().len();
+
+    let found =
+        json(&cli_env(dir.path(), &["memory", "search", "when does the heating get checked", "--json"], &env).await);
+    assert_eq!(found["mode"]["mode"], "hybrid", "{found}");
+    let status = json(&cli_env(dir.path(), &["memory", "status", "--json"], &env).await);
+    assert_eq!(status["status"]["model"], "all-MiniLM-L6-v2", "{status}");
+    assert_eq!(hub.requests().len(), fetched, "downloaded once");
+}

@@ -29,6 +29,7 @@ pub mod copilot;
 pub mod embeddings;
 mod error;
 pub mod google_generative_ai;
+pub mod hf_download;
 mod http_util;
 pub mod oauth;
 pub mod ollama;

@@ -29,6 +29,7 @@ pub mod copilot_server;
 pub mod embeddings_server;
 pub mod gateway;
 pub mod gemini_server;
+pub mod hf_server;
 pub mod http_proxy;
 pub mod keyring_session;
 pub mod minimax_oauth_server;

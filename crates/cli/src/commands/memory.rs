@@ -38,6 +38,43 @@ fn open(paths: &Paths, agent: Option<&str>) -> Result<(MemoryIndex, String, std:
     Ok((index, id, workspace))
 }
 
+/// Downloads an `hf:` model the config names, once, with a progress bar; the gateway would do
+/// the same at its first embedding, but here the person waiting can see it.
+async fn ensure_model(paths: &Paths) -> Result<()> {
+    use clawline_core::config::memory::Embedding;
+    use clawline_providers::hf_download::{download_model, is_complete};
+    let config = setup::load_config(paths)?.config;
+    let Ok(Embedding::Local { model, download: Some(hf) }) = &config.memory.embedding else { return Ok(()) };
+    if is_complete(model) {
+        return Ok(());
+    }
+    eprintln!("Downloading hf:{}@{} from {} into {}", hf.repo, hf.revision, hf.endpoint, model.display());
+    let tty = std::io::stderr().is_terminal();
+    let bar = move |p: clawline_providers::hf_download::DownloadProgress| {
+        if let (true, Some(total)) = (tty, p.total.filter(|t| *t > 0)) {
+            let width = 30;
+            let filled = (p.done.min(total) * width / total) as usize;
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r{:>18} [{}{}] {:.1}/{:.1} MB",
+                p.file,
+                "#".repeat(filled),
+                " ".repeat(width as usize - filled),
+                p.done as f64 / 1e6,
+                total as f64 / 1e6
+            );
+            if p.done >= total {
+                let _ = writeln!(err);
+            }
+            let _ = err.flush();
+        }
+    };
+    download_model(hf, model, &bar)
+        .await
+        .map_err(|e| anyhow!("{e}\n(memory.search.model in {})", paths.config_file.display()))
+}
+
 /// A one-line progress bar on standard error, when it is a terminal.
 fn progress_bar() -> impl Fn(Progress) + Sync {
     let tty = std::io::stderr().is_terminal();
@@ -106,6 +143,7 @@ pub async fn run(paths: &Paths, cmd: MemoryCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Index { agent, force, json } => {
+            ensure_model(paths).await?;
             let (index, id, _) = open(paths, agent.as_deref())?;
             let report = index.sync(force, &progress_bar()).await?;
             if json {
@@ -145,6 +183,7 @@ pub async fn run(paths: &Paths, cmd: MemoryCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MemoryCommand::Search { query, agent, json, max } => {
+            ensure_model(paths).await?;
             let (index, id, _) = open(paths, agent.as_deref())?;
             index.sync(false, &|_| {}).await?;
             let outcome = index.search(&query).await?;

@@ -457,6 +457,29 @@ mod tests {
         .memory;
         assert!(m.embedding.unwrap_err().contains("/nowhere/minilm"));
 
+        // hf: models go to the state directory; the hub and token come from the environment.
+        let m = load_with(
+            "{ memory: { search: { provider: \"local\", model: \"hf:sentence-transformers/all-MiniLM-L6-v2@v1.0\" } } }",
+            &[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_TOKEN", "hf_abc")],
+        )
+        .unwrap()
+        .config
+        .memory;
+        let Ok(Embedding::Local { model, download: Some(hf) }) = m.embedding else { panic!() };
+        assert!(model.ends_with("models/hf/sentence-transformers--all-MiniLM-L6-v2/v1.0"), "{}", model.display());
+        assert_eq!(
+            (hf.repo.as_str(), hf.revision.as_str(), hf.endpoint.as_str()),
+            ("sentence-transformers/all-MiniLM-L6-v2", "v1.0", "http://127.0.0.1:9")
+        );
+        assert_eq!(hf.token.map(|t| t.expose().to_string()).as_deref(), Some("hf_abc"));
+        for bad in ["hf:just-a-name", "hf:a/b/c.gguf", "hf:../x", "hf:a/b@../../etc"] {
+            let m = load_with(&format!("{{ memory: {{ search: {{ provider: \"local\", model: \"{bad}\" }} }} }}"), &[])
+                .unwrap()
+                .config
+                .memory;
+            assert!(m.embedding.unwrap_err().contains("hf:"), "{bad}");
+        }
+
         // auto: the first provider with a key.
         let m = load_with("{}", &[("VOYAGE_API_KEY", "pa-voyage-key")]).unwrap().config.memory;
         let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };

@@ -55,10 +55,50 @@ pub mod defaults {
 #[derive(Debug, Clone)]
 pub enum Embedding {
     Remote(EmbeddingTarget),
-    /// A model folder (or its `model.safetensors`) run in this process.
+    /// A model folder (or its `model.safetensors`) run in this process; for an `hf:` model, the
+    /// folder in the state directory it is downloaded into on first use.
     Local {
         model: PathBuf,
+        download: Option<HfModel>,
     },
+}
+
+/// A model on the Hugging Face Hub (`hf:<owner>/<repo>[@<revision>]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfModel {
+    /// `owner/repo`.
+    pub repo: String,
+    /// A branch, tag or commit (default `main`).
+    pub revision: String,
+    /// `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: String,
+    /// `HF_TOKEN`, for gated or private models.
+    pub token: Option<SecretString>,
+}
+
+/// Parses `hf:<owner>/<repo>[@<revision>]`; the error says what is wrong.
+pub fn parse_hf(raw: &str) -> Result<(String, String), String> {
+    let rest = raw.strip_prefix("hf:").unwrap_or(raw);
+    let (repo, revision) = match rest.split_once('@') {
+        Some((r, v)) => (r, v),
+        None => (rest, "main"),
+    };
+    let parts: Vec<&str> = repo.split('/').collect();
+    let name_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if parts.len() != 2 || !parts.iter().all(|p| name_ok(p)) {
+        return Err(format!(
+            "`{raw}` is not a Hugging Face model: use hf:<owner>/<repo> (a folder of config.json, tokenizer.json and model.safetensors), e.g. hf:sentence-transformers/all-MiniLM-L6-v2"
+        ));
+    }
+    if !name_ok(revision) {
+        return Err(format!("`{raw}`: `{revision}` is not a revision (a branch, tag or commit)"));
+    }
+    Ok((repo.to_string(), revision.to_string()))
 }
 
 /// How memory is indexed and searched.
@@ -280,9 +320,18 @@ impl Resolver<'_> {
             return Err("memory.search.provider \"local\" needs memory.search.model: a folder with config.json, tokenizer.json and model.safetensors (see the README for all-MiniLM-L6-v2)".into());
         };
         if raw.starts_with("hf:") {
-            return Err(format!(
-                "`{raw}`: downloading models (hf:) is not supported yet; download the files and set memory.search.model to their folder"
-            ));
+            let (repo, revision) = parse_hf(raw)?;
+            let dir = self.state_dir.join("models").join("hf").join(repo.replace('/', "--")).join(&revision);
+            let env = |k: &str| (self.env)(k).filter(|v| !v.is_empty());
+            return Ok(Embedding::Local {
+                model: dir,
+                download: Some(HfModel {
+                    repo,
+                    revision,
+                    endpoint: env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()),
+                    token: env("HF_TOKEN").map(SecretString::new),
+                }),
+            });
         }
         let path = self.path(raw);
         let dir = if path.extension().is_some_and(|e| e == "safetensors") {
@@ -291,7 +340,7 @@ impl Resolver<'_> {
             path.clone()
         };
         match (self.read_file)(&dir.join("config.json")) {
-            Ok(_) => Ok(Embedding::Local { model: path }),
+            Ok(_) => Ok(Embedding::Local { model: path, download: None }),
             Err(e) => Err(format!(
                 "memory.search.model {} is not a model folder ({}/config.json: {e})",
                 path.display(),
