@@ -18,23 +18,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clawline_core::config::Config;
-use clawline_core::config::memory::{Embedding, EmbeddingApiKind, EmbeddingTarget, HfModel, MemorySettings};
+use clawline_core::config::memory::{
+    Embedding, EmbeddingApiKind, EmbeddingBatch, EmbeddingTarget, HfModel, MemorySettings,
+};
 use clawline_memory::MemoryError;
-use clawline_memory::embed::{EmbedError, EmbedFuture, Embedder, Purpose};
+use clawline_memory::embed::{BulkFuture, EmbedError, EmbedFuture, Embedder, Purpose};
 use clawline_memory::index::{MemoryIndex, Settings};
 use clawline_memory::scoring::Ranking;
 use clawline_memory::transcripts::DeltaThresholds;
 use clawline_store::Store;
 
 use crate::memory_transcripts::StoreTranscripts;
+use clawline_providers::embeddings::batch::{BatchProgress, BatchSettings};
 use clawline_providers::embeddings::{EmbeddingApi, EmbeddingClient, EmbeddingSettings};
 
 /// How old a sync may be before a search syncs first.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
-/// A remote embedding API as an [`Embedder`].
+/// A remote embedding API as an [`Embedder`], with its batch API for large syncs when
+/// `memory.search.remote.batch.enabled` is set and the API has one.
 pub struct RemoteEmbedder {
     client: EmbeddingClient,
+    batch: Option<EmbeddingBatch>,
 }
 
 impl RemoteEmbedder {
@@ -61,6 +66,7 @@ impl RemoteEmbedder {
                 },
                 http,
             ),
+            batch: target.batch,
         }
     }
 }
@@ -86,6 +92,23 @@ impl Embedder for RemoteEmbedder {
                 message: e.to_string(),
             })
         })
+    }
+
+    fn bulk<'a>(&'a self, texts: &'a [String]) -> Option<BulkFuture<'a>> {
+        let b = self.batch.filter(|b| texts.len() >= b.min_chunks && self.client.supports_batch())?;
+        let settings = BatchSettings { poll_interval: b.poll_interval, timeout: b.timeout, ..BatchSettings::default() };
+        Some(Box::pin(async move {
+            let provider = self.client.settings.provider.clone();
+            tracing::info!(provider = %provider, texts = texts.len(), "memory: embedding through the batch API");
+            let log = |p: BatchProgress| {
+                tracing::info!(provider = %provider, jobs_done = p.jobs_done, jobs = p.jobs, texts_done = p.texts_done, "memory: batch embedding");
+            };
+            self.client.embed_batched(texts, &settings, &log).await.map_err(|e| EmbedError {
+                provider: self.client.settings.provider.clone(),
+                model: self.client.settings.model.clone(),
+                message: e.to_string(),
+            })
+        }))
     }
 }
 

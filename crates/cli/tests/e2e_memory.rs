@@ -93,6 +93,54 @@ async fn hybrid_with_an_embedding_api_and_a_failure_reported() {
     assert!(!stdout(&out).contains("emb-e2e-key-0123") && !stderr(&out).contains("emb-e2e-key-0123"));
 }
 
+/// `memory.search.remote.batch`: a sync with enough texts goes through the batch API twin
+/// (files + batches), and what it returns is used as vectors; a failed batch falls back.
+#[tokio::test]
+async fn a_large_index_run_uses_the_batch_api() {
+    use clawline_testkit::embedding_batch_server::{BatchDialect, BatchServer};
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let batch = BatchServer::start("emb-batch-key-0123", BatchDialect::OpenAi, 16).await;
+    let extra = format!(
+        r#"memory: {{ search: {{ provider: "openai-compatible", model: "e2e-embed",
+             remote: {{ baseUrl: "{}/v1", apiKey: "${{EMB_KEY}}", batch: {{ enabled: true, minChunks: 2, pollIntervalMs: 100 }} }} }} }},"#,
+        batch.base_url()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    memory_files(dir.path());
+    let env = [("EMB_KEY", "emb-batch-key-0123")];
+    let out = cli_env(dir.path(), &["memory", "index", "--json"], &env).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(
+        (report["report"]["batchEmbedded"].as_u64(), report["report"]["embedded"].as_u64()),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+    assert_eq!(batch.texts_embedded(), 2);
+    assert_eq!(batch.files(), 0, "the uploaded and result files are deleted");
+    let status = json(&cli_env(dir.path(), &["memory", "status", "--json"], &env).await);
+    assert_eq!(
+        (status["status"]["vectors"].as_u64(), status["status"]["dims"].as_u64()),
+        (Some(2), Some(16)),
+        "{status}"
+    );
+
+    // A batch that fails is reported; the direct call (which this twin does not serve) fails too,
+    // so the command exits 1 with both reasons.
+    std::fs::write(dir.path().join("workspace/memory/2026-11-30.md"), "Radiator bled.\nThermostat set to 19.\n")
+        .unwrap();
+    std::fs::write(dir.path().join("workspace/memory/2026-12-01.md"), "Chimney swept.\n").unwrap();
+    batch.fail_batch(Some("batch quota exceeded"));
+    let out = cli_env(dir.path(), &["memory", "index"], &env).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("batch API was not used") && stderr(&out).contains("batch quota exceeded"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn a_bad_memory_setting_is_named_with_its_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,8 @@ pub struct EmbedError {
 }
 
 pub type EmbedFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<f32>>, EmbedError>> + Send + 'a>>;
+/// One entry per text: its vector, or `None` when the bulk route left it out.
+pub type BulkFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Option<Vec<f32>>>, EmbedError>> + Send + 'a>>;
 
 /// An embedding model.
 pub trait Embedder: Send + Sync {
@@ -38,6 +40,12 @@ pub trait Embedder: Send + Sync {
     }
     /// One vector per text, in order.
     fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a>;
+    /// Documents embedded by a slower, cheaper route (a provider's batch API), when this
+    /// embedder has one and wants it for this many texts; `None`: embed them directly. Texts
+    /// the route leaves out are embedded directly afterwards.
+    fn bulk<'a>(&'a self, _texts: &'a [String]) -> Option<BulkFuture<'a>> {
+        None
+    }
 }
 
 /// Checks an embedder's answer for `expected` texts: the vectors' common length.

@@ -100,6 +100,10 @@ pub struct SyncReport {
     pub skipped: Vec<SkippedFile>,
     /// Why some chunks are still without vectors.
     pub embed_error: Option<String>,
+    /// Texts embedded through the provider's batch API (counted apart from `embedded`).
+    pub batch_embedded: usize,
+    /// Why the batch API was not used after all (the texts were embedded directly).
+    pub batch_error: Option<String>,
     /// Transcripts the agent has (`sources: ["sessions"]`), indexed again, and removed.
     pub sessions: usize,
     pub sessions_indexed: usize,
@@ -125,6 +129,8 @@ pub struct Progress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Files,
+    /// Texts handed to the embedder's batch API (`done` is 0 until the batches end).
+    Batch,
     Embeddings,
 }
 
@@ -483,6 +489,7 @@ impl MemoryIndex {
             })
             .await?;
         let total = missing.len();
+        let from_batch = self.embed_in_bulk(embedder.as_ref(), &missing, report, progress).await?;
         let mut done = 0;
         for batch in missing.chunks(embedder.max_batch().max(1)) {
             // Cache first.
@@ -520,7 +527,8 @@ impl MemoryIndex {
                     fresh.insert(h.clone(), normalized(&v));
                 }
             }
-            report.cache_hits += batch.len() - todo.len();
+            report.cache_hits +=
+                batch.iter().filter(|(_, h, _)| cached.contains_key(h) && !from_batch.contains(h)).count();
             let rows: Vec<(i64, String, Vec<f32>, bool)> = batch
                 .iter()
                 .filter_map(|(id, h, _)| {
@@ -569,6 +577,80 @@ impl MemoryIndex {
             tokio::task::yield_now().await;
         }
         Ok(None)
+    }
+
+    /// Sends the texts of `missing` not in the cache through the embedder's bulk route (a batch
+    /// API), when it wants them, and caches what comes back; the hashes it embedded. A bulk
+    /// failure is reported, and everything is then embedded directly.
+    async fn embed_in_bulk(
+        &self,
+        embedder: &dyn Embedder,
+        missing: &[(i64, String, String)],
+        report: &mut SyncReport,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<HashSet<String>, MemoryError> {
+        let (provider, model) = (embedder.provider().to_string(), embedder.model().to_string());
+        let mut unique: HashMap<String, String> = HashMap::new();
+        for (_, h, t) in missing {
+            unique.entry(h.clone()).or_insert_with(|| t.clone());
+        }
+        let (p, m) = (provider.clone(), model.clone());
+        let todo: Vec<(String, String)> = self
+            .blocking(move |conn| {
+                let mut st = conn
+                    .prepare_cached("SELECT 1 FROM embedding_cache WHERE provider = ?1 AND model = ?2 AND hash = ?3")?;
+                let mut out = Vec::new();
+                for (h, t) in unique {
+                    if st.query_row(params![p, m, h], |_| Ok(())).optional()?.is_none() {
+                        out.push((h, t));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let texts: Vec<String> = todo.iter().map(|(_, t)| t.clone()).collect();
+        let Some(bulk) = embedder.bulk(&texts) else { return Ok(HashSet::new()) };
+        progress(Progress { phase: Phase::Batch, done: 0, total: texts.len() });
+        let answer = match bulk.await {
+            Ok(a) => a,
+            Err(e) => {
+                report.batch_error = Some(e.to_string());
+                return Ok(HashSet::new());
+            }
+        };
+        let key = format!("{provider}/{model}");
+        let want = self.blocking(|conn| db::vector_model(conn)).await?.filter(|(m, _)| *m == key).map(|(_, d)| d);
+        let got: Vec<(String, Vec<f32>)> = todo
+            .into_iter()
+            .zip(answer.into_iter().chain(std::iter::repeat(None)))
+            .filter_map(|((h, _), v)| v.map(|v| (h, v)))
+            .collect();
+        let vectors: Vec<Vec<f32>> = got.iter().map(|(_, v)| v.clone()).collect();
+        if let (false, Err(why)) = (vectors.is_empty(), check(&vectors, vectors.len(), want)) {
+            report.batch_error = Some(format!("{key}: the batch API {why}"));
+            return Ok(HashSet::new());
+        }
+        let hashes: HashSet<String> = got.iter().map(|(h, _)| h.clone()).collect();
+        let count = got.len();
+        self.blocking(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut cache = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO embedding_cache(provider, model, hash, dims, embedding, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let now = now_ms();
+                for (h, v) in got {
+                    let v = normalized(&v);
+                    cache.execute(params![provider, model, h, v.len() as i64, db::vector_blob(&v), now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        report.batch_embedded += count;
+        progress(Progress { phase: Phase::Batch, done: texts.len(), total: texts.len() });
+        Ok(hashes)
     }
 
     /// Why the vector leg cannot run now, if it cannot (reads the database on a blocking thread).

@@ -325,3 +325,38 @@ async fn syncs_started_together_embed_each_chunk_once() {
     assert_eq!(a.embedded + b.embedded, chunks, "{a:?} {b:?}");
     assert_eq!(e.embedded(), chunks);
 }
+
+#[tokio::test]
+async fn a_large_sync_goes_through_the_batch_route_and_the_rest_directly() {
+    let (_d, root) = workspace();
+    std::fs::write(root.join("MEMORY.md"), long_note("atlas", 12)).unwrap();
+    let e = WordHash::new("m1");
+    let index = open(&root, Some(e.clone()));
+
+    // Below the route's threshold: all direct.
+    *e.bulk.lock().unwrap() = Some(Bulk { min: 1000, ..Bulk::default() });
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert!(r.embedded > 3 && r.batch_embedded == 0, "{r:?}");
+
+    // Above it, leaving every third text out: those are embedded directly, nothing twice.
+    std::fs::write(root.join("memory/big.md"), long_note("borealis", 12)).unwrap();
+    *e.bulk.lock().unwrap() = Some(Bulk { min: 2, skip: 3, fail: None });
+    let before = e.embedded();
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert!(r.batch_embedded >= 2, "{r:?}");
+    assert_eq!(r.batch_embedded, e.bulk_texts.load(Ordering::SeqCst));
+    assert_eq!(r.batch_embedded + r.embedded, r.chunks_added, "each new chunk embedded once: {r:?}");
+    assert_eq!(e.embedded() - before, r.embedded);
+    assert_eq!(r.cache_hits, 0, "batch results are not counted as cache hits: {r:?}");
+    let s = index.status().await.unwrap();
+    assert_eq!(s.vectors, s.chunks);
+    assert!(!index.search("borealis3w7").await.unwrap().results.is_empty());
+
+    // A failing route: reported, and everything embedded directly.
+    std::fs::write(root.join("memory/more.md"), long_note("cygnus", 6)).unwrap();
+    *e.bulk.lock().unwrap() = Some(Bulk { min: 2, skip: 0, fail: Some("batch quota exhausted".into()) });
+    let r = index.sync(false, &quiet()).await.unwrap();
+    assert!(r.batch_error.as_deref().is_some_and(|m| m.contains("batch quota exhausted")), "{r:?}");
+    assert_eq!((r.batch_embedded, r.embedded), (0, r.chunks_added), "{r:?}");
+    assert!(r.embed_error.is_none());
+}

@@ -26,6 +26,7 @@
 pub mod bedrock_server;
 pub mod browser;
 pub mod copilot_server;
+pub mod embedding_batch_server;
 pub mod embeddings_server;
 pub mod gateway;
 pub mod gemini_server;

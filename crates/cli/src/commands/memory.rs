@@ -84,6 +84,7 @@ fn progress_bar() -> impl Fn(Progress) + Sync {
         }
         let what = match p.phase {
             Phase::Files => "files",
+            Phase::Batch => "batch API",
             Phase::Embeddings => "embeddings",
         };
         let width = 30;
@@ -161,6 +162,9 @@ pub async fn run(paths: &Paths, cmd: MemoryCommand) -> Result<ExitCode> {
                     report.embedded,
                     report.cache_hits
                 );
+                if report.batch_embedded > 0 {
+                    println!("{} embedded through the provider's batch API.", report.batch_embedded);
+                }
                 if report.sessions > 0 || report.sessions_removed > 0 {
                     println!(
                         "Conversations: {} of {} indexed again, {} removed.",
@@ -170,6 +174,9 @@ pub async fn run(paths: &Paths, cmd: MemoryCommand) -> Result<ExitCode> {
                 for sk in &report.skipped {
                     println!("  skipped {} — {}", sk.path, sk.reason);
                 }
+            }
+            if let Some(e) = &report.batch_error {
+                eprintln!("warning: the batch API was not used ({e}); the chunks were embedded directly.");
             }
             if let Some(e) = &report.sessions_error {
                 eprintln!("warning: past conversations were not indexed: {e}");

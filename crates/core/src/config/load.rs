@@ -448,6 +448,17 @@ mod tests {
         .memory;
         let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
         assert_eq!(t.dimensions, Some(256));
+        assert_eq!(t.batch, None, "the batch API is off unless enabled");
+        let m = load_with(
+            "{ memory: { search: { provider: \"openai\", remote: { batch: { enabled: true, timeoutMinutes: 5, wait: true } } } } }",
+            &[("OPENAI_API_KEY", "sk-test-key")],
+        )
+        .unwrap()
+        .config
+        .memory;
+        let Ok(Embedding::Remote(t)) = m.embedding else { panic!() };
+        let b = t.batch.unwrap();
+        assert_eq!((b.min_chunks, b.poll_interval.as_millis(), b.timeout.as_secs()), (200, 5000, 300));
         let m = load_with(
             "{ memory: { search: { provider: \"local\", local: { modelPath: \"/nowhere/minilm\" } } } }",
             &[],

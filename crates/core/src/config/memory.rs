@@ -38,6 +38,18 @@ pub struct EmbeddingTarget {
     pub model: String,
     pub dimensions: Option<usize>,
     pub headers: BTreeMap<String, String>,
+    /// The provider's batch API for large syncs (`memory.search.remote.batch.enabled`).
+    pub batch: Option<EmbeddingBatch>,
+}
+
+/// When and how a sync embeds through the provider's batch API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingBatch {
+    /// Syncs with fewer texts to embed call the API directly.
+    pub min_chunks: usize,
+    pub poll_interval: std::time::Duration,
+    /// A batch still running after this long is cancelled (its texts are embedded directly).
+    pub timeout: std::time::Duration,
 }
 
 /// OpenClaw's ranking defaults, the one source for the config loader and the memory index.
@@ -388,6 +400,11 @@ impl Resolver<'_> {
             model,
             dimensions: m.dimensions.or(m.output_dimensionality),
             headers: remote.map(|r| r.headers.clone()).unwrap_or_default(),
+            batch: remote.and_then(|r| r.batch.as_ref()).filter(|b| b.enabled == Some(true)).map(|b| EmbeddingBatch {
+                min_chunks: b.min_chunks.unwrap_or(200).max(1),
+                poll_interval: std::time::Duration::from_millis(b.poll_interval_ms.unwrap_or(5000).max(100)),
+                timeout: std::time::Duration::from_secs(60 * b.timeout_minutes.unwrap_or(60).max(1)),
+            }),
         })
     }
 }

@@ -101,8 +101,7 @@ pub struct MemoryRemoteFile {
     pub api_key: Option<SecretInput>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// The provider's asynchronous batch API for large indexing runs (OpenAI, Gemini, Voyage);
-    /// accepted, not used yet.
+    /// The provider's asynchronous batch API for large indexing runs (OpenAI, Gemini, Voyage).
     pub batch: Option<MemoryBatchFile>,
 }
 

@@ -19,6 +19,19 @@ pub struct WordHash {
     pub dims: Mutex<usize>,
     /// Time each embedding call takes, as a remote API's would.
     pub delay: Mutex<Option<std::time::Duration>>,
+    /// A batch route: used from this many texts, leaving out every `skip`-th text, or failing.
+    pub bulk: Mutex<Option<Bulk>>,
+    /// Texts the batch route embedded.
+    pub bulk_texts: AtomicUsize,
+}
+
+/// How [`WordHash`]'s batch route behaves.
+#[derive(Debug, Clone, Default)]
+pub struct Bulk {
+    pub min: usize,
+    /// Every text at a position divisible by this is left out (0: none).
+    pub skip: usize,
+    pub fail: Option<String>,
 }
 
 impl WordHash {
@@ -29,6 +42,8 @@ impl WordHash {
             failure: Mutex::new(None),
             dims: Mutex::new(DIMS),
             delay: Mutex::new(None),
+            bulk: Mutex::new(None),
+            bulk_texts: AtomicUsize::new(0),
         })
     }
     pub fn embedded(&self) -> usize {
@@ -73,6 +88,22 @@ impl Embedder for WordHash {
             let dims = *self.dims.lock().unwrap();
             Ok(texts.iter().map(|t| vector(t, dims)).collect())
         })
+    }
+    fn bulk<'a>(&'a self, texts: &'a [String]) -> Option<clawline_memory::embed::BulkFuture<'a>> {
+        let b = self.bulk.lock().unwrap().clone().filter(|b| texts.len() >= b.min)?;
+        Some(Box::pin(async move {
+            if let Some(why) = b.fail {
+                return Err(EmbedError { provider: "test".into(), model: self.model.clone(), message: why });
+            }
+            let dims = *self.dims.lock().unwrap();
+            let out: Vec<Option<Vec<f32>>> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (b.skip == 0 || i % b.skip != 0).then(|| vector(t, dims)))
+                .collect();
+            self.bulk_texts.fetch_add(out.iter().filter(|v| v.is_some()).count(), Ordering::SeqCst);
+            Ok(out)
+        }))
     }
 }
 

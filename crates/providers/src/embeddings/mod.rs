@@ -11,8 +11,12 @@
 //! Dialects differ in small ways the wire modules keep: Voyage takes `input_type` and
 //! `output_dimension`, Mistral refuses fields it does not know (so only `model` and `input` are
 //! sent), Gemini takes `taskType` per item and authenticates with `x-goog-api-key`.
+//! Large indexing runs can go through the providers' batch APIs instead ([`batch`]).
 //! This file must not log keys or texts.
 
+pub mod batch;
+mod batch_files;
+mod batch_gemini;
 mod gemini;
 mod ollama;
 mod openai;
@@ -110,7 +114,7 @@ impl EmbeddingClient {
     }
 }
 
-fn retryable(e: &ProviderError) -> bool {
+pub(crate) fn retryable(e: &ProviderError) -> bool {
     matches!(
         e.kind,
         ErrorKind::RateLimited | ErrorKind::Overloaded | ErrorKind::Server | ErrorKind::Timeout | ErrorKind::Network
