@@ -237,3 +237,69 @@ async fn an_hf_model_is_downloaded_once_into_the_state_dir() {
     assert_eq!(status["status"]["model"], "all-MiniLM-L6-v2", "{status}");
     assert_eq!(hub.requests().len(), fetched, "downloaded once");
 }
+
+/// The gateway's `doctor.memory.status` and `memory.search` over the WebSocket protocol: the
+/// mode and its reason, the embedder probed on request, results like the tool's, and bad
+/// parameters refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_reports_and_searches_memory() {
+    use clawline_testkit::ws_client::{Client, cli_params};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let emb = EmbeddingsServer::start(Some("emb-ws-key-0123"), Dialect::OpenAi, 24).await;
+    let extra = format!(
+        r#"memory: {{ search: {{ provider: "openai-compatible", model: "e2e-embed",
+             remote: {{ baseUrl: "{}/v1", apiKey: "emb-ws-key-0123" }} }} }},"#,
+        emb.base_url()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    memory_files(dir.path());
+    let gw = spawn(dir.path()).await;
+    let url = gw.base_url.replacen("http://", "ws://", 1);
+    let (mut c, res) = Client::connect(&url, &[], cli_params(TOKEN, &["operator.read"]), None).await.unwrap();
+    assert_eq!(res["ok"], true, "{res}");
+    let ok = |res: serde_json::Value| {
+        assert_eq!(res["ok"], true, "{res}");
+        res["payload"].clone()
+    };
+
+    let found =
+        ok(c.request("memory.search", json!({"query": "boiler service October", "maxResults": 3})).await.unwrap());
+    assert_eq!((found["agentId"].as_str(), found["searchMode"].as_str()), (Some("main"), Some("hybrid")), "{found}");
+    assert_eq!(found["provider"], "openai-compatible");
+    assert_eq!(found["results"][0]["path"], "MEMORY.md", "{found}");
+    assert!(found["results"][0]["snippet"].as_str().unwrap().contains("boiler"));
+    assert!(found["results"].as_array().unwrap().len() <= 3);
+
+    let status = ok(c.request("doctor.memory.status", json!({})).await.unwrap());
+    assert_eq!(
+        (status["searchMode"].as_str(), status["embedding"]["ok"].as_bool()),
+        (Some("hybrid"), Some(true)),
+        "{status}"
+    );
+    assert_eq!(status["status"]["files"], 2, "{status}");
+    let requests_before = emb.requests().len();
+    let probed = ok(c.request("doctor.memory.status", json!({"probe": true})).await.unwrap());
+    assert_eq!(probed["embedding"]["ok"], true);
+    assert_eq!(emb.requests().len(), requests_before + 1, "the probe calls the embedder once");
+
+    // The embedder fails: the probe says so, with the provider's error.
+    for _ in 0..3 {
+        emb.fail_next(500, None);
+    }
+    let probed = ok(c.request("doctor.memory.status", json!({"probe": true})).await.unwrap());
+    assert_eq!(probed["embedding"]["ok"], false);
+    assert!(probed["embedding"]["error"].as_str().unwrap().contains("HTTP 500"), "{probed}");
+
+    for (params, why) in [
+        (json!({"query": "   "}), "query must be a non-empty string"),
+        (json!({"query": "x", "agentId": "nobody"}), "unknown agent id"),
+        (json!({"query": "x", "extra": 1}), "extra"),
+    ] {
+        let res = c.request("memory.search", params.clone()).await.unwrap();
+        assert_eq!(res["ok"], false, "{params}: {res}");
+        assert!(res["error"]["message"].as_str().unwrap().contains(why), "{params}: {res}");
+    }
+    c.close().await;
+}

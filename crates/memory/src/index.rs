@@ -134,6 +134,15 @@ pub enum Phase {
     Embeddings,
 }
 
+/// What one search may change.
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    /// Sources (paths) left out.
+    pub skip: Vec<String>,
+    /// Instead of `memory.search.query.maxResults`.
+    pub max_results: Option<usize>,
+}
+
 /// A search answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchOutcome {
@@ -322,6 +331,11 @@ impl MemoryIndex {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The embedder's provider id (`openai`, `local`, …), if there is an embedder.
+    pub fn provider(&self) -> Option<&str> {
+        self.embedder.as_ref().map(|e| e.provider())
     }
 
     /// The workspace whose memory this indexes (canonicalized).
@@ -747,13 +761,23 @@ impl MemoryIndex {
     /// Searches for `query`. The text leg runs while the query is embedded; the vector leg's
     /// own work follows, so the two halves of the text leg have both cores to themselves.
     pub async fn search(&self, query: &str) -> Result<SearchOutcome, MemoryError> {
-        self.search_except(query, &[]).await
+        self.search_with(query, &SearchOptions::default()).await
     }
 
     /// [`MemoryIndex::search`] without the chunks of the sources at `skip` (the conversation
     /// asking, which is in its context already).
     pub async fn search_except(&self, query: &str, skip: &[String]) -> Result<SearchOutcome, MemoryError> {
-        let k = self.settings.ranking.candidates();
+        self.search_with(query, &SearchOptions { skip: skip.to_vec(), ..SearchOptions::default() }).await
+    }
+
+    /// [`MemoryIndex::search`] with per-search options.
+    pub async fn search_with(&self, query: &str, options: &SearchOptions) -> Result<SearchOutcome, MemoryError> {
+        let mut ranking = self.settings.ranking.clone();
+        if let Some(m) = options.max_results {
+            ranking.max_results = m.max(1);
+        }
+        let skip = &options.skip;
+        let k = ranking.candidates();
         let (text_hits, query_vector) = tokio::try_join!(self.text_leg(query, k), self.query_vector(query))?;
         let (vector_hits, reason) = match query_vector {
             Ok(q) => (self.vector_hits(q, k).await?, None),
@@ -795,7 +819,7 @@ impl MemoryIndex {
             .await?;
         let candidates: Vec<Candidate> = candidates.into_iter().filter(|c| !skip.contains(&c.path)).collect();
         let hybrid = reason.is_none();
-        let results = rank(query, candidates, &self.settings.ranking, now_ms(), hybrid);
+        let results = rank(query, candidates, &ranking, now_ms(), hybrid);
         let mode = match reason {
             None => Mode::Hybrid,
             Some(reason) => Mode::TextOnly { reason },
@@ -846,6 +870,17 @@ impl MemoryIndex {
         let to = (from + lines.max(1) - 1).min(all.len());
         let body = if from > all.len() { String::new() } else { all[from - 1..to].join("\n") };
         Ok(Excerpt { path: path.to_string(), from, to: to.max(from - 1), total_lines: all.len(), text: body })
+    }
+
+    /// Embeds a short text to see whether the embedder answers now; `Err` says why not (or that
+    /// there is no embedder).
+    pub async fn probe(&self) -> Result<(), String> {
+        let Some(embedder) = &self.embedder else { return Err(self.no_embedder.clone()) };
+        let answer =
+            embedder.embed(&["clawline memory probe".to_string()], Purpose::Query).await.map_err(|e| e.to_string())?;
+        check(&answer, 1, None)
+            .map(|_| ())
+            .map_err(|why| format!("{}/{}: {why}", embedder.provider(), embedder.model()))
     }
 
     /// The index's state.

@@ -27,6 +27,23 @@ pub(super) fn schema() -> (&'static str, Value) {
     )
 }
 
+/// One result as the tool and the gateway's `memory.search` show it: path, lines, score (three
+/// decimals), a snippet of at most [`SNIPPET_CHARS`] characters.
+pub fn result_json(s: &clawline_memory::scoring::Scored) -> Value {
+    let c = &s.candidate;
+    let mut snippet: String = c.text.chars().take(SNIPPET_CHARS).collect();
+    if c.text.chars().count() > SNIPPET_CHARS {
+        snippet.push('…');
+    }
+    json!({
+        "path": c.path,
+        "startLine": c.start_line,
+        "endLine": c.end_line,
+        "score": (s.score * 1000.0).round() / 1000.0,
+        "snippet": snippet,
+    })
+}
+
 pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOutput {
     let Some(memory) = &ctx.memory else { return ToolOutput::err("Memory is not enabled for this agent.") };
     let query = match str_arg(args, "query") {
@@ -46,25 +63,7 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
         Ok(o) => o,
         Err(e) => return ToolOutput::err(format!("Memory search failed: {e}")),
     };
-    let results: Vec<Value> = outcome
-        .results
-        .iter()
-        .take(max.unwrap_or(usize::MAX))
-        .map(|s| {
-            let c = &s.candidate;
-            let mut snippet: String = c.text.chars().take(SNIPPET_CHARS).collect();
-            if c.text.chars().count() > SNIPPET_CHARS {
-                snippet.push('…');
-            }
-            json!({
-                "path": c.path,
-                "startLine": c.start_line,
-                "endLine": c.end_line,
-                "score": (s.score * 1000.0).round() / 1000.0,
-                "snippet": snippet,
-            })
-        })
-        .collect();
+    let results: Vec<Value> = outcome.results.iter().take(max.unwrap_or(usize::MAX)).map(result_json).collect();
     let mut answer = json!({"results": results});
     match outcome.mode {
         Mode::Hybrid => answer["mode"] = json!("hybrid"),

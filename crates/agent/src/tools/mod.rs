@@ -20,6 +20,7 @@ mod exec;
 mod ls;
 mod memory_get;
 mod memory_search;
+pub use memory_search::result_json as memory_result_json;
 pub mod path;
 mod read;
 mod write;

@@ -14,6 +14,7 @@
 //! | `chat.rs` | `chat.send|history|abort|startup|inject` |
 //! | `agent.rs` | `agent`, `agent.wait`, `agent.identity.get`, `agents.list` |
 //! | `models.rs` | `models.list` |
+//! | `memory.rs` | `doctor.memory.status`, `memory.search` |
 //! | `config.rs` | `config.get|set|patch|apply|schema` |
 //! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list` (no `send` until there are channels to send to) |
 //! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
@@ -23,6 +24,7 @@ mod catalog;
 mod chat;
 mod config;
 mod devices;
+mod memory;
 mod models;
 mod sessions;
 mod system;
@@ -103,6 +105,7 @@ pub fn table() -> &'static [Method] {
         all.extend(chat::methods());
         all.extend(agent::methods());
         all.extend(models::methods());
+        all.extend(memory::methods());
         all.extend(config::methods());
         all.extend(catalog::methods());
         all.extend(devices::methods());
