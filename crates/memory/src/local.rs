@@ -8,8 +8,10 @@
 //! with the padding masked out, mean-pooled over the real tokens (or the first token, if the
 //! model's `1_Pooling/config.json` says CLS) and scaled to unit length.
 //!
-//! Encoding is CPU work: it runs on a blocking thread, never on an async task. This file must
-//! not download anything.
+//! Encoding is CPU work: it runs on a blocking thread, never on an async task. Documents (a
+//! sync) are encoded on [`indexing_threads`] threads — one fewer than the machine has, at
+//! least one — so indexing never takes every core from chat; a query uses them all. This file
+//! must not download anything.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,25 @@ use crate::embed::{EmbedError, EmbedFuture, Embedder, Purpose, normalized};
 
 /// Texts encoded together.
 const BATCH: usize = 16;
+
+/// Threads a sync's documents are encoded on.
+pub fn indexing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// The pool documents are encoded in (`None` if it could not be made: then the global one).
+fn indexing_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(indexing_threads())
+            .thread_name(|i| format!("clawline-embed-{i}"))
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "memory: no indexing thread pool; documents use every core"))
+            .ok()
+    })
+    .as_ref()
+}
 
 /// Why a model folder cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +127,15 @@ impl LocalEmbedder {
         })
     }
 
-    /// Embeds `texts` on this thread (blocking).
+    /// Embeds documents (blocking) on the indexing threads only.
+    pub fn embed_documents_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        match indexing_pool() {
+            Some(pool) => pool.install(|| self.embed_blocking(texts)),
+            None => self.embed_blocking(texts),
+        }
+    }
+
+    /// Embeds `texts` on this thread, its matrix work spread over every core (blocking).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         let l = &self.inner;
         let mut encodings = Vec::with_capacity(texts.len());
@@ -171,12 +200,15 @@ impl Embedder for LocalEmbedder {
         BATCH * 4
     }
 
-    fn embed<'a>(&'a self, texts: &'a [String], _purpose: Purpose) -> EmbedFuture<'a> {
+    fn embed<'a>(&'a self, texts: &'a [String], purpose: Purpose) -> EmbedFuture<'a> {
         let me = self.clone();
         let owned = texts.to_vec();
         Box::pin(async move {
             let name = me.inner.name.clone();
-            tokio::task::spawn_blocking(move || me.embed_blocking(&owned))
+            tokio::task::spawn_blocking(move || match purpose {
+                Purpose::Document => me.embed_documents_blocking(&owned),
+                Purpose::Query => me.embed_blocking(&owned),
+            })
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r)

@@ -47,6 +47,12 @@ fn vectors_match_the_independent_reference() {
         let same: f64 = single[0].iter().zip(got).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
         assert!(same > 0.99999, "{text:?}: batch and single differ ({same})");
     }
+    // Documents encoded on the indexing threads get the same vectors.
+    let documents = embedder.embed_documents_blocking(&texts).unwrap();
+    for (d, q) in documents.iter().zip(&batch) {
+        let same: f64 = d.iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        assert!(same > 0.99999, "indexing threads and every core differ ({same})");
+    }
     // The model's geometry: related sentences are close, unrelated ones are not.
     let sim = |a: usize, b: usize| batch[a].iter().zip(&batch[b]).map(|(x, y)| x * y).sum::<f32>();
     assert!(sim(1, 2) > 0.7 && sim(1, 3) < 0.0, "{} {}", sim(1, 2), sim(1, 3));
