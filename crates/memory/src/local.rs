@@ -209,10 +209,10 @@ impl Embedder for LocalEmbedder {
                 Purpose::Document => me.embed_documents_blocking(&owned),
                 Purpose::Query => me.embed_blocking(&owned),
             })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-                .map_err(|message| EmbedError { provider: "local".into(), model: name, message })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|message| EmbedError { provider: "local".into(), model: name, message })
         })
     }
 }

@@ -408,3 +408,36 @@ impl Resolver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_hf;
+
+    #[test]
+    fn hf_references_parse() {
+        assert_eq!(parse_hf("hf:a/b"), Ok(("a/b".into(), "main".into())));
+        assert_eq!(
+            parse_hf("hf:sentence-transformers/all-MiniLM-L6-v2@v1.0"),
+            Ok(("sentence-transformers/all-MiniLM-L6-v2".into(), "v1.0".into()))
+        );
+        for bad in ["hf:", "hf:a", "hf:a/b/c", "hf:a/../b", "hf:./b", "hf:a/b@", "hf:a b/c", "hf:a/b@x/y"] {
+            assert!(parse_hf(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, an accepted reference names a folder that stays where it is put:
+        /// two plain components and a plain revision, never `..` or a separator.
+        #[test]
+        fn accepted_references_are_safe_path_components(raw in "\\PC{0,40}") {
+            if let Ok((repo, revision)) = parse_hf(&format!("hf:{raw}")) {
+                let parts: Vec<&str> = repo.split('/').collect();
+                proptest::prop_assert_eq!(parts.len(), 2);
+                for p in parts.iter().chain([&revision.as_str()]) {
+                    proptest::prop_assert!(!p.is_empty() && *p != "." && *p != "..");
+                    proptest::prop_assert!(!p.contains('/') && !p.contains('\\'));
+                }
+            }
+        }
+    }
+}

@@ -229,6 +229,40 @@ pub(super) async fn json_answer(
     serde_json::from_str(&text).map_err(|e| protocol(s, format!("{what}: the answer is not JSON: {e}")))
 }
 
+/// Splits bytes arriving in pieces into lines, holding only the unfinished one; each line is
+/// scanned for its end once, however many pieces it came in.
+#[derive(Default)]
+pub(super) struct Lines {
+    buf: Vec<u8>,
+    scanned: usize,
+}
+
+impl Lines {
+    /// The lines `piece` completes (without their `\n`).
+    pub(super) fn push(&mut self, piece: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(piece);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+            let end = self.scanned + pos;
+            out.push(self.buf[..end].to_vec());
+            self.buf.drain(..=end);
+            self.scanned = 0;
+        }
+        self.scanned = self.buf.len();
+        out
+    }
+
+    /// Bytes of the unfinished line.
+    pub(super) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The last line, if the body did not end with `\n`.
+    pub(super) fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
 /// Calls `f` with each non-empty line of a JSONL body as it arrives (a line may be a few MB;
 /// the body as a whole is never held). Each silence is bounded by the client's timeout.
 pub(super) async fn for_each_line(
@@ -240,8 +274,7 @@ pub(super) async fn for_each_line(
     const MAX_LINE: usize = 256 << 20;
     let key = s.api_key.as_ref().map(|k| k.expose());
     let mut stream = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut scanned = 0;
+    let mut lines = Lines::default();
     let mut line = |bytes: &[u8]| -> Result<(), ProviderError> {
         let text = std::str::from_utf8(bytes).map_err(|_| protocol(s, "a batch result line is not UTF-8"))?;
         if text.trim().is_empty() { Ok(()) } else { f(text.trim()) }
@@ -251,19 +284,15 @@ pub(super) async fn for_each_line(
             .await
             .map_err(|_| ProviderError::new(ErrorKind::Timeout, &s.provider, "the batch results stalled"))?;
         let Some(piece) = next else { break };
-        buf.extend_from_slice(&piece.map_err(|e| crate::http_util::transport_error(&s.provider, &e, key))?);
-        while let Some(pos) = buf[scanned..].iter().position(|b| *b == b'\n') {
-            let end = scanned + pos;
-            line(&buf[..end])?;
-            buf.drain(..=end);
-            scanned = 0;
+        let piece = piece.map_err(|e| crate::http_util::transport_error(&s.provider, &e, key))?;
+        for l in lines.push(&piece) {
+            line(&l)?;
         }
-        scanned = buf.len();
-        if buf.len() > MAX_LINE {
+        if lines.pending() > MAX_LINE {
             return Err(protocol(s, "a batch result line is over 256 MiB"));
         }
     }
-    line(&buf)
+    line(&lines.finish())
 }
 
 /// An error a batch API put in a JSON value (`{"message"}`, `{"code", "message"}`, a string).
@@ -274,6 +303,30 @@ pub(super) fn reason(v: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// However a body is cut into pieces, the lines are those of the whole body.
+        #[test]
+        fn lines_do_not_depend_on_how_the_body_arrives(
+            body in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::Just(b'\n'), 0u8..=255], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut lines = Lines::default();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([body.len()]) {
+                got.extend(lines.push(&body[at..c]));
+                at = c;
+            }
+            let last = lines.finish();
+            let mut want: Vec<Vec<u8>> = body.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+            let tail = want.pop().unwrap_or_default();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(last, tail);
+        }
+    }
 
     #[test]
     fn request_ids_round_trip_within_their_job() {

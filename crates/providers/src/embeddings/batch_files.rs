@@ -151,6 +151,34 @@ pub(super) async fn cancel(http: &reqwest::Client, s: &EmbeddingSettings, id: &s
     exchange(s, authed(s, http.post(&url)), "cancelling the batch").await.map(|_| ())
 }
 
+/// Puts the vectors of one result line of job `job` in their places in `out`. A failed request
+/// leaves its places empty; a line clawline cannot place is an error.
+fn result_line(
+    s: &EmbeddingSettings,
+    job: usize,
+    line: &str,
+    out: &mut [Option<Vec<f32>>],
+) -> Result<(), ProviderError> {
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| protocol(s, format!("a batch result line is not JSON: {e}")))?;
+    let Some(r) = v["custom_id"].as_str().and_then(|c| request_index(job, c)) else {
+        return Err(protocol(s, "a batch result line has a custom_id clawline did not send"));
+    };
+    if v["response"]["status_code"].as_u64() != Some(200) {
+        return Ok(()); // Failed request: its texts are embedded directly.
+    }
+    let data = v["response"]["body"]["data"].as_array().ok_or_else(|| protocol(s, "a batch result has no `data`"))?;
+    for (pos, item) in data.iter().enumerate() {
+        let i = item["index"].as_u64().map_or(pos, |i| i as usize);
+        let at = r.checked_mul(TEXTS_PER_REQUEST).and_then(|b| b.checked_add(i));
+        match at.filter(|at| i < TEXTS_PER_REQUEST && *at < out.len()) {
+            Some(at) => out[at] = Some(floats(&s.provider, &item["embedding"])?),
+            None => return Err(protocol(s, format!("a batch result has index {i} outside its request"))),
+        }
+    }
+    Ok(())
+}
+
 /// The vectors of an ended job of `count` texts, by position.
 pub(super) async fn results(
     http: &reqwest::Client,
@@ -164,28 +192,7 @@ pub(super) async fn results(
     if let Some(output) = b["output_file_id"].as_str().filter(|f| !f.is_empty()) {
         let url = format!("{}/files/{output}/content", base(s));
         let resp = exchange(s, authed(s, http.get(&url)), "reading the batch results").await?;
-        for_each_line(s, resp, |line| {
-            let v: Value =
-                serde_json::from_str(line).map_err(|e| protocol(s, format!("a batch result line is not JSON: {e}")))?;
-            let Some(r) = v["custom_id"].as_str().and_then(|c| request_index(job, c)) else {
-                return Err(protocol(s, "a batch result line has a custom_id clawline did not send"));
-            };
-            if v["response"]["status_code"].as_u64() != Some(200) {
-                return Ok(()); // Failed request: its texts are embedded directly.
-            }
-            let data =
-                v["response"]["body"]["data"].as_array().ok_or_else(|| protocol(s, "a batch result has no `data`"))?;
-            for (pos, item) in data.iter().enumerate() {
-                let i = item["index"].as_u64().map_or(pos, |i| i as usize);
-                let at = r * TEXTS_PER_REQUEST + i;
-                if i >= TEXTS_PER_REQUEST || at >= count {
-                    return Err(protocol(s, format!("a batch result has index {i} outside its request")));
-                }
-                out[at] = Some(floats(&s.provider, &item["embedding"])?);
-            }
-            Ok(())
-        })
-        .await?;
+        for_each_line(s, resp, |line| result_line(s, job, line, &mut out)).await?;
     }
     if s.api == EmbeddingApi::OpenAi {
         for file in [&b["input_file_id"], &b["output_file_id"], &b["error_file_id"]] {
@@ -239,6 +246,33 @@ mod tests {
             .collect();
         assert_eq!(voyage[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["body", "custom_id"]);
         assert_eq!(voyage[1]["body"], json!({"input": ["t128"]}));
+    }
+
+    #[test]
+    fn result_lines_are_placed_or_refused() {
+        let s = settings(EmbeddingApi::OpenAi);
+        let mut out = vec![None; TEXTS_PER_REQUEST + 2];
+        let line = json!({"custom_id": "clawline-0-1", "response": {"status_code": 200, "body": {"data": [{"index": 1, "embedding": [0.5]}]}}});
+        result_line(&s, 0, &line.to_string(), &mut out).unwrap();
+        assert_eq!(out[TEXTS_PER_REQUEST + 1], Some(vec![0.5]));
+        let far = json!({"custom_id": "clawline-0-1", "response": {"status_code": 200, "body": {"data": [{"index": 5, "embedding": [0.5]}]}}});
+        assert!(result_line(&s, 0, &far.to_string(), &mut out).is_err());
+        let failed = json!({"custom_id": "clawline-0-0", "response": {"status_code": 500}});
+        result_line(&s, 0, &failed.to_string(), &mut out).unwrap();
+        assert!(out[0].is_none());
+        assert!(result_line(&s, 0, r#"{"custom_id": "someone-else"}"#, &mut out).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever a result line holds, it is placed or refused, never a panic.
+        #[test]
+        fn hostile_result_lines_never_panic(line in "\\PC{0,200}", id in 0usize..1000, index in proptest::num::i64::ANY) {
+            let s = settings(EmbeddingApi::OpenAi);
+            let mut out = vec![None; 10];
+            let _ = result_line(&s, 0, &line, &mut out);
+            let shaped = json!({"custom_id": format!("clawline-0-{id}"), "response": {"status_code": 200, "body": {"data": [{"index": index, "embedding": [1.0]}]}}});
+            let _ = result_line(&s, 0, &shaped.to_string(), &mut out);
+        }
     }
 
     #[test]
