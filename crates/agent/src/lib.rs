@@ -19,6 +19,7 @@ mod error;
 mod events;
 pub mod lanes;
 pub mod memory;
+pub mod memory_follow;
 pub mod memory_transcripts;
 pub mod oauth_refresh;
 pub mod routes;

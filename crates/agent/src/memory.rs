@@ -7,8 +7,9 @@
 //! the background once the files have been still for `watchDebounceMs`; a search also catches
 //! up first when the last sync is more than [`STALE_AFTER`] old (`sync.onSearch`, a stat of each
 //! memory file when nothing changed); and `clawline memory index` syncs on demand. With
-//! `sources: ["sessions"]` the agent's past conversations are indexed too, brought up to date
-//! by those same syncs (the watcher sees files only), past the delta thresholds.
+//! `sources: ["sessions"]` the agent's past conversations are indexed too: a follower of the
+//! store's change feed (`memory_follow.rs`) syncs once a transcript has grown past the delta
+//! thresholds or a session ended, and the syncs above bring them up to date as well.
 //!
 //! This file wires; it must not rank or chunk (that is `clawline-memory`).
 
@@ -325,6 +326,12 @@ impl Memories {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(agent = %agent, error = %e, "memory sync failed"),
             }));
+        }
+        if config.memory.index_sessions && tokio::runtime::Handle::try_current().is_ok() {
+            let m = &config.memory;
+            let t = DeltaThresholds { bytes: m.session_delta_bytes, messages: m.session_delta_messages };
+            // Like the watcher, it holds the index weakly and ends with the process.
+            drop(crate::memory_follow::spawn(store, &index, agent_id, t));
         }
         open.insert(agent_id.to_string(), (index.clone(), None, config.memory.sync_on_search));
         Ok(index)

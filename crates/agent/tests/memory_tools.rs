@@ -134,3 +134,40 @@ async fn past_conversations_are_searchable_when_sessions_are_a_source() {
     assert!(text.contains("User (") && text.contains("remember that Halvorsen Heating"), "{got}");
     assert!(text.contains("Assistant (") && text.contains("Noted: the boiler service"), "{got}");
 }
+
+#[tokio::test]
+async fn a_conversation_is_indexed_as_it_grows_without_a_search_syncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    // No watcher and no sync before searches: only the follower of the change feed indexes.
+    let top = r#"memory: { search: { provider: "none", sources: ["memory", "sessions"],
+                   sync: { watch: false, onSearch: false, sessions: { deltaMessages: 2 } } } },"#;
+    let config = config_with(dir.path(), &server, Api::OpenAi, "", top, &[]);
+    let rt = runtime_for(dir.path(), config);
+    let ws = rt.tool_context("main").await.unwrap().workspace;
+    let index = rt.memory_access("main", &ws).unwrap().index;
+    async fn found(index: &clawline_memory::index::MemoryIndex, query: &str) -> bool {
+        for _ in 0..250 {
+            let hits = index.search(query).await.unwrap();
+            if hits
+                .results
+                .iter()
+                .any(|r| r.candidate.path.starts_with("sessions/") && r.candidate.text.contains(query))
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    server.push(Reply::text("Understood."));
+    turn(&rt, Some("agent:main:porch"), "the spare key is under the blue flowerpot").await;
+    assert!(found(&index, "blue flowerpot").await, "a new conversation is indexed");
+
+    // Two more messages in it pass deltaMessages: 2, and it is indexed again.
+    server.push(Reply::text("Noted as well."));
+    turn(&rt, Some("agent:main:porch"), "the garage code is 4471").await;
+    assert!(found(&index, "garage code is 4471").await, "the grown conversation is indexed again");
+    assert_eq!(index.status().await.unwrap().sessions, 1);
+}
