@@ -141,6 +141,44 @@ async fn a_large_index_run_uses_the_batch_api() {
     );
 }
 
+/// `clawline doctor` says what memory will do: text-only and why, a model still to download,
+/// a batch setting the provider cannot use.
+#[tokio::test]
+async fn doctor_reports_memory() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let doctor = |extra: &'static str| {
+        let server = &server;
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            write_config(dir.path(), server, Api::OpenAi, extra);
+            let env: &[(&str, &str)] =
+                if extra.contains("mistral") { &[("MISTRAL_API_KEY", "mistral-key-0123")] } else { &[] };
+            let out = cli_env(dir.path(), &["doctor", "--json"], env).await;
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["checks"].as_array().unwrap().iter().filter(|c| c["name"] == "memory").cloned().collect::<Vec<Value>>()
+        }
+    };
+    let text_only = doctor("").await;
+    assert_eq!(text_only[0]["status"], "warn", "{text_only:?}");
+    assert!(text_only[0]["detail"].as_str().unwrap().contains("text-only"), "{text_only:?}");
+    let hf = doctor(r#"memory: { search: { provider: "local", model: "hf:acme/embedder" } },"#).await;
+    let detail = hf[0]["detail"].as_str().unwrap();
+    if cfg!(feature = "local-embeddings") {
+        assert!(detail.contains("hf:acme/embedder@main is not downloaded yet"), "{hf:?}");
+        assert!(hf[0]["fix"].as_str().unwrap().contains("clawline memory index"), "{hf:?}");
+    } else {
+        assert!(detail.contains("built without local embeddings"), "{hf:?}");
+    }
+    let batch = doctor(r#"memory: { search: { provider: "mistral", remote: { batch: { enabled: true } } } },"#).await;
+    assert_eq!(batch[0]["status"], "ok", "{batch:?}");
+    assert!(batch[1]["detail"].as_str().unwrap().contains("no batch API"), "{batch:?}");
+    let off = doctor("memory: { search: { enabled: false } },").await;
+    assert_eq!(
+        (off[0]["status"].as_str(), off[0]["detail"].as_str()),
+        (Some("ok"), Some("off (memory.search.enabled: false)"))
+    );
+}
+
 #[tokio::test]
 async fn a_bad_memory_setting_is_named_with_its_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -302,6 +302,8 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             }
         }
 
+        memory_check(&mut r, &config.memory);
+
         // Exposure and tools.
         if config.gateway.bind_host.is_loopback() {
             r.add(
@@ -427,6 +429,58 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
 }
 
 /// Stored auth profiles that have expired or expire within a day.
+/// Memory: which embedder, or why search is text-only; a model still to download; a batch
+/// setting the provider cannot use; past conversations.
+fn memory_check(r: &mut Report, m: &clawline_core::config::memory::MemorySettings) {
+    use clawline_core::config::memory::{Embedding, EmbeddingApiKind};
+    if !m.enabled {
+        r.add("memory", Status::Ok, "off (memory.search.enabled: false)", None);
+        return;
+    }
+    let sessions = if m.index_sessions { "; past conversations indexed too" } else { "" };
+    match &m.embedding {
+        Err(reason) => r.add(
+            "memory",
+            Status::Warn,
+            format!("search is text-only: {reason}"),
+            Some("set memory.search.provider (and its key), or memory.search.model to a local model".into()),
+        ),
+        Ok(Embedding::Local { .. }) if !cfg!(feature = "local-embeddings") => r.add(
+            "memory",
+            Status::Warn,
+            "memory.search names a local model, but this clawline was built without local embeddings: search is text-only",
+            Some("build with `--features local-embeddings`, or use a remote embedding provider".into()),
+        ),
+        Ok(Embedding::Local { model, download: Some(hf) })
+            if !clawline_providers::hf_download::is_complete(model) =>
+        {
+            r.add(
+                "memory",
+                Status::Warn,
+                format!("hf:{}@{} is not downloaded yet ({})", hf.repo, hf.revision, model.display()),
+                Some(format!(
+                    "run `clawline memory index` to download it from {} now (the gateway would at its first embedding)",
+                    hf.endpoint
+                )),
+            )
+        }
+        Ok(Embedding::Local { model, .. }) => {
+            r.add("memory", Status::Ok, format!("hybrid, local model {}{sessions}", model.display()), None)
+        }
+        Ok(Embedding::Remote(t)) => {
+            r.add("memory", Status::Ok, format!("hybrid, {} / {}{sessions}", t.provider, t.model), None);
+            if t.batch.is_some() && matches!(t.api, EmbeddingApiKind::Mistral | EmbeddingApiKind::Ollama) {
+                r.add(
+                    "memory",
+                    Status::Warn,
+                    format!("memory.search.remote.batch is on, but {} has no batch API clawline speaks: chunks are embedded directly", t.provider),
+                    Some("use OpenAI, Voyage or Gemini for batch embedding, or turn remote.batch off".into()),
+                );
+            }
+        }
+    }
+}
+
 async fn credential_monitor(r: &mut Report, store: &clawline_store::Store) {
     let Ok(rows) = store.list_auth_profiles().await else { return };
     let now = clawline_store::now_ms();
