@@ -228,6 +228,21 @@ fn record(inner: &Shared, method: &Method, uri: &Uri) {
     lock(inner).requests.push((method.to_string(), uri.path().to_string()));
 }
 
+/// Records a `/v1` request and checks its bearer key: the state, or the 401 to answer.
+fn admitted<'a>(
+    inner: &'a Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<MutexGuard<'a, Inner>, Box<Response>> {
+    record(inner, method, uri);
+    let g = lock(inner);
+    if !bearer_ok(&g, headers) {
+        return Err(Box::new(refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided")));
+    }
+    Ok(g)
+}
+
 fn bearer_ok(g: &Inner, headers: &HeaderMap) -> bool {
     headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", g.key))
 }
@@ -256,11 +271,10 @@ fn parts(content_type: &str, body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
 }
 
 async fn upload(State(inner): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    record(&inner, &method, &uri);
-    let mut g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let mut g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let Some(parts) = parts(ct, &body) else {
         return refuse(&g, StatusCode::BAD_REQUEST, "the body must be multipart/form-data");
@@ -322,11 +336,10 @@ fn lines(g: &Inner, bytes: &[u8]) -> Result<Vec<(String, Vec<String>)>, String> 
 }
 
 async fn create(State(inner): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    record(&inner, &method, &uri);
-    let mut g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let mut g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return refuse(&g, StatusCode::BAD_REQUEST, "not JSON") };
     let window = if g.dialect == BatchDialect::OpenAi { "24h" } else { "12h" };
     if v["endpoint"] != "/v1/embeddings" || v["completion_window"] != window {
@@ -434,11 +447,10 @@ async fn read(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    record(&inner, &method, &uri);
-    let mut g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let mut g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     let (polls_to_finish, stall, fail_batch, expire) = (g.polls_to_finish, g.stall, g.fail_batch.clone(), g.expire);
     let Some(b) = g.batches.get_mut(&id) else { return refuse(&g, StatusCode::NOT_FOUND, "No such Batch object") };
     b.polls += 1;
@@ -472,11 +484,10 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    record(&inner, &method, &uri);
-    let mut g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let mut g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     let Some(b) = g.batches.get_mut(&id) else { return refuse(&g, StatusCode::NOT_FOUND, "No such Batch object") };
     if !matches!(b.status.as_str(), "validating" | "in_progress" | "finalizing") {
         let message = format!("Cannot cancel a batch with status {}", b.status);
@@ -494,11 +505,10 @@ async fn content(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    record(&inner, &method, &uri);
-    let g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     match g.files.get(&id) {
         Some(f) => Response::builder().status(StatusCode::OK).body(Body::from(f.bytes.clone())).unwrap_or_default(),
         None => refuse(&g, StatusCode::NOT_FOUND, "No such File object"),
@@ -512,11 +522,10 @@ async fn file(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    record(&inner, &method, &uri);
-    let mut g = lock(&inner);
-    if !bearer_ok(&g, &headers) {
-        return refuse(&g, StatusCode::UNAUTHORIZED, "Incorrect API key provided");
-    }
+    let mut g = match admitted(&inner, &method, &uri, &headers) {
+        Ok(g) => g,
+        Err(refused) => return *refused,
+    };
     if method != Method::DELETE {
         return refuse(&g, StatusCode::METHOD_NOT_ALLOWED, "only DELETE is served here");
     }
