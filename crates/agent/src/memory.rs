@@ -95,8 +95,12 @@ impl Embedder for RemoteEmbedder {
         })
     }
 
+    fn wants_bulk(&self, count: usize) -> bool {
+        self.batch.is_some_and(|b| count >= b.min_chunks) && self.client.supports_batch()
+    }
+
     fn bulk<'a>(&'a self, texts: &'a [String]) -> Option<BulkFuture<'a>> {
-        let b = self.batch.filter(|b| texts.len() >= b.min_chunks && self.client.supports_batch())?;
+        let b = self.batch.filter(|_| self.wants_bulk(texts.len()))?;
         let settings = BatchSettings { poll_interval: b.poll_interval, timeout: b.timeout, ..BatchSettings::default() };
         Some(Box::pin(async move {
             let provider = self.client.settings.provider.clone();

@@ -46,6 +46,11 @@ pub trait Embedder: Send + Sync {
     fn bulk<'a>(&'a self, _texts: &'a [String]) -> Option<BulkFuture<'a>> {
         None
     }
+    /// Whether [`Embedder::bulk`] would take `count` texts (checked before the index looks up
+    /// which of them still need a vector, so embedders without a bulk route cost nothing).
+    fn wants_bulk(&self, _count: usize) -> bool {
+        false
+    }
 }
 
 /// Checks an embedder's answer for `expected` texts: the vectors' common length.

@@ -603,6 +603,9 @@ impl MemoryIndex {
         report: &mut SyncReport,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<HashSet<String>, MemoryError> {
+        if !embedder.wants_bulk(missing.len()) {
+            return Ok(HashSet::new());
+        }
         let (provider, model) = (embedder.provider().to_string(), embedder.model().to_string());
         let mut unique: HashMap<String, String> = HashMap::new();
         for (_, h, t) in missing {

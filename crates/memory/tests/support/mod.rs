@@ -89,6 +89,9 @@ impl Embedder for WordHash {
             Ok(texts.iter().map(|t| vector(t, dims)).collect())
         })
     }
+    fn wants_bulk(&self, count: usize) -> bool {
+        self.bulk.lock().unwrap().as_ref().is_some_and(|b| count >= b.min)
+    }
     fn bulk<'a>(&'a self, texts: &'a [String]) -> Option<clawline_memory::embed::BulkFuture<'a>> {
         let b = self.bulk.lock().unwrap().clone().filter(|b| texts.len() >= b.min)?;
         Some(Box::pin(async move {
