@@ -23,11 +23,12 @@ async fn first_start_creates_state_config_and_an_encrypted_token() {
     let mut gw = GatewayProcess::spawn(&bin(), &state, &[]).await.unwrap_or_else(|e| panic!("{e}"));
     let out = gw.lines().join("\n");
     assert!(out.contains("Created") && out.contains("clawline.json"), "{out}");
-    let token = gw
-        .lines()
+    // The token is the next line of standard output (log lines on stderr may come in between).
+    let lines = gw.lines();
+    let token = lines
         .iter()
         .position(|l| l.starts_with("Generated the gateway token"))
-        .and_then(|i| gw.lines().get(i + 1).cloned())
+        .and_then(|i| lines[i + 1..].iter().find(|l| !l.starts_with("[stderr] ")).cloned())
         .map(|l| l.trim().to_string())
         .expect("the token is printed once");
     assert_eq!(token.len(), 48);
