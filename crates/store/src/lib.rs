@@ -12,6 +12,9 @@
 
 mod auth_profiles;
 mod changes;
+mod channel_inbound;
+mod channel_outbound;
+mod channel_pairing;
 mod crypto;
 mod db;
 mod devices;
@@ -27,6 +30,11 @@ mod transcript_digests;
 
 pub use auth_profiles::{ALL_AGENTS, AuthProfileRow};
 pub use changes::{Appended, Change, SessionChange, StoredRecord};
+pub use channel_inbound::{Accepted, InboundRow, InboundState, NewInbound};
+pub use channel_outbound::{NewOutbound, OutboundRow, OutboundState};
+pub use channel_pairing::{
+    AllowEntry, ChannelPairingRequest, PAIRING_ALPHABET, PAIRING_CODE_LEN, PairingAsk, new_pairing_code,
+};
 pub use crypto::{MasterKey, random_hex};
 pub use db::Store;
 pub use devices::{DeviceRow, DeviceTokenRow, PairingOutcome, PairingRequest};

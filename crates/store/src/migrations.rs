@@ -117,6 +117,72 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (agent_id, profile_id)
     ) STRICT;
     "#,
+    // v4: channels — the inbound journal and platform cursors, the outbound queue, DM pairing.
+    r#"
+    CREATE TABLE channel_inbound (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel      TEXT NOT NULL,
+        account_id   TEXT NOT NULL,
+        platform_id  TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        message_json TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        session_key  TEXT,
+        note         TEXT,
+        updated_at   INTEGER NOT NULL,
+        UNIQUE (channel, account_id, platform_id)
+    ) STRICT;
+    CREATE INDEX channel_inbound_open ON channel_inbound(state) WHERE state IN ('pending', 'running');
+
+    CREATE TABLE channel_cursors (
+        channel    TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        cursor     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (channel, account_id)
+    ) STRICT;
+
+    CREATE TABLE channel_outbound (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel             TEXT NOT NULL,
+        account_id          TEXT NOT NULL,
+        idempotency_key     TEXT NOT NULL,
+        target_json         TEXT NOT NULL,
+        body_json           TEXT NOT NULL,
+        state               TEXT NOT NULL,
+        attempts            INTEGER NOT NULL DEFAULT 0,
+        next_at             INTEGER NOT NULL,
+        expires_at          INTEGER NOT NULL,
+        last_error          TEXT,
+        platform_message_id TEXT,
+        created_at          INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL,
+        UNIQUE (channel, account_id, idempotency_key)
+    ) STRICT;
+    CREATE INDEX channel_outbound_due ON channel_outbound(channel, account_id, next_at) WHERE state = 'pending';
+
+    CREATE TABLE channel_pairing_requests (
+        channel    TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        sender_id  TEXT NOT NULL,
+        code       TEXT NOT NULL,
+        meta_json  TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (channel, account_id, sender_id)
+    ) STRICT;
+    CREATE INDEX channel_pairing_code ON channel_pairing_requests(channel, code);
+
+    CREATE TABLE channel_allow_entries (
+        channel    TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        entry      TEXT NOT NULL,
+        owner      INTEGER NOT NULL DEFAULT 0,
+        added_at   INTEGER NOT NULL,
+        PRIMARY KEY (channel, account_id, entry)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
