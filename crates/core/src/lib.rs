@@ -8,6 +8,8 @@
 pub mod config;
 pub mod json5;
 pub mod message;
+pub mod pattern;
+pub mod routing;
 pub mod secret;
 pub mod session_key;
 pub mod text;

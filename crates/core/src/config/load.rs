@@ -40,10 +40,8 @@ const OPENCLAW_SECTIONS: &[&str] = &[
     "approvals",
     "attachments",
     "auth",
-    "bindings",
     "broadcast",
     "browser",
-    "channels",
     "cloudWorkers",
     "commands",
     "cron",
@@ -60,7 +58,6 @@ const OPENCLAW_SECTIONS: &[&str] = &[
     "proxy",
     "secrets",
     "security",
-    "session",
     "skills",
     "surfaces",
     "talk",
@@ -146,6 +143,14 @@ pub fn secret_paths(file: &ConfigFile) -> Vec<Vec<String>> {
     let s = |p: &[&str]| p.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut out = vec![s(&["gateway", "auth", "token"]), s(&["gateway", "auth", "password"]), s(&["hooks", "token"])];
     out.extend(file.models.providers.keys().map(|id| s(&["models", "providers", id, "apiKey"])));
+    if let Some(tg) = &file.channels.telegram {
+        out.push(s(&["channels", "telegram", "botToken"]));
+        out.push(s(&["channels", "telegram", "webhookSecret"]));
+        for id in tg.accounts.iter().flatten().map(|(id, _)| id) {
+            out.push(s(&["channels", "telegram", "accounts", id, "botToken"]));
+            out.push(s(&["channels", "telegram", "accounts", id, "webhookSecret"]));
+        }
+    }
     out
 }
 
@@ -377,7 +382,7 @@ mod tests {
         assert_eq!(e.message, "unknown key `prot`");
         assert_eq!(e.hint.as_deref(), Some("did you mean `port`?"));
 
-        let e = first_error("{ channels: {} }", &[]);
+        let e = first_error("{ cron: {} }", &[]);
         assert!(e.hint.unwrap().contains("not supported by clawline yet"));
     }
 

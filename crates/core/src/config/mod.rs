@@ -9,6 +9,7 @@
 //!
 //! Nothing here reads files or the environment directly: [`LoadContext`] supplies both.
 
+pub mod channels;
 mod error;
 mod load;
 pub mod memory;

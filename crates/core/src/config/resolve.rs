@@ -259,6 +259,8 @@ pub struct Config {
     /// `None` when hooks are off.
     pub hooks: Option<HookSettings>,
     pub memory: super::memory::MemorySettings,
+    /// Chat accounts to connect, bindings and session mapping.
+    pub channels: super::channels::ChannelSettings,
     /// The state directory the config was loaded for.
     pub state_dir: PathBuf,
 }
@@ -387,11 +389,25 @@ impl Resolver<'_> {
         };
         let hooks = self.hooks(&file.hooks, &gateway, &mut issues);
         let memory = self.memory(&file.memory.search, &providers, &mut issues);
+        let agent_ids: Vec<String> = agents.keys().cloned().collect();
+        let channels = self.channels(&file.channels, &file.bindings, &file.session, &agent_ids, &mut issues);
         if !issues.is_empty() {
             return Err(issues);
         }
         let state_dir = self.state_dir.to_path_buf();
-        Ok(Config { file, gateway, agents, default_agent, providers, tools, logging, hooks, memory, state_dir })
+        Ok(Config {
+            file,
+            gateway,
+            agents,
+            default_agent,
+            providers,
+            tools,
+            logging,
+            hooks,
+            memory,
+            channels,
+            state_dir,
+        })
     }
 
     fn hooks(&self, h: &HooksFile, gateway: &GatewaySettings, issues: &mut Vec<Issue>) -> Option<HookSettings> {

@@ -36,6 +36,15 @@ pub struct ConfigFile {
     pub hooks: HooksFile,
     #[serde(default)]
     pub memory: MemoryFile,
+    /// Chat platforms to connect (`channels.telegram`, …).
+    #[serde(default)]
+    pub channels: super::channels::ChannelsFile,
+    /// Which agent answers which conversations (first the most specific match).
+    #[serde(default)]
+    pub bindings: Vec<super::channels::BindingFile>,
+    /// How conversations map to sessions.
+    #[serde(default)]
+    pub session: super::channels::SessionFile,
 }
 
 /// `memory.*`: long-term memory.
