@@ -20,6 +20,10 @@
 //!   identity, able to misbehave on purpose.
 //! - [`usage_server`]: the subscription usage endpoints of Anthropic, Codex, Gemini CLI, Copilot,
 //!   MiniMax and Z.AI on one server, with their auth checks, bodies and failure switches.
+//! - [`telegram_server`]: the Telegram Bot API (long polling with offsets and conflicts,
+//!   webhooks with the secret header, sends with HTML/MarkdownV2 parsing, edits, reactions,
+//!   callback queries, uploads and downloads) with the real error descriptions, flood control and
+//!   switches for stalled, dropped, duplicated and malformed polls.
 //!
 //! Nothing here talks to the internet.
 
@@ -39,5 +43,6 @@ pub mod oauth_server;
 pub mod ollama_server;
 pub mod openai_responses_server;
 pub mod sse_client;
+pub mod telegram_server;
 pub mod usage_server;
 pub mod ws_client;
