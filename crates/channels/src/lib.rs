@@ -8,3 +8,26 @@
 //! watchdog, and text formatting per platform.
 
 pub mod format;
+
+pub mod channel;
+mod delivery;
+mod dispatch;
+pub mod gate;
+pub mod health;
+pub mod link;
+mod manager;
+pub mod message;
+pub mod pacing;
+pub mod pairing;
+pub mod responder;
+pub mod supervisor;
+#[cfg(feature = "telegram")]
+pub mod telegram;
+
+pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent};
+pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_TTL_MS, agent_text};
+pub use health::{AccountStatus, ConnState};
+pub use manager::{BuildError, ChannelReport, Channels, ProbeReport};
+pub use message::{Attachment, InboundMessage, OutboundBody, ReplyRef, Sender, Target};
+pub use responder::{Ask, Reply, Responder};
+pub use supervisor::Backoff;

@@ -72,6 +72,69 @@ pub enum Command {
     /// `status` says whether search is hybrid (vectors + full text) or text-only, and why.
     #[command(subcommand)]
     Memory(MemoryCommand),
+
+    /// See what the chat platforms (Telegram, …) are doing: connected or not, since when, last
+    /// message in and out, last error, undeliverable replies.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+
+    /// Let people who messaged the assistant in, by the pairing code they were given
+    /// (channels with `dmPolicy: "pairing"`, the default).
+    #[command(subcommand)]
+    Pairing(PairingCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChannelsCommand {
+    /// Each account as the running gateway observes it (connected means messages are flowing,
+    /// not that a socket is open).
+    Status {
+        /// Also ask each platform who the bot is (checks the token and the network).
+        #[arg(long)]
+        probe: bool,
+        #[arg(long)]
+        json: bool,
+        /// The gateway's URL (default: http://127.0.0.1:<gateway.port>).
+        #[arg(long, env = "CLAWLINE_GATEWAY_URL")]
+        url: Option<String>,
+        /// The gateway token (default: the one stored in this state directory).
+        #[arg(long, env = "CLAWLINE_GATEWAY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Replies that could not be delivered (kept for a day of retries, then here).
+    DeadLetters {
+        /// Only this channel.
+        channel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PairingCommand {
+    /// Pending pairing requests (codes live one hour) and the senders approved so far.
+    List {
+        /// Only this channel (telegram, …).
+        channel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a code: its sender may talk to the assistant from now on. The first sender ever
+    /// approved becomes the owner.
+    Approve {
+        /// The channel the code came from (telegram, …).
+        channel: String,
+        /// The 8-character code the sender was given.
+        code: String,
+        /// Only for this account of the channel.
+        #[arg(long)]
+        account: Option<String>,
+        /// Tell the sender they are in (sent by the running gateway, or at its next start).
+        #[arg(long)]
+        notify: bool,
+    },
+    /// Drop a pending request without approving it.
+    Dismiss { channel: String, code: String },
 }
 
 #[derive(Subcommand, Debug)]

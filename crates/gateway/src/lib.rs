@@ -22,6 +22,7 @@
 
 mod auth;
 mod body;
+mod channel_responder;
 mod client_addr;
 mod error;
 mod feed;
@@ -42,6 +43,7 @@ mod wake;
 mod ws;
 
 pub use auth::Credentials;
+pub use channel_responder::AgentResponder;
 pub use methods::{EVENTS, surface as protocol_surface};
 pub use routes::control_ui::ControlUi;
 pub use server::{router, serve};

@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/chat", post(api::chat))
         .route("/api/sessions", get(api::sessions))
         .route("/api/sessions/history", get(api::history))
+        .route("/api/channels", get(api::channels))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -71,6 +72,12 @@ async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, re
     if hooks::is_hook_path(&state, req.uri().path()) {
         return hooks::handle(state, peer, req).await;
     }
+    if let Some(channels) = &state.channels
+        && req.method() == axum::http::Method::POST
+        && channels.webhook_paths().iter().any(|p| p == req.uri().path())
+    {
+        return channel_webhook(channels.clone(), req).await;
+    }
     let is_read = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     match &state.control_ui {
         Some(control) if is_read && state.runtime.config().gateway.control_ui_enabled => {
@@ -78,6 +85,19 @@ async fn fallback(state: State<Arc<AppState>>, peer: ConnectInfo<SocketAddr>, re
         }
         _ => ApiError::not_found("no such endpoint").into_response(),
     }
+}
+
+/// A platform's webhook POST: the adapter checks its signature or secret, journals what it
+/// carries, and picks the status (so the platform retries anything not journaled).
+async fn channel_webhook(channels: clawline_channels::Channels, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, 4 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let status = channels.webhook(&path, &parts.headers, &bytes).await.unwrap_or(404);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 /// Serves until `shutdown` resolves: WebSocket clients are told and closed, open requests get

@@ -92,6 +92,8 @@ pub struct AppState {
     pub hook_limiter: FailureLimiter,
     /// This machine's name, read once (presence shows it).
     hostname: std::sync::OnceLock<String>,
+    /// The chat platforms this gateway is connected to (none when no channel is configured).
+    pub channels: Option<clawline_channels::Channels>,
 }
 
 impl AppState {
@@ -122,7 +124,13 @@ impl AppState {
                 exempt_loopback: false,
             }),
             hostname: std::sync::OnceLock::new(),
+            channels: None,
         }
+    }
+
+    pub fn with_channels(mut self, channels: clawline_channels::Channels) -> Self {
+        self.channels = Some(channels);
+        self
     }
 
     pub fn with_config_file(mut self, file: ConfigFile) -> Self {

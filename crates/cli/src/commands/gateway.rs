@@ -118,7 +118,25 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
         tracing::info!(root = %ui.root().display(), "serving the Control UI at / (the built-in web chat is at /webchat)");
         state = state.with_control_ui(ui);
     }
+    let channels = if config.channels.accounts.is_empty() {
+        None
+    } else {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| anyhow!("cannot set up the HTTP client for channels: {e}"))?;
+        let built = clawline_channels::Channels::build(&config, assembled.store.clone(), http)
+            .map_err(|e| anyhow!("{e} (set in {})", paths.config_file.display()))?;
+        state = state.with_channels(built.clone());
+        Some(built)
+    };
+    for id in &config.channels.unsupported {
+        tracing::warn!(channel = %id, "channels.{id} is configured, but this build cannot connect it yet; ignored");
+    }
     let state = Arc::new(state);
+    if let Some(ch) = &channels {
+        ch.start(Arc::new(clawline_gateway::AgentResponder::new(runtime.clone())));
+    }
 
     if generated {
         println!("Generated the gateway token (stored encrypted; `clawline token` prints it again):");
@@ -140,6 +158,9 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     tracing::info!(addr = %bound, state_dir = %paths.state.root.display(), "gateway ready");
 
     clawline_gateway::serve(state, listener, shutdown_signal()).await.context("the server failed")?;
+    if let Some(ch) = &channels {
+        ch.stop().await;
+    }
     tracing::info!("gateway stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -2,11 +2,13 @@
 
 mod agent;
 mod auth;
+mod channels;
 mod config;
 mod doctor;
 mod gateway;
 mod memory;
 mod models;
+mod pairing;
 mod sessions;
 mod token;
 
@@ -29,5 +31,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Auth(cmd) => auth::run(&paths, cmd).await,
         Command::Models(cmd) => models::run(&paths, cmd).await,
         Command::Memory(cmd) => memory::run(&paths, cmd).await,
+        Command::Channels(cmd) => channels::run(&paths, cmd).await,
+        Command::Pairing(cmd) => pairing::run(&paths, cmd).await,
     }
 }

@@ -1,8 +1,7 @@
-//! `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list`.
+//! `commands.list`, `tools.catalog`, `tools.invoke`, `cron.list`.
 //!
-//! These describe what exists, and what exists is reported truthfully: no chat platform is
-//! connected yet (`channels.status` lists none), no scheduled jobs exist yet (`cron.list` is
-//! empty), and there are no slash commands. `tools.invoke` runs one built-in tool in an
+//! These describe what exists, and what exists is reported truthfully: no scheduled jobs
+//! exist yet (`cron.list` is empty), and there are no slash commands. `tools.invoke` runs one built-in tool in an
 //! agent's workspace with the same confinement as a model's call; tools that change files or
 //! run programs need `operator.admin`.
 
@@ -40,10 +39,6 @@ static INVOKE: Object = Object {
     ],
     closed: true,
 };
-static CHANNELS: Object = Object {
-    props: &[opt("probe", Schema::Bool), opt("timeoutMs", Schema::UINT), opt("channel", Schema::NON_EMPTY)],
-    closed: true,
-};
 static CRON: Object = Object {
     props: &[
         opt("includeDisabled", Schema::Bool),
@@ -72,7 +67,6 @@ pub fn methods() -> Vec<Method> {
         method!("commands.list", Access::Scope(READ), Schema::Object(&COMMANDS), commands),
         method!("tools.catalog", Access::Scope(READ), Schema::Object(&CATALOG), catalog),
         method!("tools.invoke", Access::Dynamic(invoke_scope), Schema::Object(&INVOKE), invoke),
-        method!("channels.status", Access::Scope(READ), Schema::Object(&CHANNELS), channels),
         method!("cron.list", Access::Scope(READ), Schema::Object(&CRON), cron),
     ]
 }
@@ -160,17 +154,6 @@ async fn invoke(ctx: Ctx, p: Value) -> Reply {
             json!({"ok": true, "toolName": p.name, "source": "core", "output": {"content": [{"type": "text", "text": out.text}]}}),
         )
     }
-}
-
-async fn channels(_ctx: Ctx, _p: Value) -> Reply {
-    Ok(json!({
-        "ts": clawline_store::now_ms(),
-        "channelOrder": [],
-        "channelLabels": {},
-        "channels": {},
-        "channelAccounts": {},
-        "channelDefaultAccountId": {},
-    }))
 }
 
 async fn cron(_ctx: Ctx, _p: Value) -> Reply {

@@ -16,11 +16,13 @@
 //! | `models.rs` | `models.list` |
 //! | `memory.rs` | `doctor.memory.status`, `memory.search` |
 //! | `config.rs` | `config.get|set|patch|apply|schema` |
-//! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `channels.status`, `cron.list` (no `send` until there are channels to send to) |
+//! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `cron.list` |
+//! | `channels.rs` | `channels.status`, `channels.pairing.list|approve|dismiss` |
 //! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
 
 mod agent;
 mod catalog;
+mod channels;
 mod chat;
 mod config;
 mod devices;
@@ -44,6 +46,7 @@ use crate::protocol::scopes::{self, Role};
 use crate::state::AppState;
 use crate::ws::conn::Conn;
 
+pub use channels::status_json as channels_status;
 pub use devices::{announce_resolved, pending_json};
 pub use system::{health_snapshot, minimal_health, self_presence};
 
@@ -108,6 +111,7 @@ pub fn table() -> &'static [Method] {
         all.extend(memory::methods());
         all.extend(config::methods());
         all.extend(catalog::methods());
+        all.extend(channels::methods());
         all.extend(devices::methods());
         all
     })

@@ -4,7 +4,8 @@
 //! run events (`event: <type>`, `data: <json>`): `started`, `text`, `thinking`, `tool_start`,
 //! `tool_end`, then exactly one `done` or `error`. The user message is stored before the first
 //! byte is sent. `GET /api/sessions` lists sessions; `GET /api/sessions/history?key=…` returns a
-//! session's transcript records.
+//! session's transcript records. `GET /api/channels?probe=true` is `channels.status` (what
+//! `clawline channels status` shows).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -143,4 +144,16 @@ pub async fn history(
 
 fn store_error(e: clawline_store::StoreError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("state store error: {e}"))
+}
+
+#[derive(Deserialize)]
+pub struct ChannelsQuery {
+    #[serde(default)]
+    probe: bool,
+    channel: Option<String>,
+}
+
+/// `GET /api/channels`: the channel accounts and what is observed about them.
+pub async fn channels(State(state): State<Arc<AppState>>, Query(q): Query<ChannelsQuery>) -> Json<Value> {
+    Json(crate::methods::channels_status(&state, q.probe, Duration::from_secs(10), q.channel.as_deref()).await)
 }

@@ -1,0 +1,236 @@
+//! The channel layer as the gateway sees it: build every configured account, start their
+//! connections, the dispatcher and the delivery workers, answer status, probes and webhooks,
+//! and stop it all.
+//!
+//! `Channels::build` only constructs (no network), so a gateway with channels starts as fast
+//! as one without; connections begin in `start`. Nothing here knows what a platform's wire
+//! format looks like; that is each adapter's folder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use clawline_core::config::Config;
+use clawline_core::config::channels::ChannelAccount;
+use clawline_store::Store;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::Channel;
+use crate::dispatch::Dispatcher;
+use crate::gate::Gate;
+use crate::health::{AccountStatus, Health};
+use crate::link::Link;
+use crate::responder::Responder;
+use crate::supervisor::{Backoff, supervise};
+
+/// One configured account with everything that works on it.
+pub(crate) struct Account {
+    pub channel: Arc<dyn Channel>,
+    pub settings: ChannelAccount,
+    pub gate: Gate,
+    pub health: Arc<Health>,
+    pub link: Link,
+    pub delivery_wake: Notify,
+}
+
+impl Account {
+    pub fn wake_delivery(&self) {
+        self.delivery_wake.notify_one();
+    }
+}
+
+/// A status line with the queue figures that need the store.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelReport {
+    #[serde(flatten)]
+    pub status: AccountStatus,
+    pub capabilities: crate::channel::Capabilities,
+}
+
+/// What a probe found for one account.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    pub channel: String,
+    pub account_id: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why the channel layer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("channel `{0}` is configured but this build has no adapter for it (enable the cargo feature)")]
+    NotBuilt(String),
+}
+
+struct Inner {
+    store: Store,
+    accounts: BTreeMap<(String, String), Arc<Account>>,
+    webhooks: HashMap<String, (String, String)>,
+    wake_rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    default_agent: String,
+    bindings: Vec<clawline_core::config::channels::Binding>,
+    routing: clawline_core::config::channels::SessionRouting,
+    backoff: Backoff,
+}
+
+/// Every configured channel account. Cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    inner: Arc<Inner>,
+}
+
+impl Channels {
+    /// Builds the adapters for the config's accounts (no network yet).
+    pub fn build(config: &Config, store: Store, http: reqwest::Client) -> Result<Channels, BuildError> {
+        let mut adapters: Vec<(Arc<dyn Channel>, ChannelAccount)> = Vec::new();
+        for acct in &config.channels.accounts {
+            adapters.push((adapter_for(acct, http.clone())?, acct.clone()));
+        }
+        Ok(Self::with_adapters(config, store, adapters))
+    }
+
+    /// Builds from ready adapters (tests hand in their own).
+    pub fn with_adapters(config: &Config, store: Store, adapters: Vec<(Arc<dyn Channel>, ChannelAccount)>) -> Channels {
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        let mut accounts = BTreeMap::new();
+        let mut webhooks = HashMap::new();
+        for (channel, settings) in adapters {
+            let key = (settings.channel.clone(), settings.account_id.clone());
+            let health =
+                Arc::new(Health::new(&settings.channel, &settings.account_id, settings.name.clone(), channel.mode()));
+            let link =
+                Link::new(store.clone(), &settings.channel, &settings.account_id, health.clone(), wake_tx.clone());
+            if let Some(path) = channel.webhook_path() {
+                webhooks.insert(path.to_string(), key.clone());
+            }
+            let gate = Gate::new(settings.access.clone());
+            accounts
+                .insert(key, Arc::new(Account { channel, settings, gate, health, link, delivery_wake: Notify::new() }));
+        }
+        Channels {
+            inner: Arc::new(Inner {
+                store,
+                accounts,
+                webhooks,
+                wake_rx: Mutex::new(Some(wake_rx)),
+                stop: CancellationToken::new(),
+                tasks: Mutex::new(Vec::new()),
+                default_agent: config.default_agent.clone(),
+                bindings: config.channels.bindings.clone(),
+                routing: config.channels.session.clone(),
+                backoff: Backoff::default(),
+            }),
+        }
+    }
+
+    /// Replaces the reconnect backoff (before `start`; tests shorten it).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Channels {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.backoff = backoff;
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.accounts.is_empty()
+    }
+
+    /// Starts the dispatcher (which first resumes what the journal holds open), every account's
+    /// delivery worker, and every connection. Calling it twice does nothing the second time.
+    pub fn start(&self, responder: Arc<dyn Responder>) {
+        let Some(wake_rx) = self.inner.wake_rx.lock().unwrap_or_else(|p| p.into_inner()).take() else { return };
+        let i = &self.inner;
+        let accounts: HashMap<_, _> = i.accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let dispatcher = Arc::new(Dispatcher::new(
+            i.store.clone(),
+            accounts,
+            responder,
+            i.default_agent.clone(),
+            i.bindings.clone(),
+            i.routing.clone(),
+        ));
+        let mut tasks = i.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(tokio::spawn(dispatcher.run(wake_rx)));
+        for account in i.accounts.values() {
+            tasks.push(tokio::spawn(crate::delivery::deliver(account.clone(), i.store.clone(), i.stop.clone())));
+            tasks.push(tokio::spawn(supervise(
+                account.channel.clone(),
+                account.link.clone(),
+                i.backoff,
+                i.stop.clone(),
+            )));
+            tracing::info!(
+                channel = account.channel.channel(),
+                account = account.channel.account_id(),
+                mode = account.channel.mode(),
+                "channel starting"
+            );
+        }
+    }
+
+    /// Stops connections and workers (messages in flight stay in the journal and the queue).
+    pub async fn stop(&self) {
+        self.inner.stop.cancel();
+        let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// What is true about every account now.
+    pub fn status(&self) -> Vec<ChannelReport> {
+        self.inner
+            .accounts
+            .values()
+            .map(|a| ChannelReport { status: a.health.snapshot(), capabilities: a.channel.capabilities() })
+            .collect()
+    }
+
+    /// Asks every account's platform who we are (credentials and reachability).
+    pub async fn probe(&self) -> Vec<ProbeReport> {
+        let mut out = Vec::new();
+        for a in self.inner.accounts.values() {
+            let (channel, account_id) = (a.settings.channel.clone(), a.settings.account_id.clone());
+            match a.channel.probe().await {
+                Ok(info) => out.push(ProbeReport { channel, account_id, ok: true, info: Some(info), error: None }),
+                Err(e) => {
+                    out.push(ProbeReport { channel, account_id, ok: false, info: None, error: Some(e.to_string()) })
+                }
+            }
+        }
+        out
+    }
+
+    /// Local paths that take webhooks.
+    pub fn webhook_paths(&self) -> Vec<String> {
+        self.inner.webhooks.keys().cloned().collect()
+    }
+
+    /// Handles a webhook request on `path`; `None` when no account serves it.
+    pub async fn webhook(&self, path: &str, headers: &http::HeaderMap, body: &[u8]) -> Option<u16> {
+        let key = self.inner.webhooks.get(path)?;
+        let account = self.inner.accounts.get(key)?;
+        let fut = account.channel.webhook(&account.link, headers, body)?;
+        Some(fut.await)
+    }
+}
+
+#[allow(unused_variables)]
+fn adapter_for(acct: &ChannelAccount, http: reqwest::Client) -> Result<Arc<dyn Channel>, BuildError> {
+    match acct.channel.as_str() {
+        #[cfg(feature = "telegram")]
+        "telegram" => Ok(Arc::new(crate::telegram::TelegramChannel::new(acct, http))),
+        other => Err(BuildError::NotBuilt(other.to_string())),
+    }
+}

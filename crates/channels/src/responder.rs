@@ -1,0 +1,42 @@
+//! The one thing the channel layer asks of the rest of the gateway: answer this text in this
+//! session. The gateway implements it with the agent runtime; tests implement it with a script.
+//!
+//! The idempotency key names the attempt, so asking again after a restart finds the run that
+//! was started before instead of starting a second one.
+
+use futures_util::future::BoxFuture;
+
+/// A message to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub agent_id: String,
+    pub session_key: String,
+    /// What the agent sees as the user's message.
+    pub text: String,
+    /// Unique per journaled message and attempt.
+    pub idempotency_key: String,
+}
+
+/// How the agent answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Markdown to send back.
+    Text(String),
+    /// The agent chose not to answer (`NO_REPLY`, an empty turn).
+    Silent,
+    /// The run failed; a line for the person.
+    Failed(String),
+    /// The run was cut off by a restart: ask again with the next attempt's key.
+    Interrupted,
+}
+
+/// Answers messages.
+pub trait Responder: Send + Sync + 'static {
+    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply>;
+}
+
+/// Whether an answer's text means "say nothing" (OpenClaw's silent tokens, or nothing at all).
+pub fn is_silent(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty() || t == "NO_REPLY" || t == "HEARTBEAT_OK"
+}

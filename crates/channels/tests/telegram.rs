@@ -1,0 +1,322 @@
+//! The channel layer with the Telegram adapter against the Bot API twin: pairing, groups,
+//! topics, formatting, and the faults that make other gateways go deaf or answer twice
+//! (dropped and stalled polls, malformed answers, redeliveries, 429s and 5xx, restarts).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clawline_channels::telegram::TelegramChannel;
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Reply, Responder};
+use clawline_core::config::{Config, LoadContext, load};
+use clawline_store::Store;
+use clawline_testkit::telegram_server::TelegramServer;
+use futures_util::future::BoxFuture;
+
+const TOKEN: &str = "123456789:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s";
+const OWNER: i64 = 1001;
+const STRANGER: i64 = 2002;
+
+/// Answers "re: <text>", counting every ask by its idempotency key.
+#[derive(Default, Clone)]
+struct Echo {
+    asks: Arc<Mutex<Vec<Ask>>>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl Responder for Echo {
+    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply> {
+        self.asks.lock().unwrap().push(ask.clone());
+        let delay = *self.delay.lock().unwrap();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            let said = ask.text.rsplit(": ").next().unwrap_or_default().to_string();
+            Reply::Text(format!("re: **{said}**"))
+        })
+    }
+}
+
+fn config(root: &str, extra: &str) -> Config {
+    let allow = if extra.contains("allowFrom") { String::new() } else { format!("allowFrom: [{OWNER}],") };
+    let text = format!(
+        "{{ channels: {{ telegram: {{ botToken: '{TOKEN}', apiRoot: '{root}', pollTimeoutSeconds: 1, {allow} {extra} }} }} }}"
+    );
+    let env = |_: &str| None;
+    let read = |_: &Path| Err("no files".to_string());
+    let ctx = LoadContext {
+        file_label: "test.json",
+        config_dir: Path::new("/tmp"),
+        state_dir: Path::new("/tmp/state"),
+        env: &env,
+        presets: &[],
+        read_file: &read,
+    };
+    load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
+}
+
+struct Rig {
+    tg: TelegramServer,
+    store: Store,
+    channels: Channels,
+    echo: Echo,
+    _dir: tempfile::TempDir,
+}
+
+fn fast() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        max_after_fatal: Duration::from_millis(500),
+    }
+}
+
+fn build(cfg: &Config, store: &Store) -> Channels {
+    let acct = cfg.channels.accounts[0].clone();
+    let tg: Arc<dyn Channel> =
+        Arc::new(TelegramChannel::new(&acct, reqwest::Client::new()).with_stall_margin(Duration::from_millis(700)));
+    Channels::with_adapters(cfg, store.clone(), vec![(tg, acct)]).with_backoff(fast())
+}
+
+async fn rig(extra: &str) -> Rig {
+    let tg = TelegramServer::start(TOKEN).await;
+    tg.set_username("claw_bot");
+    tg.add_private_chat(OWNER, "Olive", Some("olive"));
+    tg.add_private_chat(STRANGER, "Sam", None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let cfg = config(&tg.api_root(), extra);
+    let channels = build(&cfg, &store);
+    let echo = Echo::default();
+    channels.start(Arc::new(echo.clone()));
+    Rig { tg, store, channels, echo, _dir: dir }
+}
+
+/// Replies grouped by the message they quote.
+fn replies_by_quote(tg: &TelegramServer) -> HashMap<i64, usize> {
+    let mut out = HashMap::new();
+    for s in tg.sent() {
+        if let Some(r) = s.reply_to_message_id {
+            *out.entry(r).or_default() += 1;
+        }
+    }
+    out
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_dm_is_answered_once_in_html_quoting_it() {
+    let r = rig("").await;
+    let (_, mid) = r.tg.push_text(OWNER, OWNER, "hello <world> & co");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].chat_id, OWNER);
+    assert_eq!(sent[0].parse_mode.as_deref(), Some("HTML"));
+    assert_eq!(sent[0].plain, "re: hello <world> & co");
+    assert!(sent[0].text.as_deref().unwrap().contains("<b>hello &lt;world&gt; &amp; co</b>"), "{sent:?}");
+    assert_eq!(sent[0].reply_to_message_id, Some(mid));
+    assert!(r.tg.chat_actions().iter().any(|a| a.chat_id == OWNER), "typing shown while answering");
+    let asks = r.echo.asks.lock().unwrap().clone();
+    assert_eq!(asks.len(), 1);
+    assert_eq!(asks[0].session_key, "agent:main:main", "DMs share the main session by default");
+    assert_eq!(asks[0].agent_id, "main");
+    let status = r.channels.status();
+    assert_eq!(status[0].status.state, ConnState::Connected);
+    assert_eq!(status[0].status.identity.as_deref(), Some("@claw_bot"));
+    assert_eq!((status[0].status.inbound, status[0].status.outbound), (1, 1));
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_stranger_gets_one_code_and_is_answered_after_approval() {
+    let r = rig("").await;
+    r.tg.push_text(STRANGER, STRANGER, "hi, who are you?");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    let code = r.store.channel_pairing_requests(Some("telegram")).await.unwrap()[0].code.clone();
+    assert!(sent[0].plain.contains(&code), "{}", sent[0].plain);
+    assert!(sent[0].plain.contains("clawline pairing approve telegram"));
+    // Asking again does not send another code.
+    r.tg.push_text(STRANGER, STRANGER, "hello??");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(r.tg.sent().len(), 1);
+    assert!(r.echo.asks.lock().unwrap().is_empty(), "the agent never saw a stranger's message");
+
+    let approved = clawline_channels::pairing::approve(&r.store, "telegram", &code, None, true).await.unwrap().unwrap();
+    assert!(approved.entry.owner, "the first approval bootstraps the owner");
+    let sent = r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].chat_id, STRANGER);
+    assert!(sent[1].plain.contains("approved"));
+    r.tg.push_text(STRANGER, STRANGER, "now?");
+    let sent = r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!(sent[2].plain, "re: now?");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn groups_answer_only_when_listed_and_mentioned_and_topics_keep_their_thread() {
+    let r = rig("groups: { '-100500': { requireMention: true } }, mentionPatterns: ['\\\\bclaw\\\\b']").await;
+    r.tg.add_supergroup(-100500, "Team", true);
+    r.tg.add_topic(-100500, 77, "Ops");
+    r.tg.add_supergroup(-100600, "Elsewhere", false);
+    r.tg.push_text(-100600, OWNER, "@claw_bot hello from an unlisted group");
+    r.tg.push_text(-100500, OWNER, "just chatting");
+    r.tg.push_text_in_topic(-100500, 77, OWNER, "@claw_bot status please");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!((sent[0].chat_id, sent[0].message_thread_id), (-100500, Some(77)));
+    assert_eq!(sent[0].plain, "re: @claw_bot status please");
+    r.tg.push_text(-100500, OWNER, "hey Claw, ping");
+    let sent = r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].plain, "re: hey Claw, ping");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.tg.sent().len(), 2, "the unlisted group and the unaddressed message got nothing");
+    let keys: Vec<String> = r.echo.asks.lock().unwrap().iter().map(|a| a.session_key.clone()).collect();
+    assert_eq!(keys, ["agent:main:telegram:group:-100500:topic:77", "agent:main:telegram:group:-100500"]);
+    let asked = r.echo.asks.lock().unwrap()[0].text.clone();
+    assert!(asked.starts_with("Olive (@olive): "), "group messages say who spoke: {asked}");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn dropped_malformed_and_duplicated_polls_lose_nothing_and_answer_once() {
+    let r = rig("").await;
+    r.tg.wait_polls(1, Duration::from_secs(5)).await;
+    r.tg.drop_next_polls(2);
+    r.tg.push_text(OWNER, OWNER, "one");
+    r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    r.tg.malformed_next_poll();
+    r.tg.push_text(OWNER, OWNER, "two");
+    r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    r.tg.duplicate_next_poll();
+    r.tg.push_text(OWNER, OWNER, "three");
+    r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let by_quote = replies_by_quote(&r.tg);
+    assert_eq!(by_quote.len(), 3);
+    assert!(by_quote.values().all(|n| *n == 1), "{by_quote:?}");
+    let s = &r.channels.status()[0].status;
+    assert!(s.reconnects >= 2, "{s:?}");
+    assert_eq!(s.state, ConnState::Connected);
+    assert!(s.duplicates >= 1 || s.inbound == 3, "{s:?}");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_open_poll_is_replaced_and_status_says_so() {
+    let r = rig("").await;
+    r.tg.wait_polls(1, Duration::from_secs(5)).await;
+    r.tg.stall_polls(true);
+    until("the watchdog to notice", || {
+        r.channels.status()[0].status.last_error.as_deref().is_some_and(|e| e.contains("stalled"))
+    })
+    .await;
+    assert_ne!(
+        r.channels.status()[0].status.state,
+        ConnState::Connected,
+        "a stalled connection is not reported healthy"
+    );
+    r.tg.stall_polls(false);
+    r.tg.push_text(OWNER, OWNER, "are you there?");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].plain, "re: are you there?");
+    until("connected again", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_delay_replies_but_never_drop_or_double_them() {
+    let r = rig("textChunkLimit: 200").await;
+    r.tg.fail_next("sendMessage", 429, Some(1));
+    r.tg.fail_next("sendMessage", 502, None);
+    let long = (0..30).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ").repeat(3);
+    r.tg.push_text(OWNER, OWNER, &long);
+    let pieces = (format!("re: **{long}**").len() / 200) + 1;
+    let sent = r.tg.wait_sent(pieces, Duration::from_secs(20)).await;
+    let joined: String = sent.iter().map(|s| s.plain.clone()).collect::<Vec<_>>().join(" ");
+    assert!(joined.contains("word0") && joined.contains("word29"));
+    assert!(sent.iter().all(|s| s.plain.chars().count() <= 200));
+    assert_eq!(sent.iter().filter(|s| s.reply_to_message_id.is_some()).count(), 1, "only the first piece quotes");
+    let statuses: Vec<u16> = r.tg.requests().iter().filter(|c| c.method == "sendMessage").map(|c| c.status).collect();
+    assert_eq!(&statuses[..2], &[429, 502]);
+    let s = &r.channels.status()[0].status;
+    assert_eq!((s.send_failures, s.dead_letters), (2, 0));
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_chat_that_blocked_the_bot_goes_to_the_dead_letters_and_others_carry_on() {
+    let r = rig("allowFrom: ['*'], dmPolicy: 'open'").await;
+    r.tg.block_bot(STRANGER);
+    r.tg.push_text(STRANGER, STRANGER, "bye");
+    r.tg.push_text(OWNER, OWNER, "still here");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].chat_id, OWNER);
+    until("the dead letter", || r.channels.status()[0].status.dead_letters == 1).await;
+    let dead = r.store.dead_outbound(Some("telegram"), None, 10).await.unwrap();
+    assert!(dead[0].last_error.as_deref().unwrap().contains("403"), "{dead:?}");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_open_messages_without_replaying_answered_ones() {
+    let tg = TelegramServer::start(TOKEN).await;
+    tg.set_username("claw_bot");
+    tg.add_private_chat(OWNER, "Olive", None);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let cfg = config(&tg.api_root(), "");
+
+    // First life: answers slowly; stopped after "first" is answered and while "second" is being written.
+    let slow = Echo::default();
+    let first = build(&cfg, &store);
+    first.start(Arc::new(slow.clone()));
+    tg.push_text(OWNER, OWNER, "first");
+    tg.wait_sent(1, Duration::from_secs(10)).await;
+    *slow.delay.lock().unwrap() = Duration::from_secs(30);
+    tg.push_text(OWNER, OWNER, "second");
+    until("the second ask", || slow.asks.lock().unwrap().len() == 2).await;
+    first.stop().await;
+
+    // Second life: the journal holds "second" as running; it is asked again with the same key.
+    let echo = Echo::default();
+    let second = build(&cfg, &store);
+    second.start(Arc::new(echo.clone()));
+    let sent = tg.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].plain, "re: second");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tg.sent().len(), 2, "nothing answered twice");
+    let asks = echo.asks.lock().unwrap().clone();
+    assert_eq!(asks.len(), 1, "\"first\" was not replayed: {asks:?}");
+    assert_eq!(asks[0].idempotency_key, slow.asks.lock().unwrap()[1].idempotency_key);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_mode_checks_the_secret_and_journals_before_answering() {
+    let r = rig("webhookUrl: 'https://bot.example/tg', webhookSecret: 'hook_secret-1'").await;
+    let path = r.channels.webhook_paths()[0].clone();
+    assert_eq!(path, "/channels/telegram/default/webhook");
+    until("setWebhook and getMe", || r.channels.status()[0].status.identity.is_some()).await;
+    let update = serde_json::json!({"update_id": 900, "message": {"message_id": 5, "date": 1,
+        "chat": {"id": OWNER, "type": "private"}, "from": {"id": OWNER, "first_name": "Olive"}, "text": "via hook"}});
+    let body = serde_json::to_vec(&update).unwrap();
+    let mut headers = http::HeaderMap::new();
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(401));
+    headers.insert("x-telegram-bot-api-secret-token", "wrong".parse().unwrap());
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(401));
+    headers.insert("x-telegram-bot-api-secret-token", "hook_secret-1".parse().unwrap());
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(200));
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(200), "a retry is acknowledged");
+    assert_eq!(r.channels.webhook(&path, &headers, b"{not json").await, Some(400));
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].plain, "re: via hook");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.tg.sent().len(), 1, "the redelivered update was answered once");
+    assert_eq!(r.channels.status()[0].status.mode, "webhook");
+    r.channels.stop().await;
+}
