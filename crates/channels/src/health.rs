@@ -37,6 +37,10 @@ pub struct AccountStatus {
     /// When the state last changed (Unix ms).
     pub since_ms: i64,
     pub last_progress_ms: Option<i64>,
+    /// When the connection last became connected (progress after a start or reconnect).
+    pub last_connected_ms: Option<i64>,
+    /// When the channel started.
+    pub started_ms: i64,
     pub last_inbound_ms: Option<i64>,
     pub last_outbound_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +78,8 @@ impl Health {
                 state: ConnState::Starting,
                 since_ms: now(),
                 last_progress_ms: None,
+                last_connected_ms: None,
+                started_ms: now(),
                 last_inbound_ms: None,
                 last_outbound_ms: None,
                 last_error: None,
@@ -104,7 +110,11 @@ impl Health {
     /// End-to-end progress: the connection is alive.
     pub fn progress(&self) {
         self.with(|s| {
-            s.last_progress_ms = Some(now());
+            let t = now();
+            s.last_progress_ms = Some(t);
+            if s.state != ConnState::Connected {
+                s.last_connected_ms = Some(t);
+            }
             Self::set_state(s, ConnState::Connected);
         });
     }

@@ -18,18 +18,28 @@ pub struct Approved {
     pub notified: bool,
 }
 
+impl Approved {
+    /// Whether this approval made the sender the owner.
+    pub fn made_owner(&self) -> bool {
+        self.entry.owner
+    }
+}
+
 /// The note an approved sender gets.
 pub const APPROVED_NOTE: &str = "You're approved: I'll answer your messages from now on. Send your message again.";
 
-/// Approves `code` on `channel` (optionally only for `account_id`). `None`: no live request has it.
+/// Approves `code` on `channel` (optionally only for `account_id`); with `bootstrap_owner` the
+/// sender becomes the owner when there is none yet. `None`: no live request has that code.
 pub async fn approve(
     store: &Store,
     channel: &str,
     code: &str,
     account_id: Option<&str>,
     notify: bool,
+    bootstrap_owner: bool,
 ) -> Result<Option<Approved>, StoreError> {
-    let Some((request, entry)) = store.approve_channel_pairing(channel, code, account_id).await? else {
+    let Some((request, entry)) = store.approve_channel_pairing(channel, code, account_id, bootstrap_owner).await?
+    else {
         return Ok(None);
     };
     let mut notified = false;

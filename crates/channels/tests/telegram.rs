@@ -147,7 +147,8 @@ async fn a_stranger_gets_one_code_and_is_answered_after_approval() {
     assert_eq!(r.tg.sent().len(), 1);
     assert!(r.echo.asks.lock().unwrap().is_empty(), "the agent never saw a stranger's message");
 
-    let approved = clawline_channels::pairing::approve(&r.store, "telegram", &code, None, true).await.unwrap().unwrap();
+    let approved =
+        clawline_channels::pairing::approve(&r.store, "telegram", &code, None, true, true).await.unwrap().unwrap();
     assert!(approved.entry.owner, "the first approval bootstraps the owner");
     let sent = r.tg.wait_sent(2, Duration::from_secs(10)).await;
     assert_eq!(sent[1].chat_id, STRANGER);

@@ -131,3 +131,74 @@ async fn kill_9_with_messages_in_flight_then_restart_loses_none_and_answers_none
         .unwrap();
     assert_eq!(open, 0);
 }
+
+#[tokio::test]
+async fn operators_see_and_approve_pairing_requests_over_the_protocol() {
+    use clawline_testkit::ws_client::{Client, cli_params};
+    let dir = tempfile::tempdir().unwrap();
+    let model = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    model.set_fallback(Reply::Echo);
+    let tg = twin().await;
+    tg.add_private_chat(808, "Robin", Some("robin"));
+    tg.add_private_chat(909, "Kim", None);
+    write_config(dir.path(), &model, Api::OpenAi, &channels(&tg, ""));
+    let gw = spawn(dir.path()).await;
+    tg.push_text(808, 808, "let me in");
+    tg.push_text(909, 909, "me too");
+    tg.wait_sent(2, Duration::from_secs(15)).await;
+
+    let url = gw.base_url.replace("http://", "ws://");
+    let (mut read_only, res) = Client::connect(&url, &[], cli_params(TOKEN, &["operator.read"]), None).await.unwrap();
+    assert_eq!(res["ok"], true, "{res}");
+    let refused = read_only.request("channels.pairing.list", serde_json::json!({})).await.unwrap();
+    assert_eq!(refused["ok"], false, "pairing needs operator.pairing: {refused}");
+    let status = read_only.request("channels.status", serde_json::json!({"probe": true})).await.unwrap();
+    let acct = &status["payload"]["channelAccounts"]["telegram"][0];
+    assert_eq!(acct["connected"], true, "{status}");
+    assert_eq!(acct["probe"]["ok"], true, "{status}");
+    assert_eq!(acct["dmPolicy"], "pairing");
+    assert!(!status.to_string().contains(BOT_TOKEN), "the token never leaves the gateway");
+
+    let (mut op, _) = Client::connect(&url, &[], cli_params(TOKEN, &["operator.pairing"]), None).await.unwrap();
+    let list = op.request("channels.pairing.list", serde_json::json!({"channel": "telegram"})).await.unwrap();
+    let requests = list["payload"]["requests"].as_array().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{list}");
+    assert_eq!(list["payload"]["commandOwnerConfigured"], false);
+    assert_eq!(list["payload"]["limits"]["pendingPerAccount"], 3);
+    let robin = requests.iter().find(|r| r["senderId"] == "808").unwrap();
+    assert_eq!((robin["senderLabel"].as_str(), robin["metadata"]["username"].as_str()), (Some("Robin"), Some("robin")));
+    let kim = requests.iter().find(|r| r["senderId"] == "909").unwrap();
+
+    let approved = op
+        .request(
+            "channels.pairing.approve",
+            serde_json::json!({"channel": "telegram", "accountId": "default", "requestId": robin["requestId"],
+                               "notify": true, "bootstrapCommandOwner": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved["payload"]["senderId"], "808", "{approved}");
+    assert_eq!(approved["payload"]["notification"], "sent");
+    assert_eq!(approved["payload"]["commandOwnerBootstrap"], "configured");
+    let dismissed = op
+        .request(
+            "channels.pairing.dismiss",
+            serde_json::json!({"channel": "telegram", "accountId": "default", "requestId": kim["requestId"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dismissed["payload"]["senderId"], "909", "{dismissed}");
+    let again = op
+        .request(
+            "channels.pairing.approve",
+            serde_json::json!({"channel": "telegram", "accountId": "default", "requestId": kim["requestId"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again["ok"], false, "a dismissed request cannot be approved: {again}");
+
+    tg.wait_sent(3, Duration::from_secs(15)).await;
+    tg.push_text(808, 808, "thanks");
+    let sent = tg.wait_sent(4, Duration::from_secs(15)).await;
+    assert_eq!(sent[3].plain, "echo: thanks");
+}

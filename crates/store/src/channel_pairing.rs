@@ -176,13 +176,15 @@ impl Store {
         .await
     }
 
-    /// Approves a live code: the sender joins the allow list (as owner when nobody is owner
-    /// yet) and the request goes. `None` when no live request has that code.
+    /// Approves a live code: the sender joins the allow list and the request goes. With
+    /// `bootstrap_owner`, the sender also becomes the owner when nobody is owner yet. `None`
+    /// when no live request has that code.
     pub async fn approve_channel_pairing(
         &self,
         channel: &str,
         code: &str,
         account_id: Option<&str>,
+        bootstrap_owner: bool,
     ) -> Result<Option<(ChannelPairingRequest, AllowEntry)>, StoreError> {
         let (channel, code, account_id) =
             (channel.to_string(), code.trim().to_ascii_uppercase(), account_id.map(str::to_string));
@@ -201,7 +203,7 @@ impl Store {
                 .optional()?;
             let Some(req) = req else { return Ok(None) };
             let has_owner: i64 = tx.query_row("SELECT count(*) FROM channel_allow_entries WHERE owner = 1", [], |r| r.get(0))?;
-            let owner = has_owner == 0;
+            let owner = bootstrap_owner && has_owner == 0;
             tx.execute(
                 "INSERT INTO channel_allow_entries (channel, account_id, entry, owner, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO NOTHING",
@@ -224,14 +226,23 @@ impl Store {
         .await
     }
 
-    /// Drops a pending request without approving it. Returns whether one was there.
-    pub async fn dismiss_channel_pairing(&self, channel: &str, code: &str) -> Result<bool, StoreError> {
+    /// Whether some approved sender is the owner.
+    pub async fn channel_owner_exists(&self) -> Result<bool, StoreError> {
+        self.call(|conn| Ok(conn.prepare_cached("SELECT 1 FROM channel_allow_entries WHERE owner = 1")?.exists([])?))
+            .await
+    }
+
+    /// Drops a pending request without approving it. Returns the sender it was for, if one was there.
+    pub async fn dismiss_channel_pairing(&self, channel: &str, code: &str) -> Result<Option<String>, StoreError> {
         let (channel, code) = (channel.to_string(), code.trim().to_ascii_uppercase());
         self.call(move |conn| {
-            Ok(conn.execute(
-                "DELETE FROM channel_pairing_requests WHERE channel = ?1 AND code = ?2",
-                params![channel, code],
-            )? > 0)
+            Ok(conn
+                .query_row(
+                    "DELETE FROM channel_pairing_requests WHERE channel = ?1 AND code = ?2 RETURNING sender_id",
+                    params![channel, code],
+                    |r| r.get(0),
+                )
+                .optional()?)
         })
         .await
     }
@@ -308,16 +319,17 @@ mod tests {
         assert_eq!(store.channel_pairing_requests(Some("telegram")).await.unwrap().len(), 3);
 
         assert!(!store.channel_sender_allowed("telegram", "default", "1").await.unwrap());
-        assert!(store.approve_channel_pairing("telegram", "WRONG234", None).await.unwrap().is_none());
+        assert!(store.approve_channel_pairing("telegram", "WRONG234", None, true).await.unwrap().is_none());
         let (req, entry) =
-            store.approve_channel_pairing("telegram", &a.code.to_lowercase(), None).await.unwrap().unwrap();
+            store.approve_channel_pairing("telegram", &a.code.to_lowercase(), None, true).await.unwrap().unwrap();
         assert_eq!((req.sender_id.as_str(), entry.owner), ("1", true));
         assert!(store.channel_sender_allowed("telegram", "default", "1").await.unwrap());
         assert!(!store.channel_sender_allowed("telegram", "work", "1").await.unwrap());
         // The code is spent; a second approval finds nothing.
-        assert!(store.approve_channel_pairing("telegram", &a.code, None).await.unwrap().is_none());
+        assert!(store.approve_channel_pairing("telegram", &a.code, None, true).await.unwrap().is_none());
         let PairingAsk::Created(b) = ask("5").await.unwrap() else { panic!("a slot freed up") };
-        let (_, second) = store.approve_channel_pairing("telegram", &b.code, Some("default")).await.unwrap().unwrap();
+        let (_, second) =
+            store.approve_channel_pairing("telegram", &b.code, Some("default"), true).await.unwrap().unwrap();
         assert!(!second.owner);
     }
 
@@ -331,7 +343,7 @@ mod tests {
             panic!()
         };
         assert!(store.channel_pairing_requests(None).await.unwrap().is_empty());
-        assert!(store.approve_channel_pairing("telegram", &a.code, None).await.unwrap().is_none());
+        assert!(store.approve_channel_pairing("telegram", &a.code, None, true).await.unwrap().is_none());
         assert!(matches!(
             store.request_channel_pairing("telegram", "default", "1", serde_json::json!({}), 1000, 3).await.unwrap(),
             PairingAsk::Created(_)

@@ -227,12 +227,18 @@ mod tests {
             tables(&conn),
             [
                 "auth_profiles",
+                "channel_allow_entries",
+                "channel_cursors",
+                "channel_inbound",
+                "channel_outbound",
+                "channel_pairing_requests",
                 "device_tokens",
                 "devices",
                 "pairing_requests",
                 "runs",
                 "secrets",
                 "sessions",
+                "sqlite_sequence",
                 "transcript_events"
             ]
         );

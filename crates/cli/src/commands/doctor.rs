@@ -303,6 +303,7 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
         }
 
         memory_check(&mut r, &config.memory);
+        channels_check(&mut r, &config.channels, store.as_ref()).await;
 
         // Exposure and tools.
         if config.gateway.bind_host.is_loopback() {
@@ -426,6 +427,101 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
         println!("{fails} problem(s), {warns} warning(s).");
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Channels: platforms this build cannot connect, policies that let anyone in, tokens sent
+/// without TLS, a pairing account nobody can use yet, replies that could not be delivered.
+async fn channels_check(
+    r: &mut Report,
+    c: &clawline_core::config::channels::ChannelSettings,
+    store: Option<&clawline_store::Store>,
+) {
+    use clawline_core::config::channels::{DmPolicy, GroupPolicy};
+    for id in &c.unsupported {
+        r.add(
+            "channels",
+            Status::Warn,
+            format!("channels.{id} is configured, but this build cannot connect {id} yet: it is ignored"),
+            Some(format!("supported now: {}", clawline_core::config::channels::SUPPORTED_CHANNELS.join(", "))),
+        );
+    }
+    for id in &c.disabled {
+        r.add("channels", Status::Ok, format!("{id} is switched off (enabled: false)"), None);
+    }
+    if c.accounts.is_empty() && c.unsupported.is_empty() {
+        r.add("channels", Status::Ok, "no chat platform configured (web chat and the API only)", None);
+        return;
+    }
+    let approved = match store {
+        Some(s) => s.channel_allow_entries(None).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for a in &c.accounts {
+        let name = format!("{}:{}", a.channel, a.account_id);
+        let mode = if a.webhook.is_some() { "webhook" } else { "long polling" };
+        r.add("channels", Status::Ok, format!("{name}: {mode} via {}", a.api_root), None);
+        let loopback =
+            ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| a.api_root.starts_with(p));
+        if a.api_root.starts_with("http://") && !loopback {
+            r.add(
+                "channels",
+                Status::Warn,
+                format!("{name}: apiRoot {} is plain HTTP: the bot token travels unencrypted", a.api_root),
+                Some("use an https:// URL (or a Bot API server on this machine)".into()),
+            );
+        }
+        if a.access.dm_policy == DmPolicy::Open {
+            r.add(
+                "channels",
+                Status::Warn,
+                format!(
+                    "{name}: dmPolicy \"open\": anyone who finds the bot can use your assistant (and your model budget)"
+                ),
+                Some("use \"pairing\" (the default) or \"allowlist\"".into()),
+            );
+        }
+        if a.access.group_policy == GroupPolicy::Open {
+            r.add(
+                "channels",
+                Status::Warn,
+                format!("{name}: groupPolicy \"open\": the bot answers in any group it is added to"),
+                Some("list the groups under groups (groupPolicy \"allowlist\", the default)".into()),
+            );
+        }
+        let someone = !a.access.allow_from.is_empty()
+            || approved.iter().any(|e| e.channel == a.channel && e.account_id == a.account_id);
+        if a.access.dm_policy == DmPolicy::Pairing && !someone {
+            r.add(
+                "channels",
+                Status::Ok,
+                format!("{name}: nobody is approved yet"),
+                Some(format!("message the bot, then `clawline pairing approve {} <code>`", a.channel)),
+            );
+        }
+        if a.access.dm_policy == DmPolicy::Allowlist && !someone {
+            r.add(
+                "channels",
+                Status::Warn,
+                format!("{name}: dmPolicy \"allowlist\" with an empty allowFrom: nobody can DM the bot"),
+                Some("add sender ids to allowFrom, or use \"pairing\"".into()),
+            );
+        }
+    }
+    if let Some(s) = store
+        && let Ok(dead) = s.dead_outbound(None, None, 1000).await
+        && !dead.is_empty()
+    {
+        r.add(
+            "channels",
+            Status::Warn,
+            format!(
+                "{} replies could not be delivered (last error: {})",
+                dead.len(),
+                dead[0].last_error.as_deref().unwrap_or("?")
+            ),
+            Some("`clawline channels dead-letters` lists them".into()),
+        );
+    }
 }
 
 /// Stored auth profiles that have expired or expire within a day.

@@ -55,7 +55,8 @@ pub async fn run(paths: &Paths, cmd: PairingCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PairingCommand::Approve { channel, code, account, notify } => {
-            match clawline_channels::pairing::approve(&store, &channel, &code, account.as_deref(), notify).await? {
+            match clawline_channels::pairing::approve(&store, &channel, &code, account.as_deref(), notify, true).await?
+            {
                 Some(a) => {
                     let who = a.request.meta.get("name").and_then(|v| v.as_str()).unwrap_or("the sender");
                     println!(
@@ -77,8 +78,8 @@ pub async fn run(paths: &Paths, cmd: PairingCommand) -> Result<ExitCode> {
             }
         }
         PairingCommand::Dismiss { channel, code } => {
-            if store.dismiss_channel_pairing(&channel, &code).await? {
-                println!("Dismissed.");
+            if let Some(sender) = store.dismiss_channel_pairing(&channel, &code).await? {
+                println!("Dismissed the request from {sender}.");
                 Ok(ExitCode::SUCCESS)
             } else {
                 bail!("no pending request with code {} on {channel}", code.trim().to_ascii_uppercase())

@@ -7,9 +7,14 @@
 //! account is `connected` only when its connection made progress recently. With `probe`, each
 //! account's platform is asked who the bot is (bounded by `timeoutMs`, default 10 s).
 //!
-//! `channels.pairing.list {channel?}` lists pending DM pairing requests;
-//! `channels.pairing.approve {channel, code, accountId?, notify?}` lets the sender in (and with
-//! `notify` tells them); `channels.pairing.dismiss {channel, code}` drops a request.
+//! The pairing methods take OpenClaw's published parameters. A request's `requestId` is its
+//! pairing code (unique per channel while it lives). `channels.pairing.list {channel?,
+//! accountId?}` answers `{accounts, requests, commandOwnerConfigured, limits}`;
+//! `channels.pairing.approve {channel, accountId, requestId, notify?, bootstrapCommandOwner?}`
+//! lets the sender in (with `notify` tells them; with `bootstrapCommandOwner` makes them the
+//! owner when there is none) and answers `{requestId, senderId, notification,
+//! commandOwnerBootstrap}`; `channels.pairing.dismiss {channel, accountId, requestId}` drops a
+//! request and answers `{requestId, senderId}`.
 
 use std::time::Duration;
 
@@ -25,18 +30,26 @@ static STATUS: Object = Object {
     props: &[opt("probe", Schema::Bool), opt("timeoutMs", Schema::UINT), opt("channel", Schema::NON_EMPTY)],
     closed: true,
 };
-static LIST: Object = Object { props: &[opt("channel", Schema::NON_EMPTY)], closed: true };
+static LIST: Object =
+    Object { props: &[opt("channel", Schema::NON_EMPTY), opt("accountId", Schema::NON_EMPTY)], closed: true };
 static APPROVE: Object = Object {
     props: &[
         req("channel", Schema::NON_EMPTY),
-        req("code", Schema::NON_EMPTY),
-        opt("accountId", Schema::NON_EMPTY),
+        req("accountId", Schema::NON_EMPTY),
+        req("requestId", Schema::NON_EMPTY),
         opt("notify", Schema::Bool),
+        opt("bootstrapCommandOwner", Schema::Bool),
     ],
     closed: true,
 };
-static DISMISS: Object =
-    Object { props: &[req("channel", Schema::NON_EMPTY), req("code", Schema::NON_EMPTY)], closed: true };
+static DISMISS: Object = Object {
+    props: &[
+        req("channel", Schema::NON_EMPTY),
+        req("accountId", Schema::NON_EMPTY),
+        req("requestId", Schema::NON_EMPTY),
+    ],
+    closed: true,
+};
 
 pub fn methods() -> Vec<Method> {
     vec![
@@ -89,6 +102,10 @@ pub async fn status_json(state: &crate::AppState, probe: bool, timeout: Duration
             "state": s.state,
             "mode": s.mode,
             "since": s.since_ms,
+            "healthState": s.state,
+            "lastConnectedAt": s.last_connected_ms,
+            "lastStartAt": s.started_ms,
+            "lastTransportActivityAt": s.last_progress_ms,
             "lastProgressAt": s.last_progress_ms,
             "lastInboundAt": s.last_inbound_ms,
             "lastOutboundAt": s.last_outbound_ms,
@@ -103,6 +120,20 @@ pub async fn status_json(state: &crate::AppState, probe: bool, timeout: Duration
             "bot": s.identity,
             "capabilities": report.capabilities,
         });
+        let settings = state
+            .runtime
+            .config()
+            .channels
+            .accounts
+            .iter()
+            .find(|a| a.channel == s.channel && a.account_id == s.account_id);
+        if let Some(a) = settings {
+            snap["baseUrl"] = json!(a.api_root);
+            snap["dmPolicy"] = json!(dm_policy(a.access.dm_policy));
+            snap["allowFrom"] = json!(a.access.allow_from);
+            snap["webhookUrl"] = json!(a.webhook.as_ref().map(|w| w.url.clone()));
+            snap["webhookPath"] = json!(a.webhook.as_ref().map(|w| w.path.clone()));
+        }
         if let Some(p) = probes.iter().find(|p| p.channel == s.channel && p.account_id == s.account_id) {
             snap["probe"] = json!({"ok": p.ok, "info": p.info, "error": p.error});
         }
@@ -128,6 +159,16 @@ pub async fn status_json(state: &crate::AppState, probe: bool, timeout: Duration
     })
 }
 
+fn dm_policy(p: clawline_core::config::channels::DmPolicy) -> &'static str {
+    use clawline_core::config::channels::DmPolicy;
+    match p {
+        DmPolicy::Pairing => "pairing",
+        DmPolicy::Allowlist => "allowlist",
+        DmPolicy::Open => "open",
+        DmPolicy::Disabled => "disabled",
+    }
+}
+
 fn label(channel: &str) -> &'static str {
     match channel {
         "telegram" => "Telegram",
@@ -146,8 +187,14 @@ async fn status(ctx: Ctx, p: Value) -> Reply {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ListParams {
     channel: Option<String>,
+    account_id: Option<String>,
+}
+
+fn iso(ms: i64) -> String {
+    clawline_core::time::iso8601_from_ms(ms)
 }
 
 async fn pairing_list(ctx: Ctx, p: Value) -> Reply {
@@ -155,40 +202,113 @@ async fn pairing_list(ctx: Ctx, p: Value) -> Reply {
     let store = ctx.state.runtime.store();
     let unavailable = |e: clawline_store::StoreError| RpcError::unavailable(format!("the store failed: {e}"));
     let requests = store.channel_pairing_requests(p.channel.as_deref()).await.map_err(unavailable)?;
-    let allowed = store.channel_allow_entries(p.channel.as_deref()).await.map_err(unavailable)?;
-    Ok(json!({"requests": requests, "allowed": allowed}))
+    let owner = store.channel_owner_exists().await.map_err(unavailable)?;
+    let config = ctx.state.runtime.config();
+    let wanted = |channel: &str, account: &str| {
+        p.channel.as_deref().is_none_or(|c| c == channel) && p.account_id.as_deref().is_none_or(|a| a == account)
+    };
+    let accounts: Vec<Value> = config
+        .channels
+        .accounts
+        .iter()
+        .filter(|a| a.access.dm_policy == clawline_core::config::channels::DmPolicy::Pairing)
+        .filter(|a| wanted(&a.channel, &a.account_id))
+        .map(|a| {
+            let mut v = json!({"channel": a.channel, "channelLabel": label(&a.channel), "accountId": a.account_id,
+                               "notifySupported": true});
+            if let Some(n) = &a.name {
+                v["accountLabel"] = json!(n);
+            }
+            v
+        })
+        .collect();
+    let requests: Vec<Value> = requests
+        .iter()
+        .filter(|r| wanted(&r.channel, &r.account_id))
+        .map(|r| {
+            let name = r.meta.get("name").and_then(|v| v.as_str()).unwrap_or(&r.sender_id);
+            let mut metadata = serde_json::Map::new();
+            if let Some(u) = r.meta.get("username").and_then(|v| v.as_str()) {
+                metadata.insert("username".into(), json!(u));
+            }
+            json!({
+                "requestId": r.code,
+                "channel": r.channel,
+                "channelLabel": label(&r.channel),
+                "accountId": r.account_id,
+                "senderId": r.sender_id,
+                "senderLabel": name,
+                "metadata": metadata,
+                "createdAt": iso(r.created_at),
+                "lastSeenAt": iso(r.created_at),
+                "expiresAt": iso(r.expires_at),
+                "notifySupported": true,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "accounts": accounts,
+        "requests": requests,
+        "commandOwnerConfigured": owner,
+        "limits": {"pendingPerAccount": clawline_channels::PAIRING_MAX_PENDING, "ttlMs": clawline_channels::PAIRING_TTL_MS},
+    }))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ApproveParams {
     channel: String,
-    code: String,
-    account_id: Option<String>,
+    account_id: String,
+    request_id: String,
     #[serde(default)]
     notify: bool,
+    #[serde(default)]
+    bootstrap_command_owner: bool,
 }
 
 async fn pairing_approve(ctx: Ctx, p: Value) -> Reply {
     let p: ApproveParams = parse("channels.pairing.approve", p)?;
     let store = ctx.state.runtime.store();
-    let approved = clawline_channels::pairing::approve(store, &p.channel, &p.code, p.account_id.as_deref(), p.notify)
-        .await
-        .map_err(|e| RpcError::unavailable(format!("the store failed: {e}")))?;
-    match approved {
-        Some(a) => {
-            tracing::info!(channel = %a.request.channel, account = %a.request.account_id, sender = %a.request.sender_id,
-                           owner = a.entry.owner, "channel pairing approved");
-            Ok(json!({"ok": true, "request": a.request, "entry": a.entry, "notified": a.notified}))
-        }
-        None => Err(RpcError::bad(format!("no pending pairing request with code {} on {}", p.code.trim(), p.channel))),
-    }
+    let approved = clawline_channels::pairing::approve(
+        store,
+        &p.channel,
+        &p.request_id,
+        Some(&p.account_id),
+        p.notify,
+        p.bootstrap_command_owner,
+    )
+    .await
+    .map_err(|e| RpcError::unavailable(format!("the store failed: {e}")))?;
+    let Some(a) = approved else {
+        return Err(RpcError::bad(format!(
+            "no pending pairing request {} on {}:{}",
+            p.request_id.trim(),
+            p.channel,
+            p.account_id
+        )));
+    };
+    tracing::info!(channel = %a.request.channel, account = %a.request.account_id, sender = %a.request.sender_id,
+                   owner = a.made_owner(), "channel pairing approved");
+    let bootstrap = match (p.bootstrap_command_owner, a.made_owner()) {
+        (false, _) => "not-requested",
+        (true, true) => "configured",
+        (true, false) => "already-configured",
+    };
+    Ok(json!({
+        "requestId": a.request.code,
+        "senderId": a.request.sender_id,
+        "notification": if a.notified { "sent" } else { "not-requested" },
+        "commandOwnerBootstrap": bootstrap,
+    }))
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DismissParams {
     channel: String,
-    code: String,
+    #[allow(dead_code)]
+    account_id: String,
+    request_id: String,
 }
 
 async fn pairing_dismiss(ctx: Ctx, p: Value) -> Reply {
@@ -197,8 +317,11 @@ async fn pairing_dismiss(ctx: Ctx, p: Value) -> Reply {
         .state
         .runtime
         .store()
-        .dismiss_channel_pairing(&p.channel, &p.code)
+        .dismiss_channel_pairing(&p.channel, &p.request_id)
         .await
         .map_err(|e| RpcError::unavailable(format!("the store failed: {e}")))?;
-    Ok(json!({"ok": gone}))
+    match gone {
+        Some(sender) => Ok(json!({"requestId": p.request_id.trim().to_ascii_uppercase(), "senderId": sender})),
+        None => Err(RpcError::bad(format!("no pending pairing request {} on {}", p.request_id.trim(), p.channel))),
+    }
 }
