@@ -14,6 +14,8 @@ mod delivery;
 mod dispatch;
 pub mod gate;
 pub mod health;
+#[cfg(feature = "irc")]
+pub mod irc;
 pub mod link;
 mod manager;
 pub mod message;

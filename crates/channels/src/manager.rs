@@ -226,11 +226,14 @@ impl Channels {
     }
 }
 
-#[allow(unused_variables)]
+#[allow(unused_variables, unreachable_patterns)]
 fn adapter_for(acct: &ChannelAccount, http: reqwest::Client) -> Result<Arc<dyn Channel>, BuildError> {
-    match acct.channel.as_str() {
+    use clawline_core::config::channels::Platform;
+    match &acct.platform {
         #[cfg(feature = "telegram")]
-        "telegram" => Ok(Arc::new(crate::telegram::TelegramChannel::new(acct, http))),
-        other => Err(BuildError::NotBuilt(other.to_string())),
+        Platform::Telegram(t) => Ok(Arc::new(crate::telegram::TelegramChannel::new(&acct.account_id, t, http))),
+        #[cfg(feature = "irc")]
+        Platform::Irc(i) => Ok(Arc::new(crate::irc::IrcChannel::new(&acct.account_id, i))),
+        _ => Err(BuildError::NotBuilt(acct.channel.clone())),
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clawline_channels::telegram::TelegramChannel;
 use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Reply, Responder};
+use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
 use clawline_testkit::telegram_server::TelegramServer;
@@ -73,8 +74,11 @@ fn fast() -> Backoff {
 
 fn build(cfg: &Config, store: &Store) -> Channels {
     let acct = cfg.channels.accounts[0].clone();
-    let tg: Arc<dyn Channel> =
-        Arc::new(TelegramChannel::new(&acct, reqwest::Client::new()).with_stall_margin(Duration::from_millis(700)));
+    let Platform::Telegram(settings) = &acct.platform else { panic!("{acct:?}") };
+    let tg: Arc<dyn Channel> = Arc::new(
+        TelegramChannel::new(&acct.account_id, settings, reqwest::Client::new())
+            .with_stall_margin(Duration::from_millis(700)),
+    );
     Channels::with_adapters(cfg, store.clone(), vec![(tg, acct)]).with_backoff(fast())
 }
 

@@ -176,8 +176,7 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     out.extend(config.gateway.password.iter().map(|t| t.expose().to_string()));
     out.extend(config.hooks.iter().map(|h| h.token.expose().to_string()));
     for a in &config.channels.accounts {
-        out.push(a.token.expose().to_string());
-        out.extend(a.webhook.iter().filter_map(|w| w.secret.as_ref()).map(|s| s.expose().to_string()));
+        out.extend(a.secrets().iter().map(|s| s.expose().to_string()));
     }
     out
 }

@@ -17,7 +17,7 @@ pub mod outbound;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clawline_core::config::channels::{ChannelAccount, DeliverySettings, WebhookSettings};
+use clawline_core::config::channels::{DeliverySettings, TelegramSettings, WebhookSettings};
 use futures_util::future::BoxFuture;
 
 use self::api::{Api, ApiError, Update, User, WebhookInfo};
@@ -54,9 +54,9 @@ fn connection_error(e: ApiError) -> ConnectionError {
 }
 
 impl TelegramChannel {
-    pub fn new(settings: &ChannelAccount, http: reqwest::Client) -> TelegramChannel {
+    pub fn new(account_id: &str, settings: &TelegramSettings, http: reqwest::Client) -> TelegramChannel {
         TelegramChannel {
-            account_id: settings.account_id.clone(),
+            account_id: account_id.to_string(),
             api: Api::new(http, &settings.api_root, settings.token.clone()),
             poll_timeout: settings.poll_timeout_secs,
             webhook: settings.webhook.clone(),

@@ -458,16 +458,13 @@ async fn channels_check(
     };
     for a in &c.accounts {
         let name = format!("{}:{}", a.channel, a.account_id);
-        let mode = if a.webhook.is_some() { "webhook" } else { "long polling" };
-        r.add("channels", Status::Ok, format!("{name}: {mode} via {}", a.api_root), None);
-        let loopback =
-            ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| a.api_root.starts_with(p));
-        if a.api_root.starts_with("http://") && !loopback {
+        r.add("channels", Status::Ok, format!("{name}: {}", a.endpoint()), None);
+        if a.cleartext() {
             r.add(
                 "channels",
                 Status::Warn,
-                format!("{name}: apiRoot {} is plain HTTP: the bot token travels unencrypted", a.api_root),
-                Some("use an https:// URL (or a Bot API server on this machine)".into()),
+                format!("{name}: {} is not encrypted: the account's credentials travel in clear text", a.endpoint()),
+                Some("use TLS (an https:// apiRoot, or tls: true for IRC), or a server on this machine".into()),
             );
         }
         if a.access.dm_policy == DmPolicy::Open {

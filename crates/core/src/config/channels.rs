@@ -20,7 +20,7 @@ use super::schema::SecretInput;
 use crate::secret::SecretString;
 
 /// The platforms this build can connect.
-pub const SUPPORTED_CHANNELS: &[&str] = &["telegram"];
+pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc"];
 
 /// Platforms OpenClaw knows that this build does not connect yet (accepted, ignored, reported).
 pub const KNOWN_CHANNELS: &[&str] = &[
@@ -61,12 +61,16 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChannelsFile {
     /// Telegram (Bot API): long polling, or a webhook when `webhookUrl` is set.
-    pub telegram: Option<ChannelFile>,
+    pub telegram: Option<TelegramFile>,
+    /// IRC: TLS, SASL PLAIN or NickServ, channels and private messages.
+    pub irc: Option<IrcFile>,
+    /// OpenClaw's cross-channel defaults and per-channel models; accepted, not used yet.
+    pub defaults: Option<serde_json::Value>,
+    pub model_by_channel: Option<serde_json::Value>,
     /// Platforms without an adapter in this build: accepted so an OpenClaw config loads, not connected.
     pub discord: Option<serde_json::Value>,
     pub slack: Option<serde_json::Value>,
     pub matrix: Option<serde_json::Value>,
-    pub irc: Option<serde_json::Value>,
     pub whatsapp: Option<serde_json::Value>,
     pub signal: Option<serde_json::Value>,
     pub imessage: Option<serde_json::Value>,
@@ -101,7 +105,6 @@ impl ChannelsFile {
             ("discord", self.discord.is_some()),
             ("slack", self.slack.is_some()),
             ("matrix", self.matrix.is_some()),
-            ("irc", self.irc.is_some()),
             ("whatsapp", self.whatsapp.is_some()),
             ("signal", self.signal.is_some()),
             ("imessage", self.imessage.is_some()),
@@ -129,67 +132,200 @@ impl ChannelsFile {
     }
 }
 
-/// One platform's settings (and, inside `accounts`, one account's overrides).
+/// Declares one platform's settings struct: the keys every platform shares (access policy,
+/// delivery, accounts, OpenClaw's accepted-but-unused keys) followed by the platform's own.
+/// Inside `accounts.<id>` the same struct holds one account's overrides.
+macro_rules! channel_file {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        pub struct $name {
+            /// Off: not connected (default on when the channel is configured).
+            pub enabled: Option<bool>,
+            /// A label for status output.
+            pub name: Option<String>,
+            /// Direct messages: `pairing` (default), `allowlist`, `open` (needs `"*"` in `allowFrom`), `disabled`.
+            pub dm_policy: Option<String>,
+            /// Sender ids allowed to DM (numbers or strings; `"*"` for anyone).
+            pub allow_from: Option<Vec<PlatformId>>,
+            /// Groups: `allowlist` (default: only groups listed in `groups`), `open`, `disabled`.
+            pub group_policy: Option<String>,
+            /// Senders allowed to address the assistant in groups (default: anyone in an allowed group).
+            pub group_allow_from: Option<Vec<PlatformId>>,
+            /// Per group (`"*"` for every group): whether a mention is needed, who may talk.
+            pub groups: Option<BTreeMap<String, GroupFile>>,
+            /// Regular expressions that count as mentioning the assistant in groups (case-insensitive).
+            pub mention_patterns: Option<Vec<String>>,
+            /// Longest reply piece in characters (Telegram default 4000, IRC 350).
+            pub text_chunk_limit: Option<usize>,
+            /// `length` (default) fills pieces; `newline` prefers paragraph breaks.
+            pub chunk_mode: Option<String>,
+            /// Whether replies quote the message they answer: `first` (default), `all`, `off`.
+            pub reply_to_mode: Option<String>,
+            /// Text put before every reply.
+            pub response_prefix: Option<String>,
+            /// Largest attachment accepted or sent, in MB (default 20).
+            pub media_max_mb: Option<u64>,
+            /// More accounts on the same platform, by id; top-level keys are their defaults.
+            pub accounts: Option<BTreeMap<String, $name>>,
+            /// The account used when a send names none (default: `default`, else the first).
+            pub default_account: Option<String>,
+            /// OpenClaw settings accepted so its files load, not used yet.
+            pub streaming: Option<serde_json::Value>,
+            pub history_limit: Option<serde_json::Value>,
+            pub dm_history_limit: Option<serde_json::Value>,
+            pub dms: Option<serde_json::Value>,
+            pub context_visibility: Option<serde_json::Value>,
+            pub ack_reaction: Option<serde_json::Value>,
+            pub health_monitor: Option<serde_json::Value>,
+            pub exec_approvals: Option<serde_json::Value>,
+            pub actions: Option<serde_json::Value>,
+            pub capabilities: Option<serde_json::Value>,
+            pub markdown: Option<serde_json::Value>,
+            pub config_writes: Option<serde_json::Value>,
+            pub commands: Option<serde_json::Value>,
+            pub default_to: Option<serde_json::Value>,
+            pub heartbeat_visibility: Option<serde_json::Value>,
+            pub join_intro: Option<serde_json::Value>,
+            pub proxy: Option<serde_json::Value>,
+            pub network: Option<serde_json::Value>,
+            pub thread_bindings: Option<serde_json::Value>,
+            pub dangerously_allow_name_matching: Option<serde_json::Value>,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// The shared keys, for resolution code common to every platform.
+            fn common(&self) -> Common<'_> {
+                Common {
+                    enabled: self.enabled,
+                    name: self.name.as_ref(),
+                    dm_policy: self.dm_policy.as_ref(),
+                    allow_from: self.allow_from.as_ref(),
+                    group_policy: self.group_policy.as_ref(),
+                    group_allow_from: self.group_allow_from.as_ref(),
+                    groups: self.groups.as_ref(),
+                    mention_patterns: self.mention_patterns.as_ref(),
+                    text_chunk_limit: self.text_chunk_limit.as_ref(),
+                    chunk_mode: self.chunk_mode.as_ref(),
+                    reply_to_mode: self.reply_to_mode.as_ref(),
+                    response_prefix: self.response_prefix.as_ref(),
+                    media_max_mb: self.media_max_mb.as_ref(),
+                    default_account: self.default_account.as_ref(),
+                    has_accounts: self.accounts.is_some(),
+                }
+            }
+        }
+    };
+}
+
+/// The shared keys of one level (channel or account), borrowed.
+#[derive(Clone, Copy, Default)]
+struct Common<'a> {
+    enabled: Option<bool>,
+    name: Option<&'a String>,
+    dm_policy: Option<&'a String>,
+    allow_from: Option<&'a Vec<PlatformId>>,
+    group_policy: Option<&'a String>,
+    group_allow_from: Option<&'a Vec<PlatformId>>,
+    groups: Option<&'a BTreeMap<String, GroupFile>>,
+    mention_patterns: Option<&'a Vec<String>>,
+    text_chunk_limit: Option<&'a usize>,
+    chunk_mode: Option<&'a String>,
+    reply_to_mode: Option<&'a String>,
+    response_prefix: Option<&'a String>,
+    media_max_mb: Option<&'a u64>,
+    default_account: Option<&'a String>,
+    has_accounts: bool,
+}
+
+channel_file! {
+    /// `channels.telegram`: a bot on the Bot API.
+    TelegramFile {
+        /// The bot token from @BotFather. `TELEGRAM_BOT_TOKEN` is used for the default account
+        /// when neither this nor `tokenFile` is set.
+        bot_token: Option<SecretInput>,
+        /// A file holding the token (relative paths start at the config file's folder).
+        token_file: Option<String>,
+        /// The API's base URL, for a proxy or a local Bot API server (default `https://api.telegram.org`).
+        api_root: Option<String>,
+        /// Webhook mode: the public HTTPS URL Telegram should POST updates to. Without it the
+        /// account long-polls.
+        webhook_url: Option<String>,
+        /// The secret Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` (1-256 of `A-Za-z0-9_-`).
+        webhook_secret: Option<SecretInput>,
+        /// The local path the gateway serves the webhook on (default `/channels/telegram/<account>/webhook`).
+        webhook_path: Option<String>,
+        /// Long-poll timeout in seconds (default 30, 1-50).
+        poll_timeout_seconds: Option<u64>,
+        /// OpenClaw's Telegram settings accepted, not used yet.
+        link_preview: Option<serde_json::Value>,
+        webhook_host: Option<serde_json::Value>,
+        webhook_port: Option<serde_json::Value>,
+        webhook_cert_path: Option<serde_json::Value>,
+        auto_topic_label: Option<serde_json::Value>,
+        custom_commands: Option<serde_json::Value>,
+        direct: Option<serde_json::Value>,
+        error_policy: Option<serde_json::Value>,
+        reaction_level: Option<serde_json::Value>,
+        reaction_notifications: Option<serde_json::Value>,
+        rich_messages: Option<serde_json::Value>,
+        silent_error_replies: Option<serde_json::Value>,
+        trusted_local_file_roots: Option<serde_json::Value>,
+    }
+}
+
+channel_file! {
+    /// `channels.irc`: one connection to an IRC network.
+    IrcFile {
+        /// The server's host name.
+        host: Option<String>,
+        /// The port (default 6697 with TLS, 6667 without).
+        port: Option<u16>,
+        /// TLS (default true).
+        tls: Option<bool>,
+        /// The nickname (default `clawline`); a taken nick gets `_` appended until it is free again.
+        nick: Option<String>,
+        /// The user name sent with USER (default: the nick).
+        username: Option<String>,
+        /// The real name sent with USER (default `clawline`).
+        realname: Option<String>,
+        /// The server password (PASS), if the server wants one.
+        password: Option<SecretInput>,
+        /// A file holding the server password.
+        password_file: Option<String>,
+        /// Channels to join, e.g. `["#ops"]` (keys as `"#chan key"`).
+        channels: Option<Vec<String>>,
+        /// SASL PLAIN account (IRCv3): authenticates before registration completes.
+        sasl: Option<IrcSaslFile>,
+        /// NickServ identification after connecting.
+        nickserv: Option<NickServFile>,
+    }
+}
+
+/// `channels.irc.sasl`.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ChannelFile {
-    /// Off: not connected (default on when the channel is configured).
+pub struct IrcSaslFile {
+    /// The account name (default: the nick).
+    pub username: Option<String>,
+    pub password: Option<SecretInput>,
+    pub password_file: Option<String>,
+}
+
+/// `channels.irc.nickserv`.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NickServFile {
     pub enabled: Option<bool>,
-    /// A label for status output.
-    pub name: Option<String>,
-    /// The bot token (Telegram: from @BotFather). `TELEGRAM_BOT_TOKEN` is used for the default
-    /// account when neither this nor `tokenFile` is set.
-    pub bot_token: Option<SecretInput>,
-    /// A file holding the token (relative paths start at the config file's folder).
-    pub token_file: Option<String>,
-    /// The API's base URL, for a proxy or a local Bot API server (Telegram: `https://api.telegram.org`).
-    pub api_root: Option<String>,
-    /// Telegram webhook mode: the public HTTPS URL Telegram should POST updates to. Without it the
-    /// account long-polls.
-    pub webhook_url: Option<String>,
-    /// The secret Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` (1-256 of `A-Za-z0-9_-`).
-    pub webhook_secret: Option<SecretInput>,
-    /// The local path the gateway serves the webhook on (default `/channels/telegram/<account>/webhook`).
-    pub webhook_path: Option<String>,
-    /// Long-poll timeout in seconds (default 30, 1-50).
-    pub poll_timeout_seconds: Option<u64>,
-    /// Direct messages: `pairing` (default), `allowlist`, `open` (needs `"*"` in `allowFrom`), `disabled`.
-    pub dm_policy: Option<String>,
-    /// Sender ids allowed to DM (numbers or strings; `"*"` for anyone).
-    pub allow_from: Option<Vec<PlatformId>>,
-    /// Groups: `allowlist` (default: only groups listed in `groups`), `open`, `disabled`.
-    pub group_policy: Option<String>,
-    /// Senders allowed to address the assistant in groups (default: anyone in an allowed group).
-    pub group_allow_from: Option<Vec<PlatformId>>,
-    /// Per group (`"*"` for every group): whether a mention is needed, who may talk.
-    pub groups: Option<BTreeMap<String, GroupFile>>,
-    /// Regular expressions that count as mentioning the assistant in groups (case-insensitive).
-    pub mention_patterns: Option<Vec<String>>,
-    /// Longest reply piece in characters (Telegram default 4000, at most 4096).
-    pub text_chunk_limit: Option<usize>,
-    /// `length` (default) fills pieces; `newline` prefers paragraph breaks.
-    pub chunk_mode: Option<String>,
-    /// Whether replies quote the message they answer: `first` (default), `all`, `off`.
-    pub reply_to_mode: Option<String>,
-    /// Text put before every reply.
-    pub response_prefix: Option<String>,
-    /// Largest attachment accepted or sent, in MB (default 20).
-    pub media_max_mb: Option<u64>,
-    /// More accounts on the same platform, by id; top-level keys are their defaults.
-    pub accounts: Option<BTreeMap<String, ChannelFile>>,
-    /// The account used when a send names none (default: `default`, else the first).
-    pub default_account: Option<String>,
-    /// OpenClaw settings accepted so its files load, not used yet.
-    pub streaming: Option<serde_json::Value>,
-    pub history_limit: Option<serde_json::Value>,
-    pub dm_history_limit: Option<serde_json::Value>,
-    pub context_visibility: Option<serde_json::Value>,
-    pub ack_reaction: Option<serde_json::Value>,
-    pub health_monitor: Option<serde_json::Value>,
-    pub exec_approvals: Option<serde_json::Value>,
-    pub actions: Option<serde_json::Value>,
-    pub capabilities: Option<serde_json::Value>,
-    pub link_preview: Option<serde_json::Value>,
+    /// The service's nick (default `NickServ`).
+    pub service: Option<String>,
+    pub password: Option<SecretInput>,
+    pub password_file: Option<String>,
+    /// OpenClaw's registration settings; accepted, not used (clawline never registers nicks).
+    pub register: Option<serde_json::Value>,
+    pub register_email: Option<serde_json::Value>,
 }
 
 /// `channels.<id>.groups.<groupId>`.
@@ -206,6 +342,7 @@ pub struct GroupFile {
     pub system_prompt: Option<serde_json::Value>,
     pub skills: Option<serde_json::Value>,
     pub tools: Option<serde_json::Value>,
+    pub tools_by_sender: Option<serde_json::Value>,
     pub topics: Option<serde_json::Value>,
 }
 
@@ -378,18 +515,95 @@ pub struct WebhookSettings {
     pub path: String,
 }
 
+/// IRC connection settings, resolved.
+#[derive(Debug, Clone)]
+pub struct IrcSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub nick: String,
+    pub username: String,
+    pub realname: String,
+    /// PASS, when the server wants one.
+    pub server_password: Option<SecretString>,
+    /// SASL PLAIN `(account, password)`.
+    pub sasl: Option<(String, SecretString)>,
+    /// NickServ `(service nick, password)`.
+    pub nickserv: Option<(String, SecretString)>,
+    /// Channels to join (lowercase; `#chan` or `#chan key`).
+    pub channels: Vec<String>,
+}
+
+/// Telegram settings, resolved.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub token: SecretString,
+    pub api_root: String,
+    pub webhook: Option<WebhookSettings>,
+    pub poll_timeout_secs: u64,
+}
+
+/// What is specific to the account's platform.
+#[derive(Debug, Clone)]
+pub enum Platform {
+    Telegram(TelegramSettings),
+    Irc(IrcSettings),
+}
+
 /// One account to connect.
 #[derive(Debug, Clone)]
 pub struct ChannelAccount {
     pub channel: String,
     pub account_id: String,
     pub name: Option<String>,
-    pub token: SecretString,
-    pub api_root: String,
-    pub webhook: Option<WebhookSettings>,
-    pub poll_timeout_secs: u64,
     pub access: AccessSettings,
     pub delivery: DeliverySettings,
+    pub platform: Platform,
+}
+
+impl ChannelAccount {
+    /// Every secret the account holds (for log redaction).
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        match &self.platform {
+            Platform::Telegram(t) => {
+                let mut out = vec![&t.token];
+                out.extend(t.webhook.iter().filter_map(|w| w.secret.as_ref()));
+                out
+            }
+            Platform::Irc(i) => {
+                let mut out: Vec<&SecretString> = i.server_password.iter().collect();
+                out.extend(i.sasl.iter().map(|(_, p)| p));
+                out.extend(i.nickserv.iter().map(|(_, p)| p));
+                out
+            }
+        }
+    }
+
+    /// Where the account connects, without credentials (`https://api.telegram.org`, `ircs://host:6697`).
+    pub fn endpoint(&self) -> String {
+        match &self.platform {
+            Platform::Telegram(t) => t.api_root.clone(),
+            Platform::Irc(i) => format!("{}://{}:{}", if i.tls { "ircs" } else { "irc" }, i.host, i.port),
+        }
+    }
+
+    /// Whether credentials would cross the network unencrypted.
+    pub fn cleartext(&self) -> bool {
+        let loopback = |host: &str| matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
+        match &self.platform {
+            Platform::Telegram(t) => {
+                t.api_root.starts_with("http://")
+                    && !["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                        .iter()
+                        .any(|p| t.api_root.starts_with(p))
+            }
+            Platform::Irc(i) => {
+                !i.tls
+                    && !loopback(&i.host)
+                    && (i.server_password.is_some() || i.sasl.is_some() || i.nickserv.is_some())
+            }
+        }
+    }
 }
 
 /// How a DM maps to a session.
@@ -447,17 +661,25 @@ pub struct ChannelSettings {
 
 const TELEGRAM_API_ROOT: &str = "https://api.telegram.org";
 
-fn ids(list: &Option<Vec<PlatformId>>) -> Vec<String> {
-    list.iter().flatten().map(|p| p.0.clone()).filter(|s| !s.is_empty()).collect()
+fn ids(list: Option<&Vec<PlatformId>>) -> Vec<String> {
+    list.into_iter().flatten().map(|p| p.0.clone()).filter(|s| !s.is_empty()).collect()
 }
 
 /// The account's value: the account's own, else the channel's.
-fn pick<'a, T>(
-    acct: &'a ChannelFile,
-    top: &'a ChannelFile,
-    f: impl Fn(&'a ChannelFile) -> Option<&'a T>,
-) -> Option<&'a T> {
+fn pick<'a, T: ?Sized>(acct: Common<'a>, top: Common<'a>, f: impl Fn(Common<'a>) -> Option<&'a T>) -> Option<&'a T> {
     f(acct).or_else(|| f(top))
+}
+
+/// Where a key was found, for error messages: the account's own, else the channel's.
+struct At<'a> {
+    path: &'a str,
+    base: &'a str,
+}
+
+impl At<'_> {
+    fn key(&self, own: bool, key: &str) -> String {
+        if own { format!("{}.{key}", self.path) } else { format!("{}.{key}", self.base) }
+    }
 }
 
 impl Resolver<'_> {
@@ -471,7 +693,28 @@ impl Resolver<'_> {
     ) -> ChannelSettings {
         let mut out = ChannelSettings { unsupported: file.unsupported(), ..Default::default() };
         if let Some(tg) = &file.telegram {
-            self.channel_accounts("telegram", tg, &mut out, issues);
+            let accounts = tg.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
+            self.channel_accounts(
+                "telegram",
+                tg,
+                accounts,
+                TelegramFile::common,
+                &mut out,
+                issues,
+                |r, acct, top, at, id, issues| r.telegram(acct, top, at, id, issues).map(Platform::Telegram),
+            );
+        }
+        if let Some(irc) = &file.irc {
+            let accounts = irc.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
+            self.channel_accounts(
+                "irc",
+                irc,
+                accounts,
+                IrcFile::common,
+                &mut out,
+                issues,
+                |r, acct, top, at, _id, issues| r.irc(acct, top, at, issues).map(Platform::Irc),
+            );
         }
         out.session = session_routing(session, issues);
         for (i, b) in bindings.iter().enumerate() {
@@ -514,153 +757,285 @@ impl Resolver<'_> {
                 peer,
                 guild_id: b.matches.guild_id.as_ref().map(|g| g.0.clone()),
                 team_id: b.matches.team_id.as_ref().map(|t| t.0.clone()),
-                roles: ids(&b.matches.roles),
+                roles: ids(b.matches.roles.as_ref()),
             });
         }
         out
     }
 
-    fn channel_accounts(&self, channel: &str, top: &ChannelFile, out: &mut ChannelSettings, issues: &mut Vec<Issue>) {
+    /// Resolves each account of one platform: the shared keys here, the platform's own in `platform`.
+    #[allow(clippy::too_many_arguments)]
+    fn channel_accounts<F: Default>(
+        &self,
+        channel: &str,
+        top: &F,
+        listed: Vec<(String, &F)>,
+        common: fn(&F) -> Common<'_>,
+        out: &mut ChannelSettings,
+        issues: &mut Vec<Issue>,
+        platform: impl Fn(&Self, &F, &F, &At<'_>, &str, &mut Vec<Issue>) -> Option<Platform>,
+    ) {
         let base = format!("channels.{channel}");
-        let listed: Vec<(String, ChannelFile, String)> = match &top.accounts {
-            Some(map) if !map.is_empty() => {
-                map.iter().map(|(id, a)| (id.clone(), a.clone(), format!("{base}.accounts.{id}"))).collect()
-            }
-            _ => vec![(DEFAULT_ACCOUNT.to_string(), ChannelFile::default(), base.clone())],
+        let empty = F::default();
+        let listed: Vec<(String, &F, String)> = if listed.is_empty() {
+            vec![(DEFAULT_ACCOUNT.to_string(), &empty, base.clone())]
+        } else {
+            listed
+                .into_iter()
+                .map(|(id, a)| {
+                    let path = format!("{base}.accounts.{id}");
+                    (id, a, path)
+                })
+                .collect()
         };
-        if let Some(d) = &top.default_account
+        let ct = common(top);
+        if let Some(d) = ct.default_account
             && !listed.iter().any(|(id, _, _)| id == d)
         {
             issues.push(issue(format!("{base}.defaultAccount"), format!("account `{d}` is not defined"), None));
         }
         for (account_id, acct, path) in listed {
-            if acct.accounts.is_some() {
+            let ca = common(acct);
+            if ca.has_accounts {
                 issues.push(issue(format!("{path}.accounts"), "accounts cannot have accounts", None));
             }
-            let enabled = acct.enabled.or(top.enabled).unwrap_or(true);
-            if !enabled {
+            if !ca.enabled.or(ct.enabled).unwrap_or(true) {
                 out.disabled.push(format!("{channel}:{account_id}"));
                 continue;
             }
-            if let Some(account) = self.channel_account(channel, &account_id, &acct, top, &path, &base, issues) {
-                out.accounts.push(account);
-            }
+            let at = At { path: &path, base: &base };
+            let access = access(ca, ct, &at, issues);
+            let delivery = delivery(channel, ca, ct, &at, issues);
+            let Some(platform) = platform(self, acct, top, &at, &account_id, issues) else { continue };
+            out.accounts.push(ChannelAccount {
+                channel: channel.to_string(),
+                account_id,
+                name: pick(ca, ct, |c| c.name).cloned(),
+                access,
+                delivery,
+                platform,
+            });
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn channel_account(
+    /// A secret from a `SecretInput` key or a `…File` key (the first one set), by the account's own first.
+    fn secret_or_file(
         &self,
-        channel: &str,
-        account_id: &str,
-        acct: &ChannelFile,
-        top: &ChannelFile,
-        path: &str,
-        base: &str,
+        own: (Option<&SecretInput>, Option<&String>),
+        top: (Option<&SecretInput>, Option<&String>),
+        at: &At<'_>,
+        keys: (&str, &str),
         issues: &mut Vec<Issue>,
-    ) -> Option<ChannelAccount> {
-        // Where a key was found, for error messages: the account's own, else the channel's.
-        let at = |own: bool, key: &str| if own { format!("{path}.{key}") } else { format!("{base}.{key}") };
-        let mut token = None;
-        if let Some(t) = pick(acct, top, |f| f.bot_token.as_ref()) {
-            token = self.secret(t, &at(acct.bot_token.is_some(), "botToken"), issues);
-        } else if let Some(file) = pick(acct, top, |f| f.token_file.as_ref()) {
+    ) -> Option<SecretString> {
+        let from = |(input, file): (Option<&SecretInput>, Option<&String>), own: bool, issues: &mut Vec<Issue>| {
+            if let Some(i) = input {
+                return Some(self.secret(i, &at.key(own, keys.0), issues));
+            }
+            let file = file?;
             let p = self.path(file);
-            match (self.read_file)(&p) {
-                Ok(v) if !v.trim().is_empty() => token = Some(SecretString::new(v.trim().to_string())),
-                Ok(_) => issues.push(issue(
-                    at(acct.token_file.is_some(), "tokenFile"),
-                    format!("{} is empty", p.display()),
-                    None,
-                )),
-                Err(e) => issues.push(issue(
-                    at(acct.token_file.is_some(), "tokenFile"),
-                    format!("cannot read {}: {e}", p.display()),
-                    Some("check the path (relative paths start at the config file's folder)".into()),
+            Some(match (self.read_file)(&p) {
+                Ok(v) if !v.trim().is_empty() => Some(SecretString::new(v.trim().to_string())),
+                Ok(_) => {
+                    issues.push(issue(at.key(own, keys.1), format!("{} is empty", p.display()), None));
+                    None
+                }
+                Err(e) => {
+                    issues.push(issue(
+                        at.key(own, keys.1),
+                        format!("cannot read {}: {e}", p.display()),
+                        Some("check the path (relative paths start at the config file's folder)".into()),
+                    ));
+                    None
+                }
+            })
+        };
+        match from(own, true, issues) {
+            Some(found) => found,
+            None => from(top, false, issues).flatten(),
+        }
+    }
+
+    fn telegram(
+        &self,
+        acct: &TelegramFile,
+        top: &TelegramFile,
+        at: &At<'_>,
+        account_id: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Option<TelegramSettings> {
+        let own_token = acct.bot_token.is_some() || acct.token_file.is_some();
+        let mut token = self.secret_or_file(
+            (acct.bot_token.as_ref(), acct.token_file.as_ref()),
+            (top.bot_token.as_ref(), top.token_file.as_ref()),
+            at,
+            ("botToken", "tokenFile"),
+            issues,
+        );
+        let configured = own_token || top.bot_token.is_some() || top.token_file.is_some();
+        if !configured {
+            match (self.env)("TELEGRAM_BOT_TOKEN").filter(|v| !v.trim().is_empty()) {
+                Some(v) if account_id == DEFAULT_ACCOUNT => token = Some(SecretString::new(v.trim().to_string())),
+                _ => issues.push(issue(
+                    format!("{}.botToken", at.path),
+                    format!("telegram account `{account_id}` has no bot token"),
+                    Some("set botToken (\"${TELEGRAM_BOT_TOKEN}\" reads the environment) or tokenFile".into()),
                 )),
             }
-        } else if account_id == DEFAULT_ACCOUNT
-            && let Some(v) = (self.env)("TELEGRAM_BOT_TOKEN").filter(|v| !v.trim().is_empty())
-        {
-            token = Some(SecretString::new(v.trim().to_string()));
-        } else {
-            issues.push(issue(
-                format!("{path}.botToken"),
-                format!("{channel} account `{account_id}` has no bot token"),
-                Some("set botToken (\"${TELEGRAM_BOT_TOKEN}\" reads the environment) or tokenFile".into()),
-            ));
         }
         if let Some(t) = &token
             && !valid_telegram_token(t.expose())
         {
             issues.push(issue(
-                at(acct.bot_token.is_some() || acct.token_file.is_some(), "botToken"),
+                at.key(own_token, "botToken"),
                 "this is not a Telegram bot token",
                 Some("a token looks like 123456789:AAE…, as @BotFather gives it".into()),
             ));
             token = None;
         }
-        let api_root = pick(acct, top, |f| f.api_root.as_ref()).map_or(TELEGRAM_API_ROOT, |s| s.as_str());
+        let api_root = acct.api_root.as_ref().or(top.api_root.as_ref()).map_or(TELEGRAM_API_ROOT, |s| s.as_str());
         let api_root = api_root.trim_end_matches('/').to_string();
         if !(api_root.starts_with("https://") || api_root.starts_with("http://")) {
             issues.push(issue(
-                at(acct.api_root.is_some(), "apiRoot"),
+                at.key(acct.api_root.is_some(), "apiRoot"),
                 format!("`{api_root}` is not an http(s) URL"),
                 None,
             ));
         }
-        let poll = *pick(acct, top, |f| f.poll_timeout_seconds.as_ref()).unwrap_or(&30);
+        let poll = acct.poll_timeout_seconds.or(top.poll_timeout_seconds).unwrap_or(30);
         if !(1..=50).contains(&poll) {
             issues.push(issue(
-                at(acct.poll_timeout_seconds.is_some(), "pollTimeoutSeconds"),
+                at.key(acct.poll_timeout_seconds.is_some(), "pollTimeoutSeconds"),
                 format!("{poll} is out of range"),
                 Some("use 1 to 50 seconds".into()),
             ));
         }
-        let webhook = pick(acct, top, |f| f.webhook_url.as_ref()).map(|url| {
-            let secret = pick(acct, top, |f| f.webhook_secret.as_ref())
-                .and_then(|s| self.secret(s, &at(acct.webhook_secret.is_some(), "webhookSecret"), issues));
+        let webhook = acct.webhook_url.as_ref().or(top.webhook_url.as_ref()).map(|url| {
+            let secret_input = acct.webhook_secret.as_ref().or(top.webhook_secret.as_ref());
+            let secret_key = at.key(acct.webhook_secret.is_some(), "webhookSecret");
+            let secret = secret_input.and_then(|s| self.secret(s, &secret_key, issues));
             let well_formed = |s: &SecretString| {
                 (1..=256).contains(&s.expose().len())
                     && s.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             };
             if secret.as_ref().is_some_and(|s| !well_formed(s)) {
+                issues.push(issue(secret_key, "Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and -", None));
+            }
+            if !url.starts_with("https://") && !url.starts_with("http://") {
                 issues.push(issue(
-                    at(acct.webhook_secret.is_some(), "webhookSecret"),
-                    "Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and -",
+                    at.key(acct.webhook_url.is_some(), "webhookUrl"),
+                    format!("`{url}` is not a URL"),
                     None,
                 ));
             }
-            if !url.starts_with("https://") && !url.starts_with("http://") {
-                issues.push(issue(at(acct.webhook_url.is_some(), "webhookUrl"), format!("`{url}` is not a URL"), None));
-            }
-            let path = pick(acct, top, |f| f.webhook_path.as_ref())
+            let path = acct
+                .webhook_path
+                .as_ref()
+                .or(top.webhook_path.as_ref())
                 .cloned()
-                .unwrap_or_else(|| format!("/channels/{channel}/{account_id}/webhook"));
+                .unwrap_or_else(|| format!("/channels/telegram/{account_id}/webhook"));
             WebhookSettings { url: url.clone(), secret, path }
         });
         if let Some(w) = &webhook
             && w.secret.is_none()
         {
             issues.push(issue(
-                at(acct.webhook_url.is_some(), "webhookUrl"),
+                at.key(acct.webhook_url.is_some(), "webhookUrl"),
                 "a webhook needs webhookSecret, so only Telegram can post to it",
                 Some("set webhookSecret to a random string of letters and digits".into()),
             ));
         }
-        let access = access(acct, top, &at, issues);
-        let delivery = delivery(channel, acct, top, &at, issues);
-        Some(ChannelAccount {
-            channel: channel.to_string(),
-            account_id: account_id.to_string(),
-            name: pick(acct, top, |f| f.name.as_ref()).cloned(),
-            token: token?,
-            api_root,
-            webhook,
-            poll_timeout_secs: poll,
-            access,
-            delivery,
-        })
+        Some(TelegramSettings { token: token?, api_root, webhook, poll_timeout_secs: poll })
+    }
+
+    fn irc(&self, acct: &IrcFile, top: &IrcFile, at: &At<'_>, issues: &mut Vec<Issue>) -> Option<IrcSettings> {
+        let Some(host) =
+            acct.host.as_ref().or(top.host.as_ref()).map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
+        else {
+            issues.push(issue(
+                format!("{}.host", at.path),
+                "IRC needs the server's host name",
+                Some("e.g. host: \"irc.libera.chat\"".into()),
+            ));
+            return None;
+        };
+        let tls = acct.tls.or(top.tls).unwrap_or(true);
+        let port = acct.port.or(top.port).unwrap_or(if tls { 6697 } else { 6667 });
+        if port == 0 {
+            issues.push(issue(at.key(acct.port.is_some(), "port"), "0 is not a port", None));
+        }
+        let nick = acct.nick.as_ref().or(top.nick.as_ref()).cloned().unwrap_or_else(|| "clawline".into());
+        let nick_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 30
+                && !n.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_[]\\`^{}|".contains(c))
+        };
+        if !nick_ok(&nick) {
+            issues.push(issue(
+                at.key(acct.nick.is_some(), "nick"),
+                format!("`{nick}` is not a valid IRC nickname"),
+                Some("letters, digits and -_[]\\`^{}|, not starting with a digit or -".into()),
+            ));
+        }
+        let line_safe = |v: &str| !v.contains(['\r', '\n', '\0']);
+        let username = acct.username.as_ref().or(top.username.as_ref()).cloned().unwrap_or_else(|| nick.clone());
+        let realname = acct.realname.as_ref().or(top.realname.as_ref()).cloned().unwrap_or_else(|| "clawline".into());
+        for (key, v, own) in
+            [("username", &username, acct.username.is_some()), ("realname", &realname, acct.realname.is_some())]
+        {
+            if !line_safe(v) || v.trim().is_empty() || (key == "username" && v.contains(' ')) {
+                issues.push(issue(at.key(own, key), format!("`{v}` cannot be sent on an IRC line"), None));
+            }
+        }
+        let server_password = self.secret_or_file(
+            (acct.password.as_ref(), acct.password_file.as_ref()),
+            (top.password.as_ref(), top.password_file.as_ref()),
+            at,
+            ("password", "passwordFile"),
+            issues,
+        );
+        let sasl =
+            acct.sasl.as_ref().map(|s| (s, true)).or(top.sasl.as_ref().map(|s| (s, false))).and_then(|(s, own)| {
+                let sub = At { path: &format!("{}.sasl", at.path), base: &format!("{}.sasl", at.base) };
+                let password = self.secret_or_file(
+                    (s.password.as_ref(), s.password_file.as_ref()),
+                    (None, None),
+                    &sub,
+                    ("password", "passwordFile"),
+                    issues,
+                );
+                if password.is_none() && s.password.is_none() && s.password_file.is_none() {
+                    issues.push(issue(at.key(own, "sasl.password"), "SASL needs a password", None));
+                }
+                Some((s.username.clone().unwrap_or_else(|| nick.clone()), password?))
+            });
+        let nickserv =
+            acct.nickserv.as_ref().or(top.nickserv.as_ref()).filter(|n| n.enabled.unwrap_or(true)).and_then(|n| {
+                let sub = At { path: &format!("{}.nickserv", at.path), base: &format!("{}.nickserv", at.base) };
+                let password = self.secret_or_file(
+                    (n.password.as_ref(), n.password_file.as_ref()),
+                    (None, None),
+                    &sub,
+                    ("password", "passwordFile"),
+                    issues,
+                )?;
+                Some((n.service.clone().unwrap_or_else(|| "NickServ".into()), password))
+            });
+        let mut channels = Vec::new();
+        for (i, c) in acct.channels.as_ref().or(top.channels.as_ref()).into_iter().flatten().enumerate() {
+            let c = c.trim();
+            let name = c.split(' ').next().unwrap_or_default();
+            if !name.starts_with(['#', '&', '+', '!']) || name.len() < 2 || !line_safe(c) || name.contains(',') {
+                issues.push(issue(
+                    format!("{}[{i}]", at.key(acct.channels.is_some(), "channels")),
+                    format!("`{c}` is not an IRC channel"),
+                    Some("channels start with # (\"#ops\", or \"#ops key\" with a key)".into()),
+                ));
+                continue;
+            }
+            channels.push(c.to_string());
+        }
+        Some(IrcSettings { host, port, tls, nick, username, realname, server_password, sasl, nickserv, channels })
     }
 }
 
@@ -677,13 +1052,8 @@ fn valid_telegram_token(t: &str) -> bool {
     }
 }
 
-fn access(
-    acct: &ChannelFile,
-    top: &ChannelFile,
-    at: &dyn Fn(bool, &str) -> String,
-    issues: &mut Vec<Issue>,
-) -> AccessSettings {
-    let dm_raw = pick(acct, top, |f| f.dm_policy.as_ref()).map_or("pairing", |s| s.as_str());
+fn access(acct: Common<'_>, top: Common<'_>, at: &At<'_>, issues: &mut Vec<Issue>) -> AccessSettings {
+    let dm_raw = pick(acct, top, |c| c.dm_policy).map_or("pairing", |s| s.as_str());
     let dm_policy = match dm_raw {
         "pairing" => DmPolicy::Pairing,
         "allowlist" => DmPolicy::Allowlist,
@@ -691,55 +1061,55 @@ fn access(
         "disabled" => DmPolicy::Disabled,
         other => {
             issues.push(issue(
-                at(acct.dm_policy.is_some(), "dmPolicy"),
+                at.key(acct.dm_policy.is_some(), "dmPolicy"),
                 format!("`{other}` is not a DM policy"),
                 Some("use pairing, allowlist, open or disabled".into()),
             ));
             DmPolicy::Pairing
         }
     };
-    let allow_from = ids(if acct.allow_from.is_some() { &acct.allow_from } else { &top.allow_from });
+    let allow_from = ids(acct.allow_from.or(top.allow_from));
     if dm_policy == DmPolicy::Open && !allow_from.iter().any(|a| a == "*") {
         issues.push(issue(
-            at(acct.dm_policy.is_some(), "dmPolicy"),
+            at.key(acct.dm_policy.is_some(), "dmPolicy"),
             "dmPolicy \"open\" lets anyone talk to the assistant and needs \"*\" in allowFrom to say so",
             Some("add allowFrom: [\"*\"], or use pairing".into()),
         ));
     }
-    let group_raw = pick(acct, top, |f| f.group_policy.as_ref()).map_or("allowlist", |s| s.as_str());
+    let group_raw = pick(acct, top, |c| c.group_policy).map_or("allowlist", |s| s.as_str());
     let group_policy = match group_raw {
         "allowlist" => GroupPolicy::Allowlist,
         "open" => GroupPolicy::Open,
         "disabled" => GroupPolicy::Disabled,
         other => {
             issues.push(issue(
-                at(acct.group_policy.is_some(), "groupPolicy"),
+                at.key(acct.group_policy.is_some(), "groupPolicy"),
                 format!("`{other}` is not a group policy"),
                 Some("use allowlist, open or disabled".into()),
             ));
             GroupPolicy::Allowlist
         }
     };
-    let group_allow_from =
-        ids(if acct.group_allow_from.is_some() { &acct.group_allow_from } else { &top.group_allow_from });
-    let groups_file = if acct.groups.is_some() { &acct.groups } else { &top.groups };
-    let groups = groups_file
-        .iter()
+    let group_allow_from = ids(acct.group_allow_from.or(top.group_allow_from));
+    let groups = acct
+        .groups
+        .or(top.groups)
+        .into_iter()
         .flatten()
         .map(|(id, g)| {
             let rule = GroupRule {
                 require_mention: g.require_mention.unwrap_or(true),
-                allow_from: g.allow_from.as_ref().map(|_| ids(&g.allow_from)),
+                allow_from: g.allow_from.as_ref().map(|l| ids(Some(l))),
                 enabled: g.enabled.unwrap_or(true),
             };
             (id.clone(), rule)
         })
         .collect();
-    let mention_patterns: Vec<String> = pick(acct, top, |f| f.mention_patterns.as_ref()).cloned().unwrap_or_default();
+    let mention_patterns: Vec<String> = pick(acct, top, |c| c.mention_patterns).cloned().unwrap_or_default();
     for (i, p) in mention_patterns.iter().enumerate() {
         if let Err(e) = crate::pattern::Pattern::new(p) {
             issues.push(issue(
-                format!("{}[{i}]", at(acct.mention_patterns.is_some(), "mentionPatterns")),
+                format!("{}[{i}]", at.key(acct.mention_patterns.is_some(), "mentionPatterns")),
                 format!("not a pattern: {e}"),
                 None,
             ));
@@ -750,57 +1120,59 @@ fn access(
 
 fn delivery(
     channel: &str,
-    acct: &ChannelFile,
-    top: &ChannelFile,
-    at: &dyn Fn(bool, &str) -> String,
+    acct: Common<'_>,
+    top: Common<'_>,
+    at: &At<'_>,
     issues: &mut Vec<Issue>,
 ) -> DeliverySettings {
     let (default_limit, max_limit) = match channel {
         "telegram" => (4000, 4096),
+        // An IRC line is 512 bytes with the prefix; pieces are cut again by bytes when sent.
+        "irc" => (350, 400),
         _ => (4000, 4000),
     };
-    let limit = *pick(acct, top, |f| f.text_chunk_limit.as_ref()).unwrap_or(&default_limit);
+    let limit = *pick(acct, top, |c| c.text_chunk_limit).unwrap_or(&default_limit);
     let limit = if (100..=max_limit).contains(&limit) {
         limit
     } else {
         issues.push(issue(
-            at(acct.text_chunk_limit.is_some(), "textChunkLimit"),
+            at.key(acct.text_chunk_limit.is_some(), "textChunkLimit"),
             format!("{limit} is out of range"),
             Some(format!("{channel} accepts 100 to {max_limit} characters per message")),
         ));
         default_limit
     };
-    let chunk_mode = match pick(acct, top, |f| f.chunk_mode.as_ref()).map_or("length", |s| s.as_str()) {
+    let chunk_mode = match pick(acct, top, |c| c.chunk_mode).map_or("length", |s| s.as_str()) {
         "length" => ChunkMode::Length,
         "newline" => ChunkMode::Newline,
         other => {
             issues.push(issue(
-                at(acct.chunk_mode.is_some(), "chunkMode"),
+                at.key(acct.chunk_mode.is_some(), "chunkMode"),
                 format!("`{other}` is not a chunk mode"),
                 Some("use length or newline".into()),
             ));
             ChunkMode::Length
         }
     };
-    let reply_to_mode = match pick(acct, top, |f| f.reply_to_mode.as_ref()).map_or("first", |s| s.as_str()) {
+    let reply_to_mode = match pick(acct, top, |c| c.reply_to_mode).map_or("first", |s| s.as_str()) {
         "off" => ReplyToMode::Off,
         "first" | "batched" => ReplyToMode::First,
         "all" => ReplyToMode::All,
         other => {
             issues.push(issue(
-                at(acct.reply_to_mode.is_some(), "replyToMode"),
+                at.key(acct.reply_to_mode.is_some(), "replyToMode"),
                 format!("`{other}` is not a reply mode"),
                 Some("use off, first or all".into()),
             ));
             ReplyToMode::First
         }
     };
-    let media_mb = *pick(acct, top, |f| f.media_max_mb.as_ref()).unwrap_or(&20);
+    let media_mb = *pick(acct, top, |c| c.media_max_mb).unwrap_or(&20);
     DeliverySettings {
         text_chunk_limit: limit,
         chunk_mode,
         reply_to_mode,
-        response_prefix: pick(acct, top, |f| f.response_prefix.as_ref()).cloned().filter(|s| !s.is_empty()),
+        response_prefix: pick(acct, top, |c| c.response_prefix).cloned().filter(|s| !s.is_empty()),
         media_max_bytes: media_mb.saturating_mul(1024 * 1024),
     }
 }
@@ -882,17 +1254,24 @@ mod tests {
 
     const TOKEN: &str = "123456789:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s";
 
+    fn tg(a: &ChannelAccount) -> &TelegramSettings {
+        match &a.platform {
+            Platform::Telegram(t) => t,
+            other => panic!("not telegram: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_bare_telegram_section_is_one_default_account_with_safe_defaults() {
         let c = load_with("{ channels: { telegram: {} } }", &[("TELEGRAM_BOT_TOKEN", TOKEN)]).unwrap().config;
         let a = &c.channels.accounts[0];
         assert_eq!((a.channel.as_str(), a.account_id.as_str()), ("telegram", "default"));
-        assert_eq!(a.token.expose(), TOKEN);
-        assert_eq!(a.api_root, "https://api.telegram.org");
+        assert_eq!(tg(a).token.expose(), TOKEN);
+        assert_eq!(tg(a).api_root, "https://api.telegram.org");
         assert_eq!(a.access.dm_policy, DmPolicy::Pairing);
         assert_eq!(a.access.group_policy, GroupPolicy::Allowlist);
         assert_eq!(a.delivery.text_chunk_limit, 4000);
-        assert!(a.webhook.is_none());
+        assert!(tg(a).webhook.is_none());
         assert_eq!(c.channels.session.dm_scope, DmScope::Main);
     }
 
@@ -913,10 +1292,10 @@ mod tests {
         let c = load_with(&text, &[]).unwrap().config;
         let by = |id: &str| c.channels.accounts.iter().find(|a| a.account_id == id).unwrap();
         assert_eq!(by("personal").access.allow_from, ["111", "222"]);
-        assert_eq!(by("personal").api_root, "http://127.0.0.1:9");
+        assert_eq!(tg(by("personal")).api_root, "http://127.0.0.1:9");
         assert!(!by("personal").access.groups["-100"].require_mention);
         assert_eq!(by("work").access.dm_policy, DmPolicy::Open);
-        assert_eq!(by("work").token.expose(), "42:file-token-abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(tg(by("work")).token.expose(), "42:file-token-abcdefghijklmnopqrstuvwxyz");
         assert_eq!(c.channels.disabled, ["telegram:off"]);
         assert_eq!(c.channels.unsupported, ["whatsapp"]);
         assert_eq!(c.channels.session.identity_links["telegram:111"], "alice");
@@ -955,5 +1334,36 @@ mod tests {
         assert!(!valid_telegram_token("AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s"));
         assert!(!valid_telegram_token("12a:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s"));
         assert!(!valid_telegram_token("123:short"));
+    }
+
+    #[test]
+    fn irc_accounts_resolve_with_tls_by_default_and_refuse_what_cannot_go_on_a_line() {
+        let text = r##"{ channels: { irc: { host: "irc.example.org", nick: "claw", channels: ["#ops", "#private key"],
+                       sasl: { password: "sasl-pass" }, nickserv: { password: "ns-pass" }, allowFrom: ["alice"] } } }"##;
+        let c = load_with(text, &[]).unwrap().config;
+        let a = &c.channels.accounts[0];
+        let Platform::Irc(i) = &a.platform else { panic!("{a:?}") };
+        assert_eq!((i.host.as_str(), i.port, i.tls), ("irc.example.org", 6697, true));
+        assert_eq!((i.nick.as_str(), i.username.as_str()), ("claw", "claw"));
+        assert_eq!(i.channels, ["#ops", "#private key"]);
+        assert_eq!(i.sasl.as_ref().map(|(u, p)| (u.as_str(), p.expose())), Some(("claw", "sasl-pass")));
+        assert_eq!(i.nickserv.as_ref().map(|(s, _)| s.as_str()), Some("NickServ"));
+        assert_eq!(a.delivery.text_chunk_limit, 350);
+        assert_eq!(a.endpoint(), "ircs://irc.example.org:6697");
+        assert!(!a.cleartext());
+        assert_eq!(a.secrets().len(), 2);
+
+        let plain = load_with("{ channels: { irc: { host: 'irc.example.org', tls: false, password: 'pw' } } }", &[])
+            .unwrap()
+            .config;
+        assert!(plain.channels.accounts[0].cleartext(), "a password over plain TCP to another machine");
+        let e = load_with("{ channels: { irc: { nick: 'claw' } } }", &[]).unwrap_err().0.remove(0);
+        assert_eq!(e.path, "channels.irc.host");
+        let e = load_with("{ channels: { irc: { host: 'h', nick: '9lives' } } }", &[]).unwrap_err().0.remove(0);
+        assert_eq!(e.path, "channels.irc.nick");
+        let e = load_with("{ channels: { irc: { host: 'h', channels: ['ops'] } } }", &[]).unwrap_err().0.remove(0);
+        assert_eq!(e.path, "channels.irc.channels[0]");
+        let e = load_with("{ channels: { irc: { host: 'h', botToken: 'x' } } }", &[]).unwrap_err().0.remove(0);
+        assert_eq!(e.message, "unknown key `botToken`", "keys of another platform are refused");
     }
 }

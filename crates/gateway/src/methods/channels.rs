@@ -128,11 +128,13 @@ pub async fn status_json(state: &crate::AppState, probe: bool, timeout: Duration
             .iter()
             .find(|a| a.channel == s.channel && a.account_id == s.account_id);
         if let Some(a) = settings {
-            snap["baseUrl"] = json!(a.api_root);
+            snap["baseUrl"] = json!(a.endpoint());
             snap["dmPolicy"] = json!(dm_policy(a.access.dm_policy));
             snap["allowFrom"] = json!(a.access.allow_from);
-            snap["webhookUrl"] = json!(a.webhook.as_ref().map(|w| w.url.clone()));
-            snap["webhookPath"] = json!(a.webhook.as_ref().map(|w| w.path.clone()));
+            if let clawline_core::config::channels::Platform::Telegram(t) = &a.platform {
+                snap["webhookUrl"] = json!(t.webhook.as_ref().map(|w| w.url.clone()));
+                snap["webhookPath"] = json!(t.webhook.as_ref().map(|w| w.path.clone()));
+            }
         }
         if let Some(p) = probes.iter().find(|p| p.channel == s.channel && p.account_id == s.account_id) {
             snap["probe"] = json!({"ok": p.ok, "info": p.info, "error": p.error});
