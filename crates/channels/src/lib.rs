@@ -18,6 +18,8 @@ pub mod health;
 pub mod irc;
 pub mod link;
 mod manager;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 pub mod message;
 pub mod pacing;
 pub mod pairing;

@@ -234,6 +234,8 @@ fn adapter_for(acct: &ChannelAccount, http: reqwest::Client) -> Result<Arc<dyn C
         Platform::Telegram(t) => Ok(Arc::new(crate::telegram::TelegramChannel::new(&acct.account_id, t, http))),
         #[cfg(feature = "irc")]
         Platform::Irc(i) => Ok(Arc::new(crate::irc::IrcChannel::new(&acct.account_id, i))),
+        #[cfg(feature = "matrix")]
+        Platform::Matrix(m) => Ok(Arc::new(crate::matrix::MatrixChannel::new(&acct.account_id, m, http))),
         _ => Err(BuildError::NotBuilt(acct.channel.clone())),
     }
 }

@@ -24,6 +24,12 @@
 //!   webhooks with the secret header, sends with HTML/MarkdownV2 parsing, edits, reactions,
 //!   callback queries, uploads and downloads) with the real error descriptions, flood control and
 //!   switches for stalled, dropped, duplicated and malformed polls.
+//! - [`matrix_server`]: a Matrix homeserver's client-server API (password login, `/sync` long
+//!   polling, rooms, invites, idempotent sends, typing, `m.direct`, authenticated media) with the
+//!   spec's error responses, rate limits and switches for stalled, dropped, duplicated and
+//!   malformed syncs.
+//! - [`slack_server`]: Slack's Web API, Socket Mode and signed Events API delivery, with faults.
+//! - [`irc_server`]: an IRC server (CAP, SASL PLAIN, NickServ, channels, CTCP, limits), simulated people, faults.
 //!
 //! Nothing here talks to the internet.
 
@@ -36,12 +42,15 @@ pub mod gateway;
 pub mod gemini_server;
 pub mod hf_server;
 pub mod http_proxy;
+pub mod irc_server;
 pub mod keyring_session;
+pub mod matrix_server;
 pub mod minimax_oauth_server;
 pub mod model_server;
 pub mod oauth_server;
 pub mod ollama_server;
 pub mod openai_responses_server;
+pub mod slack_server;
 pub mod sse_client;
 pub mod telegram_server;
 pub mod usage_server;

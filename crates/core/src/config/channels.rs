@@ -20,7 +20,7 @@ use super::schema::SecretInput;
 use crate::secret::SecretString;
 
 /// The platforms this build can connect.
-pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc"];
+pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix"];
 
 /// Platforms OpenClaw knows that this build does not connect yet (accepted, ignored, reported).
 pub const KNOWN_CHANNELS: &[&str] = &[
@@ -64,13 +64,14 @@ pub struct ChannelsFile {
     pub telegram: Option<TelegramFile>,
     /// IRC: TLS, SASL PLAIN or NickServ, channels and private messages.
     pub irc: Option<IrcFile>,
+    /// Matrix: rooms and DMs on a homeserver, `/sync` long polling.
+    pub matrix: Option<MatrixFile>,
     /// OpenClaw's cross-channel defaults and per-channel models; accepted, not used yet.
     pub defaults: Option<serde_json::Value>,
     pub model_by_channel: Option<serde_json::Value>,
     /// Platforms without an adapter in this build: accepted so an OpenClaw config loads, not connected.
     pub discord: Option<serde_json::Value>,
     pub slack: Option<serde_json::Value>,
-    pub matrix: Option<serde_json::Value>,
     pub whatsapp: Option<serde_json::Value>,
     pub signal: Option<serde_json::Value>,
     pub imessage: Option<serde_json::Value>,
@@ -104,7 +105,6 @@ impl ChannelsFile {
         let present = [
             ("discord", self.discord.is_some()),
             ("slack", self.slack.is_some()),
-            ("matrix", self.matrix.is_some()),
             ("whatsapp", self.whatsapp.is_some()),
             ("signal", self.signal.is_some()),
             ("imessage", self.imessage.is_some()),
@@ -301,6 +301,46 @@ channel_file! {
         sasl: Option<IrcSaslFile>,
         /// NickServ identification after connecting.
         nickserv: Option<NickServFile>,
+    }
+}
+
+channel_file! {
+    /// `channels.matrix`: a Matrix account on a homeserver (client-server API v3).
+    MatrixFile {
+        /// The homeserver's base URL, e.g. `https://matrix.example.org`.
+        homeserver: Option<String>,
+        /// The account, e.g. `@clawline:example.org` (needed with `password`).
+        user_id: Option<String>,
+        /// An access token (from Element's settings, or a login); else `password` logs in.
+        access_token: Option<SecretInput>,
+        /// The account's password, used to log in when there is no `accessToken`.
+        password: Option<SecretInput>,
+        /// The device to log in as (default `CLAWLINE`), so restarts reuse one device.
+        device_id: Option<String>,
+        /// The device's display name (default `clawline`).
+        device_name: Option<String>,
+        /// End-to-end encryption: not supported yet (`true` is refused; encrypted rooms are reported).
+        encryption: Option<bool>,
+        /// Which invites to accept: `always` (default; the gate still decides who is answered),
+        /// `allowlist` (inviters or rooms in `autoJoinAllowlist`), `off`.
+        auto_join: Option<String>,
+        auto_join_allowlist: Option<Vec<PlatformId>>,
+        /// OpenClaw's name for `groups` in Matrix (room id → rule); used when `groups` is not set.
+        rooms: Option<BTreeMap<String, GroupFile>>,
+        /// Events of the first sync ever fetched per room (default 10); they are never answered.
+        initial_sync_limit: Option<u32>,
+        /// Replies in threads: `inbound` (default: in the thread a message came from), `always`, `off`.
+        thread_replies: Option<String>,
+        /// OpenClaw's Matrix settings accepted, not used yet.
+        dm: Option<serde_json::Value>,
+        allowlist_only: Option<serde_json::Value>,
+        allow_bots: Option<serde_json::Value>,
+        avatar_url: Option<serde_json::Value>,
+        ack_reaction_scope: Option<serde_json::Value>,
+        bot_loop_protection: Option<serde_json::Value>,
+        reaction_notifications: Option<serde_json::Value>,
+        startup_verification: Option<serde_json::Value>,
+        startup_verification_cooldown_hours: Option<serde_json::Value>,
     }
 }
 
@@ -543,11 +583,44 @@ pub struct TelegramSettings {
     pub poll_timeout_secs: u64,
 }
 
+/// Which invites a Matrix account accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoJoin {
+    Always,
+    Allowlist,
+    Off,
+}
+
+/// Where Matrix replies go relative to threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadReplies {
+    Off,
+    Inbound,
+    Always,
+}
+
+/// Matrix settings, resolved.
+#[derive(Debug, Clone)]
+pub struct MatrixSettings {
+    pub homeserver: String,
+    pub user_id: Option<String>,
+    pub access_token: Option<SecretString>,
+    pub password: Option<SecretString>,
+    pub device_id: String,
+    pub device_name: String,
+    pub auto_join: AutoJoin,
+    /// Inviters and room ids whose invites are accepted under `allowlist`.
+    pub auto_join_allowlist: Vec<String>,
+    pub initial_sync_limit: u32,
+    pub thread_replies: ThreadReplies,
+}
+
 /// What is specific to the account's platform.
 #[derive(Debug, Clone)]
 pub enum Platform {
     Telegram(TelegramSettings),
     Irc(IrcSettings),
+    Matrix(MatrixSettings),
 }
 
 /// One account to connect.
@@ -576,6 +649,7 @@ impl ChannelAccount {
                 out.extend(i.nickserv.iter().map(|(_, p)| p));
                 out
             }
+            Platform::Matrix(m) => m.access_token.iter().chain(m.password.iter()).collect(),
         }
     }
 
@@ -584,24 +658,25 @@ impl ChannelAccount {
         match &self.platform {
             Platform::Telegram(t) => t.api_root.clone(),
             Platform::Irc(i) => format!("{}://{}:{}", if i.tls { "ircs" } else { "irc" }, i.host, i.port),
+            Platform::Matrix(m) => m.homeserver.clone(),
         }
     }
 
     /// Whether credentials would cross the network unencrypted.
     pub fn cleartext(&self) -> bool {
         let loopback = |host: &str| matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]");
+        let plain_http = |url: &str| {
+            url.starts_with("http://")
+                && !["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| url.starts_with(p))
+        };
         match &self.platform {
-            Platform::Telegram(t) => {
-                t.api_root.starts_with("http://")
-                    && !["http://127.0.0.1", "http://localhost", "http://[::1]"]
-                        .iter()
-                        .any(|p| t.api_root.starts_with(p))
-            }
+            Platform::Telegram(t) => plain_http(&t.api_root),
             Platform::Irc(i) => {
                 !i.tls
                     && !loopback(&i.host)
                     && (i.server_password.is_some() || i.sasl.is_some() || i.nickserv.is_some())
             }
+            Platform::Matrix(m) => plain_http(&m.homeserver),
         }
     }
 }
@@ -703,6 +778,25 @@ impl Resolver<'_> {
                 issues,
                 |r, acct, top, at, id, issues| r.telegram(acct, top, at, id, issues).map(Platform::Telegram),
             );
+        }
+        if let Some(mx) = &file.matrix {
+            let accounts = mx.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
+            self.channel_accounts(
+                "matrix",
+                mx,
+                accounts,
+                MatrixFile::common,
+                &mut out,
+                issues,
+                |r, acct, top, at, _id, issues| r.matrix(acct, top, at, issues).map(Platform::Matrix),
+            );
+            // OpenClaw calls Matrix's group rules `rooms`; they apply where `groups` is not set.
+            for a in out.accounts.iter_mut().filter(|a| a.channel == "matrix" && a.access.groups.is_empty()) {
+                let own = mx.accounts.as_ref().and_then(|m| m.get(&a.account_id)).and_then(|f| f.rooms.as_ref());
+                if let Some(rooms) = own.or(mx.rooms.as_ref()) {
+                    a.access.groups = rooms.iter().map(|(id, g)| (id.clone(), group_rule(g))).collect();
+                }
+            }
         }
         if let Some(irc) = &file.irc {
             let accounts = irc.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
@@ -947,6 +1041,115 @@ impl Resolver<'_> {
         Some(TelegramSettings { token: token?, api_root, webhook, poll_timeout_secs: poll })
     }
 
+    fn matrix(
+        &self,
+        acct: &MatrixFile,
+        top: &MatrixFile,
+        at: &At<'_>,
+        issues: &mut Vec<Issue>,
+    ) -> Option<MatrixSettings> {
+        let Some(homeserver) =
+            acct.homeserver.as_ref().or(top.homeserver.as_ref()).map(|h| h.trim().trim_end_matches('/').to_string())
+        else {
+            issues.push(issue(
+                format!("{}.homeserver", at.path),
+                "Matrix needs the homeserver's URL",
+                Some("e.g. homeserver: \"https://matrix.example.org\"".into()),
+            ));
+            return None;
+        };
+        if !(homeserver.starts_with("https://") || homeserver.starts_with("http://")) {
+            issues.push(issue(
+                at.key(acct.homeserver.is_some(), "homeserver"),
+                format!("`{homeserver}` is not an http(s) URL"),
+                None,
+            ));
+        }
+        let user_id = acct.user_id.as_ref().or(top.user_id.as_ref()).cloned();
+        if let Some(u) = &user_id
+            && !(u.starts_with('@') && u.contains(':'))
+        {
+            issues.push(issue(
+                at.key(acct.user_id.is_some(), "userId"),
+                format!("`{u}` is not a Matrix user id"),
+                Some("like @clawline:example.org".into()),
+            ));
+        }
+        let access_token = acct
+            .access_token
+            .as_ref()
+            .map(|t| (t, true))
+            .or(top.access_token.as_ref().map(|t| (t, false)))
+            .and_then(|(t, own)| self.secret(t, &at.key(own, "accessToken"), issues));
+        let password = acct
+            .password
+            .as_ref()
+            .map(|t| (t, true))
+            .or(top.password.as_ref().map(|t| (t, false)))
+            .and_then(|(t, own)| self.secret(t, &at.key(own, "password"), issues));
+        if access_token.is_none() && password.is_none() {
+            issues.push(issue(
+                format!("{}.accessToken", at.path),
+                "Matrix needs accessToken, or userId and password to log in",
+                None,
+            ));
+        }
+        if access_token.is_none() && password.is_some() && user_id.is_none() {
+            issues.push(issue(format!("{}.userId", at.path), "logging in with a password needs userId", None));
+        }
+        if acct.encryption.or(top.encryption) == Some(true) {
+            issues.push(issue(
+                at.key(acct.encryption.is_some(), "encryption"),
+                "end-to-end encryption is not supported by clawline yet",
+                Some("remove encryption: true; encrypted rooms are listed in `clawline channels status` and not answered".into()),
+            ));
+        }
+        let auto_join = match acct.auto_join.as_ref().or(top.auto_join.as_ref()).map_or("always", |s| s.as_str()) {
+            "always" => AutoJoin::Always,
+            "allowlist" => AutoJoin::Allowlist,
+            "off" => AutoJoin::Off,
+            other => {
+                issues.push(issue(
+                    at.key(acct.auto_join.is_some(), "autoJoin"),
+                    format!("`{other}` is not an autoJoin mode"),
+                    Some("use always, allowlist or off".into()),
+                ));
+                AutoJoin::Always
+            }
+        };
+        let thread_replies =
+            match acct.thread_replies.as_ref().or(top.thread_replies.as_ref()).map_or("inbound", |s| s.as_str()) {
+                "off" => ThreadReplies::Off,
+                "inbound" => ThreadReplies::Inbound,
+                "always" => ThreadReplies::Always,
+                other => {
+                    issues.push(issue(
+                        at.key(acct.thread_replies.is_some(), "threadReplies"),
+                        format!("`{other}` is not a threadReplies mode"),
+                        Some("use off, inbound or always".into()),
+                    ));
+                    ThreadReplies::Inbound
+                }
+            };
+        Some(MatrixSettings {
+            homeserver,
+            user_id,
+            access_token,
+            password,
+            device_id: acct.device_id.as_ref().or(top.device_id.as_ref()).cloned().unwrap_or_else(|| "CLAWLINE".into()),
+            device_name: acct
+                .device_name
+                .as_ref()
+                .or(top.device_name.as_ref())
+                .cloned()
+                .unwrap_or_else(|| "clawline".into()),
+            auto_join,
+            auto_join_allowlist: ids(acct.auto_join_allowlist.as_ref().or(top.auto_join_allowlist.as_ref())),
+            initial_sync_limit: acct.initial_sync_limit.or(top.initial_sync_limit).unwrap_or(10),
+            thread_replies,
+        })
+    }
+
     fn irc(&self, acct: &IrcFile, top: &IrcFile, at: &At<'_>, issues: &mut Vec<Issue>) -> Option<IrcSettings> {
         let Some(host) =
             acct.host.as_ref().or(top.host.as_ref()).map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
@@ -1052,6 +1255,14 @@ fn valid_telegram_token(t: &str) -> bool {
     }
 }
 
+fn group_rule(g: &GroupFile) -> GroupRule {
+    GroupRule {
+        require_mention: g.require_mention.unwrap_or(true),
+        allow_from: g.allow_from.as_ref().map(|l| ids(Some(l))),
+        enabled: g.enabled.unwrap_or(true),
+    }
+}
+
 fn access(acct: Common<'_>, top: Common<'_>, at: &At<'_>, issues: &mut Vec<Issue>) -> AccessSettings {
     let dm_raw = pick(acct, top, |c| c.dm_policy).map_or("pairing", |s| s.as_str());
     let dm_policy = match dm_raw {
@@ -1091,20 +1302,7 @@ fn access(acct: Common<'_>, top: Common<'_>, at: &At<'_>, issues: &mut Vec<Issue
         }
     };
     let group_allow_from = ids(acct.group_allow_from.or(top.group_allow_from));
-    let groups = acct
-        .groups
-        .or(top.groups)
-        .into_iter()
-        .flatten()
-        .map(|(id, g)| {
-            let rule = GroupRule {
-                require_mention: g.require_mention.unwrap_or(true),
-                allow_from: g.allow_from.as_ref().map(|l| ids(Some(l))),
-                enabled: g.enabled.unwrap_or(true),
-            };
-            (id.clone(), rule)
-        })
-        .collect();
+    let groups = acct.groups.or(top.groups).into_iter().flatten().map(|(id, g)| (id.clone(), group_rule(g))).collect();
     let mention_patterns: Vec<String> = pick(acct, top, |c| c.mention_patterns).cloned().unwrap_or_default();
     for (i, p) in mention_patterns.iter().enumerate() {
         if let Err(e) = crate::pattern::Pattern::new(p) {
