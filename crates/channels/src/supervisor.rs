@@ -41,10 +41,14 @@ fn jitter() -> f64 {
     0.5 + f64::from(bits) / f64::from(u16::MAX) / 2.0
 }
 
-/// The wait before attempt `n` (0 for the first reconnect).
+/// The wait before attempt `n` (0 for the first reconnect). After a fatal error (a refused
+/// token or login) it is always the long wait: retrying sooner cannot help and only hammers
+/// the platform.
 pub fn delay(backoff: &Backoff, n: u32, fatal: bool) -> Duration {
-    let cap = if fatal { backoff.max_after_fatal } else { backoff.max };
-    let base = backoff.initial.saturating_mul(2u32.saturating_pow(n.min(16))).min(cap);
+    if fatal {
+        return backoff.max_after_fatal.mul_f64(jitter());
+    }
+    let base = backoff.initial.saturating_mul(2u32.saturating_pow(n.min(16))).min(backoff.max);
     base.mul_f64(jitter())
 }
 
@@ -116,7 +120,9 @@ mod tests {
             let base = b.initial.saturating_mul(2u32.saturating_pow(n.min(16))).min(b.max);
             assert!(d >= base / 2 && d <= base, "{n}: {d:?}");
         }
-        assert!(delay(&b, 30, true) <= b.max_after_fatal);
-        assert!(delay(&b, 30, true) >= b.max_after_fatal / 2);
+        for n in [0, 1, 30] {
+            assert!(delay(&b, n, true) <= b.max_after_fatal);
+            assert!(delay(&b, n, true) >= b.max_after_fatal / 2, "a fatal error always waits long");
+        }
     }
 }

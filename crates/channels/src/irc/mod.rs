@@ -133,8 +133,11 @@ impl IrcChannel {
     async fn run(&self, link: &Link) -> Result<(), ConnectionError> {
         let stream = self.open().await?;
         let (mut reader, writer) = tokio::io::split(stream);
+        // Control lines (PONG, PING, NICK, JOIN) go ahead of messages, so a long reply being
+        // paced out never delays the keepalive that proves the connection alive.
         let (tx, rx) = mpsc::channel::<Outgoing>(256);
-        let pacer = tokio::spawn(write_paced(writer, rx, self.flood));
+        let (data_tx, data_rx) = mpsc::channel::<Outgoing>(256);
+        let pacer = tokio::spawn(write_paced(writer, rx, data_rx, self.flood));
         let result = async {
             let mut lines = LineReader::default();
             self.register(&mut reader, &mut lines, &tx).await?;
@@ -151,7 +154,7 @@ impl IrcChannel {
                     None => send_line(&tx, "JOIN", &[name]).await?,
                 }
             }
-            self.set_writer(Some(tx.clone()));
+            self.set_writer(Some(data_tx.clone()));
             self.read_loop(link, &mut reader, &mut lines, &tx).await
         }
         .await;
@@ -330,15 +333,23 @@ async fn send_line(tx: &mpsc::Sender<Outgoing>, command: &str, params: &[&str]) 
     tx.send((l, ack)).await.map_err(|_| transient("the connection's writer stopped"))
 }
 
-/// Writes queued lines, a burst and then one per interval, acknowledging each once written.
+/// Writes queued lines, a burst and then one per interval, acknowledging each once written;
+/// control lines first.
 async fn write_paced(
     mut w: impl AsyncWrite + Unpin,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut control: mpsc::Receiver<Outgoing>,
+    mut data: mpsc::Receiver<Outgoing>,
     (burst, interval): (u32, Duration),
 ) {
     let mut tokens = f64::from(burst.max(1));
     let mut last = Instant::now();
-    while let Some((l, ack)) = rx.recv().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            c = control.recv() => c,
+            d = data.recv() => d,
+        };
+        let Some((l, ack)) = next else { return };
         let now = Instant::now();
         tokens = (tokens + now.duration_since(last).as_secs_f64() / interval.as_secs_f64().max(1e-3))
             .min(f64::from(burst.max(1)));
