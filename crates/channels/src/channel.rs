@@ -57,6 +57,20 @@ pub enum SendError {
     Moved(String),
 }
 
+/// The answer to a webhook request: a status, and a body when the platform wants one (Slack's
+/// `url_verification` challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    pub status: u16,
+    pub body: Option<String>,
+}
+
+impl From<u16> for WebhookReply {
+    fn from(status: u16) -> WebhookReply {
+        WebhookReply { status, body: None }
+    }
+}
+
 /// A message the platform accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -113,13 +127,13 @@ pub trait Channel: Send + Sync + 'static {
     /// The minimum gap between two sends to one chat, and how many may go at once before it applies.
     fn pace(&self, target: &Target) -> (Duration, u32);
     /// A webhook request for this account: checks it, hands its messages to `link`, and answers
-    /// the HTTP status to send back. `None` when the account takes no webhooks.
+    /// what to send back. `None` when the account takes no webhooks.
     fn webhook<'a>(
         &'a self,
         _link: &'a Link,
         _headers: &'a http::HeaderMap,
         _body: &'a [u8],
-    ) -> Option<BoxFuture<'a, u16>> {
+    ) -> Option<BoxFuture<'a, WebhookReply>> {
         None
     }
     /// The local path its webhook is served on, if it has one.

@@ -24,11 +24,15 @@ pub mod message;
 pub mod pacing;
 pub mod pairing;
 pub mod responder;
+#[cfg(feature = "slack")]
+pub mod slack;
 pub mod supervisor;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+#[cfg(feature = "tls")]
+mod tls;
 
-pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent};
+pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent, WebhookReply};
 pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_TTL_MS, agent_text};
 pub use health::{AccountStatus, ConnState};
 pub use manager::{BuildError, ChannelReport, Channels, ProbeReport};

@@ -218,7 +218,12 @@ impl Channels {
     }
 
     /// Handles a webhook request on `path`; `None` when no account serves it.
-    pub async fn webhook(&self, path: &str, headers: &http::HeaderMap, body: &[u8]) -> Option<u16> {
+    pub async fn webhook(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<crate::channel::WebhookReply> {
         let key = self.inner.webhooks.get(path)?;
         let account = self.inner.accounts.get(key)?;
         let fut = account.channel.webhook(&account.link, headers, body)?;
@@ -236,6 +241,8 @@ fn adapter_for(acct: &ChannelAccount, http: reqwest::Client) -> Result<Arc<dyn C
         Platform::Irc(i) => Ok(Arc::new(crate::irc::IrcChannel::new(&acct.account_id, i))),
         #[cfg(feature = "matrix")]
         Platform::Matrix(m) => Ok(Arc::new(crate::matrix::MatrixChannel::new(&acct.account_id, m, http))),
+        #[cfg(feature = "slack")]
+        Platform::Slack(k) => Ok(Arc::new(crate::slack::SlackChannel::new(&acct.account_id, k, http))),
         _ => Err(BuildError::NotBuilt(acct.channel.clone())),
     }
 }

@@ -311,13 +311,17 @@ async fn webhook_mode_checks_the_secret_and_journals_before_answering() {
         "chat": {"id": OWNER, "type": "private"}, "from": {"id": OWNER, "first_name": "Olive"}, "text": "via hook"}});
     let body = serde_json::to_vec(&update).unwrap();
     let mut headers = http::HeaderMap::new();
-    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(401));
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await.map(|w| w.status), Some(401));
     headers.insert("x-telegram-bot-api-secret-token", "wrong".parse().unwrap());
-    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(401));
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await.map(|w| w.status), Some(401));
     headers.insert("x-telegram-bot-api-secret-token", "hook_secret-1".parse().unwrap());
-    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(200));
-    assert_eq!(r.channels.webhook(&path, &headers, &body).await, Some(200), "a retry is acknowledged");
-    assert_eq!(r.channels.webhook(&path, &headers, b"{not json").await, Some(400));
+    assert_eq!(r.channels.webhook(&path, &headers, &body).await.map(|w| w.status), Some(200));
+    assert_eq!(
+        r.channels.webhook(&path, &headers, &body).await.map(|w| w.status),
+        Some(200),
+        "a retry is acknowledged"
+    );
+    assert_eq!(r.channels.webhook(&path, &headers, b"{not json").await.map(|w| w.status), Some(400));
     let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].plain, "re: via hook");
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -96,8 +96,13 @@ async fn channel_webhook(channels: clawline_channels::Channels, req: Request) ->
         Ok(b) => b,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    let status = channels.webhook(&path, &parts.headers, &bytes).await.unwrap_or(404);
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+    let reply =
+        channels.webhook(&path, &parts.headers, &bytes).await.unwrap_or(clawline_channels::WebhookReply::from(404));
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match reply.body {
+        Some(body) => (status, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response(),
+        None => status.into_response(),
+    }
 }
 
 /// Serves until `shutdown` resolves: WebSocket clients are told and closed, open requests get

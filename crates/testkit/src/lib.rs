@@ -30,12 +30,14 @@
 //!   malformed syncs.
 //! - [`slack_server`]: Slack's Web API, Socket Mode and signed Events API delivery, with faults.
 //! - [`irc_server`]: an IRC server (CAP, SASL PLAIN, NickServ, channels, CTCP, limits), simulated people, faults.
+//! - [`discord_server`]: Discord's HTTP API and Gateway (identify, heartbeats, resume, intents, buckets), with faults.
 //!
 //! Nothing here talks to the internet.
 
 pub mod bedrock_server;
 pub mod browser;
 pub mod copilot_server;
+pub mod discord_server;
 pub mod embedding_batch_server;
 pub mod embeddings_server;
 pub mod gateway;

@@ -29,8 +29,7 @@ use crate::channel::{Capabilities, Channel, ConnectionError, SendError, Sent};
 use crate::link::Link;
 use crate::message::{OutboundBody, Target};
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use crate::tls::Io;
 
 /// A line to write and who to tell once it is on the socket.
 type Outgoing = (String, oneshot::Sender<bool>);
@@ -113,20 +112,13 @@ impl IrcChannel {
         if !s.tls {
             return Ok(Box::new(tcp));
         }
-        use rustls_platform_verifier::BuilderVerifierExt;
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .and_then(|b| b.with_platform_verifier())
-            .map_err(|e| ConnectionError::Fatal(format!("TLS setup failed: {e}")))?
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(s.host.clone())
-            .map_err(|_| ConnectionError::Fatal(format!("`{}` is not a host name TLS can check", s.host)))?;
-        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| transient(format!("TLS with {}:{} failed: {e}", s.host, s.port)))?;
-        Ok(Box::new(stream))
+        crate::tls::wrap(tcp, &s.host).await.map_err(|e| {
+            if e.starts_with("TLS setup") || e.contains("is not a host name") {
+                ConnectionError::Fatal(e)
+            } else {
+                transient(e)
+            }
+        })
     }
 
     /// Runs one connection: registration, then the read loop.

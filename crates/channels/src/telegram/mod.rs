@@ -321,9 +321,9 @@ impl Channel for TelegramChannel {
         link: &'a Link,
         headers: &'a http::HeaderMap,
         body: &'a [u8],
-    ) -> Option<BoxFuture<'a, u16>> {
+    ) -> Option<BoxFuture<'a, crate::channel::WebhookReply>> {
         self.webhook.as_ref()?;
-        Some(Box::pin(self.handle_webhook(link, headers, body)))
+        Some(Box::pin(async move { self.handle_webhook(link, headers, body).await.into() }))
     }
 
     fn webhook_path(&self) -> Option<&str> {

@@ -20,7 +20,7 @@ use super::schema::SecretInput;
 use crate::secret::SecretString;
 
 /// The platforms this build can connect.
-pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix"];
+pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix", "slack"];
 
 /// Platforms OpenClaw knows that this build does not connect yet (accepted, ignored, reported).
 pub const KNOWN_CHANNELS: &[&str] = &[
@@ -66,12 +66,13 @@ pub struct ChannelsFile {
     pub irc: Option<IrcFile>,
     /// Matrix: rooms and DMs on a homeserver, `/sync` long polling.
     pub matrix: Option<MatrixFile>,
+    /// Slack: Socket Mode or the Events API, the Web API for replies.
+    pub slack: Option<SlackFile>,
     /// OpenClaw's cross-channel defaults and per-channel models; accepted, not used yet.
     pub defaults: Option<serde_json::Value>,
     pub model_by_channel: Option<serde_json::Value>,
     /// Platforms without an adapter in this build: accepted so an OpenClaw config loads, not connected.
     pub discord: Option<serde_json::Value>,
-    pub slack: Option<serde_json::Value>,
     pub whatsapp: Option<serde_json::Value>,
     pub signal: Option<serde_json::Value>,
     pub imessage: Option<serde_json::Value>,
@@ -104,7 +105,6 @@ impl ChannelsFile {
     fn unsupported(&self) -> Vec<String> {
         let present = [
             ("discord", self.discord.is_some()),
-            ("slack", self.slack.is_some()),
             ("whatsapp", self.whatsapp.is_some()),
             ("signal", self.signal.is_some()),
             ("imessage", self.imessage.is_some()),
@@ -341,6 +341,45 @@ channel_file! {
         reaction_notifications: Option<serde_json::Value>,
         startup_verification: Option<serde_json::Value>,
         startup_verification_cooldown_hours: Option<serde_json::Value>,
+    }
+}
+
+channel_file! {
+    /// `channels.slack`: a Slack app, over Socket Mode (default) or the Events API over HTTP.
+    SlackFile {
+        /// The bot token (`xoxb-…`), for the Web API.
+        bot_token: Option<SecretInput>,
+        /// The app-level token (`xapp-…`) with `connections:write`, for Socket Mode.
+        app_token: Option<SecretInput>,
+        /// The signing secret, for the Events API over HTTP (`mode: "http"`).
+        signing_secret: Option<SecretInput>,
+        /// `socket` (default: no public URL needed) or `http` (Slack POSTs events to the gateway).
+        mode: Option<String>,
+        /// Where the gateway takes Events API requests (default `/channels/slack/<account>/events`).
+        webhook_path: Option<String>,
+        /// The Web API's base URL (default `https://slack.com/api`), for proxies and tests.
+        base_url: Option<String>,
+        /// OpenClaw's name for `groups` in Slack (channel id → rule); used when `groups` is not set.
+        channels: Option<BTreeMap<String, GroupFile>>,
+        /// OpenClaw's Slack settings accepted, not used yet.
+        user_token: Option<serde_json::Value>,
+        user_token_read_only: Option<serde_json::Value>,
+        allow_bots: Option<serde_json::Value>,
+        bot_loop_protection: Option<serde_json::Value>,
+        dm: Option<serde_json::Value>,
+        implicit_mentions: Option<serde_json::Value>,
+        post_as: Option<serde_json::Value>,
+        presence_events: Option<serde_json::Value>,
+        reaction_allowlist: Option<serde_json::Value>,
+        reaction_notifications: Option<serde_json::Value>,
+        relay: Option<serde_json::Value>,
+        reply_to_mode_by_chat_type: Option<serde_json::Value>,
+        require_mention: Option<serde_json::Value>,
+        slash_command: Option<serde_json::Value>,
+        thread: Option<serde_json::Value>,
+        typing_reaction: Option<serde_json::Value>,
+        unfurl_links: Option<serde_json::Value>,
+        unfurl_media: Option<serde_json::Value>,
     }
 }
 
@@ -615,12 +654,33 @@ pub struct MatrixSettings {
     pub thread_replies: ThreadReplies,
 }
 
+/// How Slack delivers events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    /// A WebSocket clawline opens (`apps.connections.open`): no public URL needed.
+    Socket,
+    /// Slack POSTs signed Events API requests to the gateway.
+    Http,
+}
+
+/// Slack settings, resolved.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    pub bot_token: SecretString,
+    pub app_token: Option<SecretString>,
+    pub signing_secret: Option<SecretString>,
+    pub mode: SlackMode,
+    pub api_base: String,
+    pub webhook_path: String,
+}
+
 /// What is specific to the account's platform.
 #[derive(Debug, Clone)]
 pub enum Platform {
     Telegram(TelegramSettings),
     Irc(IrcSettings),
     Matrix(MatrixSettings),
+    Slack(SlackSettings),
 }
 
 /// One account to connect.
@@ -650,6 +710,9 @@ impl ChannelAccount {
                 out
             }
             Platform::Matrix(m) => m.access_token.iter().chain(m.password.iter()).collect(),
+            Platform::Slack(k) => {
+                std::iter::once(&k.bot_token).chain(k.app_token.iter()).chain(k.signing_secret.iter()).collect()
+            }
         }
     }
 
@@ -659,6 +722,7 @@ impl ChannelAccount {
             Platform::Telegram(t) => t.api_root.clone(),
             Platform::Irc(i) => format!("{}://{}:{}", if i.tls { "ircs" } else { "irc" }, i.host, i.port),
             Platform::Matrix(m) => m.homeserver.clone(),
+            Platform::Slack(k) => k.api_base.clone(),
         }
     }
 
@@ -677,6 +741,7 @@ impl ChannelAccount {
                     && (i.server_password.is_some() || i.sasl.is_some() || i.nickserv.is_some())
             }
             Platform::Matrix(m) => plain_http(&m.homeserver),
+            Platform::Slack(k) => plain_http(&k.api_base),
         }
     }
 }
@@ -795,6 +860,24 @@ impl Resolver<'_> {
                 let own = mx.accounts.as_ref().and_then(|m| m.get(&a.account_id)).and_then(|f| f.rooms.as_ref());
                 if let Some(rooms) = own.or(mx.rooms.as_ref()) {
                     a.access.groups = rooms.iter().map(|(id, g)| (id.clone(), group_rule(g))).collect();
+                }
+            }
+        }
+        if let Some(sl) = &file.slack {
+            let accounts = sl.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
+            self.channel_accounts(
+                "slack",
+                sl,
+                accounts,
+                SlackFile::common,
+                &mut out,
+                issues,
+                |r, acct, top, at, id, issues| r.slack(acct, top, at, id, issues).map(Platform::Slack),
+            );
+            for a in out.accounts.iter_mut().filter(|a| a.channel == "slack" && a.access.groups.is_empty()) {
+                let own = sl.accounts.as_ref().and_then(|m| m.get(&a.account_id)).and_then(|f| f.channels.as_ref());
+                if let Some(chans) = own.or(sl.channels.as_ref()) {
+                    a.access.groups = chans.iter().map(|(id, g)| (id.clone(), group_rule(g))).collect();
                 }
             }
         }
@@ -1148,6 +1231,83 @@ impl Resolver<'_> {
             initial_sync_limit: acct.initial_sync_limit.or(top.initial_sync_limit).unwrap_or(10),
             thread_replies,
         })
+    }
+
+    fn slack(
+        &self,
+        acct: &SlackFile,
+        top: &SlackFile,
+        at: &At<'_>,
+        account_id: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Option<SlackSettings> {
+        let get = |own: Option<&SecretInput>, shared: Option<&SecretInput>, key: &str, issues: &mut Vec<Issue>| {
+            own.map(|t| (t, true))
+                .or(shared.map(|t| (t, false)))
+                .and_then(|(t, o)| self.secret(t, &at.key(o, key), issues))
+        };
+        let bot_token = get(acct.bot_token.as_ref(), top.bot_token.as_ref(), "botToken", issues);
+        let app_token = get(acct.app_token.as_ref(), top.app_token.as_ref(), "appToken", issues);
+        let signing_secret = get(acct.signing_secret.as_ref(), top.signing_secret.as_ref(), "signingSecret", issues);
+        if bot_token.as_ref().is_some_and(|t| !t.expose().starts_with("xoxb-")) {
+            issues.push(issue(
+                at.key(acct.bot_token.is_some(), "botToken"),
+                "a Slack bot token starts with xoxb-",
+                None,
+            ));
+        }
+        if app_token.as_ref().is_some_and(|t| !t.expose().starts_with("xapp-")) {
+            issues.push(issue(
+                at.key(acct.app_token.is_some(), "appToken"),
+                "a Slack app-level token starts with xapp-",
+                Some("create one under Basic Information → App-Level Tokens with connections:write".into()),
+            ));
+        }
+        let mode = match acct.mode.as_ref().or(top.mode.as_ref()).map_or("socket", |s| s.as_str()) {
+            "socket" => SlackMode::Socket,
+            "http" => SlackMode::Http,
+            other => {
+                issues.push(issue(
+                    at.key(acct.mode.is_some(), "mode"),
+                    format!("`{other}` is not a Slack mode"),
+                    Some("use socket or http".into()),
+                ));
+                SlackMode::Socket
+            }
+        };
+        if mode == SlackMode::Socket && app_token.is_none() {
+            issues.push(issue(
+                format!("{}.appToken", at.path),
+                "Socket Mode needs the app-level token (xapp-…)",
+                Some("set appToken, or mode: \"http\" with signingSecret".into()),
+            ));
+        }
+        if mode == SlackMode::Http && signing_secret.is_none() {
+            issues.push(issue(
+                format!("{}.signingSecret", at.path),
+                "the Events API over HTTP needs the signing secret",
+                None,
+            ));
+        }
+        if bot_token.is_none() {
+            issues.push(issue(format!("{}.botToken", at.path), "Slack needs the bot token (xoxb-…) to reply", None));
+        }
+        let api_base = acct.base_url.as_ref().or(top.base_url.as_ref()).map_or("https://slack.com/api", |s| s.as_str());
+        let api_base = api_base.trim_end_matches('/').to_string();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            issues.push(issue(
+                at.key(acct.base_url.is_some(), "baseUrl"),
+                format!("`{api_base}` is not an http(s) URL"),
+                None,
+            ));
+        }
+        let webhook_path = acct
+            .webhook_path
+            .as_ref()
+            .or(top.webhook_path.as_ref())
+            .cloned()
+            .unwrap_or_else(|| format!("/channels/slack/{account_id}/events"));
+        Some(SlackSettings { bot_token: bot_token?, app_token, signing_secret, mode, api_base, webhook_path })
     }
 
     fn irc(&self, acct: &IrcFile, top: &IrcFile, at: &At<'_>, issues: &mut Vec<Issue>) -> Option<IrcSettings> {

@@ -1,0 +1,195 @@
+//! The Slack adapter against the Slack twin: Socket Mode envelopes journaled before they are
+//! acknowledged, DMs and channel mentions answered in threads, the duplicate app_mention +
+//! message pair answered once, the socket's faults (drops, stalls, disconnect requests,
+//! duplicates, malformed frames, 429s), and the Events API's signature check.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clawline_channels::slack::SlackChannel;
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Reply, Responder};
+use clawline_core::config::channels::Platform;
+use clawline_core::config::{Config, LoadContext, load};
+use clawline_store::Store;
+use clawline_testkit::slack_server::{ChannelKind, Fail, SlackServer, slack_signature};
+use futures_util::future::BoxFuture;
+
+const BOT: &str = "xoxb-test-bot-token";
+const APP: &str = "xapp-test-app-token";
+const SECRET: &str = "slack-signing-secret";
+
+#[derive(Default, Clone)]
+struct Echo {
+    asks: Arc<Mutex<Vec<Ask>>>,
+}
+
+impl Responder for Echo {
+    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply> {
+        self.asks.lock().unwrap().push(ask.clone());
+        let said = ask.text.rsplit("> ").next().unwrap_or_default().to_string();
+        Box::pin(async move { Reply::Text(format!("re: **{said}**")) })
+    }
+}
+
+fn config(base: &str, extra: &str) -> Config {
+    let text = format!(
+        "{{ channels: {{ slack: {{ botToken: '{BOT}', appToken: '{APP}', signingSecret: '{SECRET}', baseUrl: '{base}/api',
+             dmPolicy: 'open', allowFrom: ['*'], groups: {{ '*': {{ requireMention: true }} }}, {extra} }} }} }}"
+    );
+    let env = |_: &str| None;
+    let read = |_: &Path| Err("no files".to_string());
+    let ctx = LoadContext {
+        file_label: "t.json",
+        config_dir: Path::new("/tmp"),
+        state_dir: Path::new("/tmp/s"),
+        env: &env,
+        presets: &[],
+        read_file: &read,
+    };
+    load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
+}
+
+struct Rig {
+    slack: SlackServer,
+    channels: Channels,
+    echo: Echo,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(extra: &str) -> Rig {
+    let slack = SlackServer::start(BOT, APP, SECRET).await;
+    slack.add_channel("C100", "general", ChannelKind::Public);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let cfg = config(&slack.base_url(), extra);
+    let acct = cfg.channels.accounts[0].clone();
+    let Platform::Slack(settings) = &acct.platform else { panic!() };
+    let adapter: Arc<dyn Channel> = Arc::new(
+        SlackChannel::new(&acct.account_id, settings, reqwest::Client::new())
+            .with_keepalive(Duration::from_millis(300)),
+    );
+    let fast = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        max_after_fatal: Duration::from_millis(500),
+    };
+    let channels = Channels::with_adapters(&cfg, store, vec![(adapter, acct)]).with_backoff(fast);
+    let echo = Echo::default();
+    channels.start(Arc::new(echo.clone()));
+    Rig { slack, channels, echo, _dir: dir }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn dms_and_mentions_are_answered_once_in_threads_and_every_envelope_is_acked() {
+    let r = rig("").await;
+    until("the socket", || {
+        r.slack.connections_opened() >= 1 && r.channels.status()[0].status.state == ConnState::Connected
+    })
+    .await;
+    let im = r.slack.add_im("U1");
+    r.slack.push_message(&im, "U1", "hello there", None);
+    let posted = r.slack.wait_posted(1, Duration::from_secs(10)).await;
+    assert_eq!(
+        (posted[0].channel.as_str(), posted[0].text.as_str(), posted[0].thread_ts.as_deref()),
+        (im.as_str(), "re: *hello there*", None)
+    );
+
+    r.slack.push_message("C100", "U1", "just chatting", None);
+    let asked = r.slack.push_mention("C100", "U1", "deploy please", None);
+    let posted = r.slack.wait_posted(2, Duration::from_secs(10)).await;
+    assert_eq!(posted[1].channel, "C100");
+    assert_eq!(posted[1].thread_ts.as_deref(), Some(asked.ts.as_str()), "channel replies go into the message's thread");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.slack.posted().len(),
+        2,
+        "the unaddressed message and the mention's twin message event got nothing more"
+    );
+    assert_eq!(r.echo.asks.lock().unwrap().len(), 2);
+    let keys: Vec<String> = r.echo.asks.lock().unwrap().iter().map(|a| a.session_key.clone()).collect();
+    assert_eq!(keys[1], "agent:main:slack:channel:c100");
+    assert_eq!(r.slack.acks().len(), r.slack.envelopes_sent().len(), "every envelope acknowledged");
+    assert_eq!(r.slack.pending_events(), 0);
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn socket_faults_lose_nothing_and_answer_once() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let im = r.slack.add_im("U2");
+    r.slack.drop_socket();
+    r.slack.push_message(&im, "U2", "one", None);
+    r.slack.wait_posted(1, Duration::from_secs(10)).await;
+    r.slack.duplicate_next_envelope();
+    r.slack.push_message(&im, "U2", "two", None);
+    r.slack.wait_posted(2, Duration::from_secs(10)).await;
+    r.slack.malformed_next_frame();
+    r.slack.push_message(&im, "U2", "three", None);
+    r.slack.send_disconnect("refresh_requested");
+    r.slack.wait_posted(3, Duration::from_secs(20)).await;
+    r.slack.fail_next("chat.postMessage", Fail::RateLimited(1));
+    r.slack.push_message(&im, "U2", "four", None);
+    r.slack.wait_posted(4, Duration::from_secs(10)).await;
+    // A socket that stops delivering while its WebSocket still answers pings cannot be told
+    // from a quiet workspace (Socket Mode has no application heartbeat); Slack redelivers what
+    // was not acknowledged once it delivers again.
+    r.slack.stall_socket(true);
+    r.slack.push_message(&im, "U2", "five", None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.slack.stall_socket(false);
+    r.slack.wait_posted(5, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts: Vec<String> = r.slack.posted().iter().map(|p| p.text.clone()).collect();
+    assert_eq!(texts, ["re: *one*", "re: *two*", "re: *three*", "re: *four*", "re: *five*"]);
+    assert!(r.channels.status()[0].status.reconnects >= 2, "the drop and the disconnect request");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn the_events_api_checks_signatures_and_answers_the_url_challenge() {
+    let r = rig("mode: 'http'").await;
+    let path = r.channels.webhook_paths()[0].clone();
+    assert_eq!(path, "/channels/slack/default/events");
+    until("auth.test", || r.channels.status()[0].status.identity.is_some()).await;
+    let now = (clawline_store::now_ms() / 1000).to_string();
+    let sign = |body: &[u8], ts: &str, secret: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-slack-request-timestamp", ts.parse().unwrap());
+        h.insert("x-slack-signature", slack_signature(secret, ts, body).parse().unwrap());
+        h
+    };
+    let challenge = br#"{"token":"t","challenge":"abc123","type":"url_verification"}"#;
+    let reply = r.channels.webhook(&path, &sign(challenge, &now, SECRET), challenge).await.unwrap();
+    assert_eq!((reply.status, reply.body.as_deref()), (200, Some("abc123")));
+    let bot = r.slack.bot_user_id();
+    let event = serde_json::json!({"type": "event_callback", "team_id": "T1", "event_id": "Ev1",
+        "event": {"type": "message", "channel": "D9", "channel_type": "im", "user": "U3", "text": "via http", "ts": "1700000000.000100"}});
+    let body = event.to_string().into_bytes();
+    assert_eq!(r.channels.webhook(&path, &sign(&body, &now, "wrong-secret"), &body).await.unwrap().status, 401);
+    let old = (clawline_store::now_ms() / 1000 - 600).to_string();
+    assert_eq!(
+        r.channels.webhook(&path, &sign(&body, &old, SECRET), &body).await.unwrap().status,
+        401,
+        "replays older than five minutes are refused"
+    );
+    assert_eq!(r.channels.webhook(&path, &sign(&body, &now, SECRET), &body).await.unwrap().status, 200);
+    assert_eq!(
+        r.channels.webhook(&path, &sign(&body, &now, SECRET), &body).await.unwrap().status,
+        200,
+        "a retry is acknowledged"
+    );
+    until("the asks", || !r.echo.asks.lock().unwrap().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.echo.asks.lock().unwrap().len(), 1, "the retried event was answered once (bot {bot})");
+    r.channels.stop().await;
+}
