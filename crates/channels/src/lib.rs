@@ -11,6 +11,8 @@ pub mod format;
 
 pub mod channel;
 mod delivery;
+#[cfg(feature = "discord")]
+pub mod discord;
 mod dispatch;
 pub mod gate;
 pub mod health;

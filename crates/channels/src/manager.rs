@@ -241,6 +241,8 @@ fn adapter_for(acct: &ChannelAccount, http: reqwest::Client) -> Result<Arc<dyn C
         Platform::Irc(i) => Ok(Arc::new(crate::irc::IrcChannel::new(&acct.account_id, i))),
         #[cfg(feature = "matrix")]
         Platform::Matrix(m) => Ok(Arc::new(crate::matrix::MatrixChannel::new(&acct.account_id, m, http))),
+        #[cfg(feature = "discord")]
+        Platform::Discord(d) => Ok(Arc::new(crate::discord::DiscordChannel::new(&acct.account_id, d, http))),
         #[cfg(feature = "slack")]
         Platform::Slack(k) => Ok(Arc::new(crate::slack::SlackChannel::new(&acct.account_id, k, http))),
         _ => Err(BuildError::NotBuilt(acct.channel.clone())),

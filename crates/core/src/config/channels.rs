@@ -20,7 +20,7 @@ use super::schema::SecretInput;
 use crate::secret::SecretString;
 
 /// The platforms this build can connect.
-pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix", "slack"];
+pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix", "slack", "discord"];
 
 /// Platforms OpenClaw knows that this build does not connect yet (accepted, ignored, reported).
 pub const KNOWN_CHANNELS: &[&str] = &[
@@ -68,11 +68,12 @@ pub struct ChannelsFile {
     pub matrix: Option<MatrixFile>,
     /// Slack: Socket Mode or the Events API, the Web API for replies.
     pub slack: Option<SlackFile>,
+    /// Discord: the Gateway for events, REST for replies.
+    pub discord: Option<DiscordFile>,
     /// OpenClaw's cross-channel defaults and per-channel models; accepted, not used yet.
     pub defaults: Option<serde_json::Value>,
     pub model_by_channel: Option<serde_json::Value>,
     /// Platforms without an adapter in this build: accepted so an OpenClaw config loads, not connected.
-    pub discord: Option<serde_json::Value>,
     pub whatsapp: Option<serde_json::Value>,
     pub signal: Option<serde_json::Value>,
     pub imessage: Option<serde_json::Value>,
@@ -104,7 +105,6 @@ impl ChannelsFile {
     /// The platforms written in the file that this build does not connect.
     fn unsupported(&self) -> Vec<String> {
         let present = [
-            ("discord", self.discord.is_some()),
             ("whatsapp", self.whatsapp.is_some()),
             ("signal", self.signal.is_some()),
             ("imessage", self.imessage.is_some()),
@@ -380,6 +380,42 @@ channel_file! {
         typing_reaction: Option<serde_json::Value>,
         unfurl_links: Option<serde_json::Value>,
         unfurl_media: Option<serde_json::Value>,
+    }
+}
+
+channel_file! {
+    /// `channels.discord`: a bot on the Discord Gateway (v10) and REST API.
+    DiscordFile {
+        /// The bot token from the Developer Portal.
+        token: Option<SecretInput>,
+        /// The REST API's base URL (default `https://discord.com/api/v10`), for proxies and tests.
+        base_url: Option<String>,
+        /// The Gateway's WebSocket URL (default: the one `GET /gateway/bot` names).
+        gateway_url: Option<String>,
+        /// Lines per message before a reply is split (default 17, as OpenClaw).
+        max_lines_per_message: Option<usize>,
+        /// OpenClaw's Discord settings accepted, not used yet.
+        guilds: Option<serde_json::Value>,
+        intents: Option<serde_json::Value>,
+        allow_bots: Option<serde_json::Value>,
+        application_id: Option<serde_json::Value>,
+        activities: Option<serde_json::Value>,
+        activity: Option<serde_json::Value>,
+        activity_type: Option<serde_json::Value>,
+        activity_url: Option<serde_json::Value>,
+        agent_components: Option<serde_json::Value>,
+        auto_presence: Option<serde_json::Value>,
+        ack_reaction_scope: Option<serde_json::Value>,
+        bot_loop_protection: Option<serde_json::Value>,
+        dm: Option<serde_json::Value>,
+        inbound_worker: Option<serde_json::Value>,
+        mention_aliases: Option<serde_json::Value>,
+        pluralkit: Option<serde_json::Value>,
+        slash_command: Option<serde_json::Value>,
+        status: Option<serde_json::Value>,
+        suppress_embeds: Option<serde_json::Value>,
+        thread: Option<serde_json::Value>,
+        voice: Option<serde_json::Value>,
     }
 }
 
@@ -674,9 +710,19 @@ pub struct SlackSettings {
     pub webhook_path: String,
 }
 
+/// Discord settings, resolved.
+#[derive(Debug, Clone)]
+pub struct DiscordSettings {
+    pub token: SecretString,
+    pub api_base: String,
+    pub gateway_url: Option<String>,
+    pub max_lines: usize,
+}
+
 /// What is specific to the account's platform.
 #[derive(Debug, Clone)]
 pub enum Platform {
+    Discord(DiscordSettings),
     Telegram(TelegramSettings),
     Irc(IrcSettings),
     Matrix(MatrixSettings),
@@ -710,6 +756,7 @@ impl ChannelAccount {
                 out
             }
             Platform::Matrix(m) => m.access_token.iter().chain(m.password.iter()).collect(),
+            Platform::Discord(d) => vec![&d.token],
             Platform::Slack(k) => {
                 std::iter::once(&k.bot_token).chain(k.app_token.iter()).chain(k.signing_secret.iter()).collect()
             }
@@ -723,6 +770,7 @@ impl ChannelAccount {
             Platform::Irc(i) => format!("{}://{}:{}", if i.tls { "ircs" } else { "irc" }, i.host, i.port),
             Platform::Matrix(m) => m.homeserver.clone(),
             Platform::Slack(k) => k.api_base.clone(),
+            Platform::Discord(d) => d.api_base.clone(),
         }
     }
 
@@ -742,6 +790,7 @@ impl ChannelAccount {
             }
             Platform::Matrix(m) => plain_http(&m.homeserver),
             Platform::Slack(k) => plain_http(&k.api_base),
+            Platform::Discord(d) => plain_http(&d.api_base),
         }
     }
 }
@@ -862,6 +911,18 @@ impl Resolver<'_> {
                     a.access.groups = rooms.iter().map(|(id, g)| (id.clone(), group_rule(g))).collect();
                 }
             }
+        }
+        if let Some(dc) = &file.discord {
+            let accounts = dc.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
+            self.channel_accounts(
+                "discord",
+                dc,
+                accounts,
+                DiscordFile::common,
+                &mut out,
+                issues,
+                |r, acct, top, at, _id, issues| r.discord(acct, top, at, issues).map(Platform::Discord),
+            );
         }
         if let Some(sl) = &file.slack {
             let accounts = sl.accounts.iter().flatten().map(|(id, a)| (id.clone(), a)).collect();
@@ -1233,6 +1294,50 @@ impl Resolver<'_> {
         })
     }
 
+    fn discord(
+        &self,
+        acct: &DiscordFile,
+        top: &DiscordFile,
+        at: &At<'_>,
+        issues: &mut Vec<Issue>,
+    ) -> Option<DiscordSettings> {
+        let token = acct
+            .token
+            .as_ref()
+            .map(|t| (t, true))
+            .or(top.token.as_ref().map(|t| (t, false)))
+            .and_then(|(t, own)| self.secret(t, &at.key(own, "token"), issues));
+        if token.is_none() && acct.token.is_none() && top.token.is_none() {
+            issues.push(issue(
+                format!("{}.token", at.path),
+                "Discord needs the bot token",
+                Some("set token (\"${DISCORD_BOT_TOKEN}\" reads the environment)".into()),
+            ));
+        }
+        let api_base =
+            acct.base_url.as_ref().or(top.base_url.as_ref()).map_or("https://discord.com/api/v10", |s| s.as_str());
+        let api_base = api_base.trim_end_matches('/').to_string();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            issues.push(issue(
+                at.key(acct.base_url.is_some(), "baseUrl"),
+                format!("`{api_base}` is not an http(s) URL"),
+                None,
+            ));
+        }
+        let gateway_url = acct.gateway_url.as_ref().or(top.gateway_url.as_ref()).cloned();
+        if let Some(g) = &gateway_url
+            && !(g.starts_with("wss://") || g.starts_with("ws://"))
+        {
+            issues.push(issue(
+                at.key(acct.gateway_url.is_some(), "gatewayUrl"),
+                format!("`{g}` is not a ws(s) URL"),
+                None,
+            ));
+        }
+        let max_lines = acct.max_lines_per_message.or(top.max_lines_per_message).unwrap_or(17).max(1);
+        Some(DiscordSettings { token: token?, api_base, gateway_url, max_lines })
+    }
+
     fn slack(
         &self,
         acct: &SlackFile,
@@ -1487,6 +1592,7 @@ fn delivery(
         "telegram" => (4000, 4096),
         // An IRC line is 512 bytes with the prefix; pieces are cut again by bytes when sent.
         "irc" => (350, 400),
+        "discord" => (2000, 2000),
         _ => (4000, 4000),
     };
     let limit = *pick(acct, top, |c| c.text_chunk_limit).unwrap_or(&default_limit);
