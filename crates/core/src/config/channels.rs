@@ -1830,4 +1830,51 @@ mod tests {
         let e = load_with("{ channels: { irc: { host: 'h', botToken: 'x' } } }", &[]).unwrap_err().0.remove(0);
         assert_eq!(e.message, "unknown key `botToken`", "keys of another platform are refused");
     }
+
+    #[test]
+    fn matrix_slack_and_discord_accounts_resolve_and_say_what_is_missing() {
+        let c = load_with(
+            "{ channels: { matrix: { homeserver: 'https://m.example.org/', userId: '@bot:m.example.org', password: 'pw',
+                 rooms: { '!r:m.example.org': { requireMention: false } } },
+               slack: { botToken: 'xoxb-1', appToken: 'xapp-1' },
+               discord: { token: 'abc.def.ghi' } } }",
+            &[],
+        )
+        .unwrap()
+        .config;
+        let by = |ch: &str| c.channels.accounts.iter().find(|a| a.channel == ch).unwrap();
+        let Platform::Matrix(m) = &by("matrix").platform else { panic!() };
+        assert_eq!(
+            (m.homeserver.as_str(), m.device_id.as_str(), m.auto_join),
+            ("https://m.example.org", "CLAWLINE", AutoJoin::Always)
+        );
+        assert!(!by("matrix").access.groups["!r:m.example.org"].require_mention, "Matrix `rooms` are its groups");
+        let Platform::Slack(k) = &by("slack").platform else { panic!() };
+        assert_eq!((k.mode, k.api_base.as_str()), (SlackMode::Socket, "https://slack.com/api"));
+        let Platform::Discord(d) = &by("discord").platform else { panic!() };
+        assert_eq!((d.api_base.as_str(), d.max_lines), ("https://discord.com/api/v10", 17));
+        assert_eq!(by("discord").delivery.text_chunk_limit, 2000);
+        assert!(c.channels.unsupported.is_empty());
+
+        let first = |text: &str| load_with(text, &[]).unwrap_err().0.remove(0);
+        assert_eq!(first("{ channels: { matrix: { homeserver: 'https://m' } } }").path, "channels.matrix.accessToken");
+        assert_eq!(
+            first("{ channels: { matrix: { homeserver: 'https://m', accessToken: 't', encryption: true } } }").path,
+            "channels.matrix.encryption"
+        );
+        assert_eq!(first("{ channels: { slack: { botToken: 'xoxb-1' } } }").path, "channels.slack.appToken");
+        assert_eq!(
+            first("{ channels: { slack: { botToken: 'xoxb-1', mode: 'http' } } }").path,
+            "channels.slack.signingSecret"
+        );
+        assert_eq!(
+            first("{ channels: { slack: { botToken: 'oops', appToken: 'xapp-1' } } }").path,
+            "channels.slack.botToken"
+        );
+        assert_eq!(first("{ channels: { discord: {} } }").path, "channels.discord.token");
+        assert_eq!(
+            first("{ channels: { discord: { token: 't', gatewayUrl: 'http://x' } } }").path,
+            "channels.discord.gatewayUrl"
+        );
+    }
 }
