@@ -143,13 +143,39 @@ pub fn secret_paths(file: &ConfigFile) -> Vec<Vec<String>> {
     let s = |p: &[&str]| p.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let mut out = vec![s(&["gateway", "auth", "token"]), s(&["gateway", "auth", "password"]), s(&["hooks", "token"])];
     out.extend(file.models.providers.keys().map(|id| s(&["models", "providers", id, "apiKey"])));
-    if let Some(tg) = &file.channels.telegram {
-        out.push(s(&["channels", "telegram", "botToken"]));
-        out.push(s(&["channels", "telegram", "webhookSecret"]));
-        for id in tg.accounts.iter().flatten().map(|(id, _)| id) {
-            out.push(s(&["channels", "telegram", "accounts", id, "botToken"]));
-            out.push(s(&["channels", "telegram", "accounts", id, "webhookSecret"]));
+    // Channel credentials, at the channel level and in every account.
+    let mut channel = |name: &str, keys: &[&str], accounts: Vec<&String>| {
+        for k in keys {
+            let key: Vec<&str> = k.split('.').collect();
+            out.push(s(&[&["channels", name][..], &key].concat()));
+            for id in &accounts {
+                out.push(s(&[&["channels", name, "accounts", id.as_str()][..], &key].concat()));
+            }
         }
+    };
+    let c = &file.channels;
+    if let Some(f) = &c.telegram {
+        channel("telegram", &["botToken", "webhookSecret"], f.accounts.iter().flat_map(|m| m.keys()).collect());
+    }
+    if let Some(f) = &c.discord {
+        channel("discord", &["token"], f.accounts.iter().flat_map(|m| m.keys()).collect());
+    }
+    if let Some(f) = &c.slack {
+        channel(
+            "slack",
+            &["botToken", "appToken", "signingSecret"],
+            f.accounts.iter().flat_map(|m| m.keys()).collect(),
+        );
+    }
+    if let Some(f) = &c.matrix {
+        channel("matrix", &["accessToken", "password"], f.accounts.iter().flat_map(|m| m.keys()).collect());
+    }
+    if let Some(f) = &c.irc {
+        channel(
+            "irc",
+            &["password", "sasl.password", "nickserv.password"],
+            f.accounts.iter().flat_map(|m| m.keys()).collect(),
+        );
     }
     out
 }
@@ -579,6 +605,19 @@ mod tests {
 
         let e = first_error("{ gateway: { auth: { token: { source: 'file', id: 'missing.txt' } } } }", &[]);
         assert!(e.message.contains("cannot read secret file /cfg/missing.txt"), "{e}");
+
+        // Channel credentials written literally are warned about too, in accounts as well.
+        let l = load_with(
+            "{ channels: { slack: { botToken: 'xoxb-literal', appToken: '${A}', accounts: { work: { botToken: 'xoxb-2' } } },
+                           irc: { host: 'h', sasl: { password: 'literal-pass' } } } }",
+            &[("A", "xapp-from-env")],
+        )
+        .unwrap();
+        let paths: Vec<&str> = l.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert!(paths.contains(&"channels.slack.botToken"), "{paths:?}");
+        assert!(paths.contains(&"channels.slack.accounts.work.botToken"), "{paths:?}");
+        assert!(paths.contains(&"channels.irc.sasl.password"), "{paths:?}");
+        assert!(!paths.contains(&"channels.slack.appToken"), "{paths:?}");
     }
 
     #[test]
