@@ -321,7 +321,8 @@ mod tests {
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
         let now = now_ms();
         store.queue_outbound("telegram", "default", vec![out("a", now + 10_000)]).await.unwrap();
-        let row = store.due_outbound("telegram", "default", now, 10).await.unwrap().remove(0);
+        // The row is due from when it was written, a moment after `now`.
+        let row = store.due_outbound("telegram", "default", now_ms(), 10).await.unwrap().remove(0);
         assert_eq!(store.outbound_failed(row.id, "429", now + 5_000, false).await.unwrap(), OutboundState::Pending);
         assert!(store.due_outbound("telegram", "default", now + 1, 10).await.unwrap().is_empty());
         assert_eq!(store.next_outbound_at("telegram", "default").await.unwrap(), Some(now + 5_000));

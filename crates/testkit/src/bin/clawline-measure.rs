@@ -9,7 +9,9 @@
 //! Each run starts the gateway on a fresh port against a state directory that was initialized
 //! once beforehand (so key generation and the first-start config write are not counted; the
 //! first start is reported separately). The config has a model provider and the web chat on,
-//! like a real install. Readiness is polled over raw TCP every 200 µs.
+//! like a real install; with `--channels` it also connects three chat accounts (Telegram,
+//! Discord and Slack, served by the testkit twins on loopback), the DESIGN budget's "web chat
+//! + 3 channels" case. Readiness is polled over raw TCP every 200 µs.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,11 +24,12 @@ struct Args {
     runs: usize,
     idle: Duration,
     json: bool,
+    channels: bool,
 }
 
 fn parse_args() -> Args {
     let mut a =
-        Args { bin: PathBuf::from("target/release/clawline"), runs: 20, idle: Duration::from_secs(3), json: false };
+        Args { bin: PathBuf::from("target/release/clawline"), runs: 20, idle: Duration::from_secs(3), json: false, channels: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -34,8 +37,9 @@ fn parse_args() -> Args {
             "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
             "--idle-secs" => a.idle = Duration::from_secs(it.next().and_then(|v| v.parse().ok()).unwrap_or(3)),
             "--json" => a.json = true,
+            "--channels" => a.channels = true,
             "-h" | "--help" => {
-                println!("usage: clawline-measure [--bin PATH] [--runs N] [--idle-secs S] [--json]");
+                println!("usage: clawline-measure [--bin PATH] [--runs N] [--idle-secs S] [--channels] [--json]");
                 std::process::exit(0);
             }
             other => {
@@ -46,6 +50,9 @@ fn parse_args() -> Args {
     }
     a
 }
+
+const TG_TOKEN: &str = "123456789:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s";
+const DC_TOKEN: &str = "MTE4MDAwMDAwMDAwMDAwMDAwMQ.GabcDe.measure-token";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18999)
@@ -112,12 +119,36 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).expect("state dir");
+    // The channel twins live on a runtime of their own for the whole measurement.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let channels = if args.channels {
+        let (tg, dc, sl) = runtime.block_on(async {
+            let tg = clawline_testkit::telegram_server::TelegramServer::start(TG_TOKEN).await;
+            let dc = clawline_testkit::discord_server::DiscordServer::start(DC_TOKEN).await;
+            let sl = clawline_testkit::slack_server::SlackServer::start("xoxb-measure", "xapp-measure", "secret").await;
+            (tg, dc, sl)
+        });
+        let text = format!(
+            "channels: {{ telegram: {{ botToken: '{TG_TOKEN}', apiRoot: '{}' }}, discord: {{ token: '{DC_TOKEN}', baseUrl: '{}' }},
+               slack: {{ botToken: 'xoxb-measure', appToken: 'xapp-measure', baseUrl: '{}/api' }} }},",
+            tg.api_root(),
+            dc.api_url(),
+            sl.base_url()
+        );
+        Some(((tg, dc, sl), text))
+    } else {
+        None
+    };
+    let channel_config = channels.as_ref().map_or(String::new(), |(_, t)| t.clone());
     std::fs::write(
         state.join("clawline.json"),
-        r#"{
-          models: { providers: { local: { baseUrl: "http://127.0.0.1:9/v1", apiKey: "${MEASURE_KEY}", models: [{ id: "m" }] } } },
-          agents: { defaults: { model: "local/m" } },
-        }"#,
+        format!(
+            r#"{{
+          models: {{ providers: {{ local: {{ baseUrl: "http://127.0.0.1:9/v1", apiKey: "${{MEASURE_KEY}}", models: [{{ id: "m" }}] }} }} }},
+          agents: {{ defaults: {{ model: "local/m" }} }},
+          {channel_config}
+        }}"#
+        ),
     )
     .expect("config");
 
