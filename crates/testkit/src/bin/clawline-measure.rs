@@ -28,8 +28,13 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a =
-        Args { bin: PathBuf::from("target/release/clawline"), runs: 20, idle: Duration::from_secs(3), json: false, channels: false };
+    let mut a = Args {
+        bin: PathBuf::from("target/release/clawline"),
+        runs: 20,
+        idle: Duration::from_secs(3),
+        json: false,
+        channels: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
