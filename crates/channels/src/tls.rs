@@ -1,4 +1,5 @@
-//! Client TLS for the channels that open their own sockets (IRC, Slack's Socket Mode): rustls
+//! Client TLS for the channels that open their own sockets (IRC, Slack's Socket Mode, Discord's
+//! Gateway), and the WebSocket connect the last two share: rustls
 //! with aws-lc-rs and the operating system's verifier, the same stack reqwest uses, so there is
 //! one TLS implementation in the binary. Certificates are always verified; there is no switch to
 //! turn that off.
@@ -27,4 +28,34 @@ pub async fn wrap(tcp: TcpStream, host: &str) -> Result<Box<dyn Io>, String> {
         .await
         .map_err(|e| format!("TLS with {host} failed: {e}"))?;
     Ok(Box::new(stream))
+}
+
+/// A WebSocket over a plain or TLS stream.
+#[cfg(any(feature = "slack", feature = "discord"))]
+pub type WebSocket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// Opens `url` (`wss://` over this module's TLS, `ws://` for local servers). A URL that is
+/// not ws(s) is fatal: retrying cannot fix it.
+#[cfg(any(feature = "slack", feature = "discord"))]
+pub async fn connect_ws(url: &str) -> Result<WebSocket, crate::channel::ConnectionError> {
+    use crate::channel::ConnectionError;
+    let parsed =
+        http::Uri::try_from(url).map_err(|_| ConnectionError::Fatal(format!("`{url}` is not a WebSocket URL")))?;
+    let tls = match parsed.scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(ConnectionError::Fatal(format!("`{url}` is not a ws(s) URL"))),
+    };
+    let host = parsed.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = tokio::time::timeout(std::time::Duration::from_secs(15), TcpStream::connect((host.as_str(), port)))
+        .await
+        .map_err(|_| ConnectionError::Transient(format!("connecting to {host}:{port} timed out")))?
+        .map_err(|e| ConnectionError::Transient(format!("cannot connect to {host}:{port}: {e}")))?;
+    let stream: Box<dyn Io> =
+        if tls { wrap(tcp, &host).await.map_err(ConnectionError::Transient)? } else { Box::new(tcp) };
+    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| ConnectionError::Transient(format!("the WebSocket handshake with {host} failed: {e}")))?;
+    Ok(ws)
 }

@@ -110,7 +110,7 @@ impl DiscordChannel {
             None => self.gateway_url().await?,
         };
         let url = format!("{}/?v=10&encoding=json", base.trim_end_matches('/'));
-        let ws = connect(&url).await?;
+        let ws = crate::tls::connect_ws(&url).await?;
         let (mut tx, mut rx) = ws.split();
 
         // Hello first.
@@ -262,30 +262,6 @@ impl DiscordChannel {
 /// A random fraction in [0, 1).
 fn jitter() -> f64 {
     f64::from((uuid::Uuid::new_v4().as_u128() & 0xffff) as u16) / 65_536.0
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<Box<dyn crate::tls::Io>>;
-
-async fn connect(url: &str) -> Result<Socket, ConnectionError> {
-    let parsed =
-        http::Uri::try_from(url).map_err(|_| ConnectionError::Transient(format!("`{url}` is not a Gateway URL")))?;
-    let tls = match parsed.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => return Err(ConnectionError::Fatal(format!("`{url}` is not a ws(s) URL"))),
-    };
-    let host = parsed.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = tokio::time::timeout(Duration::from_secs(15), tokio::net::TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| ConnectionError::Transient(format!("connecting to {host}:{port} timed out")))?
-        .map_err(|e| ConnectionError::Transient(format!("cannot connect to {host}:{port}: {e}")))?;
-    let stream: Box<dyn crate::tls::Io> =
-        if tls { crate::tls::wrap(tcp, &host).await.map_err(ConnectionError::Transient)? } else { Box::new(tcp) };
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .map_err(|e| ConnectionError::Transient(format!("the Gateway handshake failed: {e}")))?;
-    Ok(ws)
 }
 
 fn send_error(e: ApiError) -> SendError {

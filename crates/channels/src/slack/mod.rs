@@ -103,7 +103,7 @@ impl SlackChannel {
         let url = open["url"]
             .as_str()
             .ok_or_else(|| ConnectionError::Transient("apps.connections.open gave no url".into()))?;
-        let ws = connect_ws(url).await?;
+        let ws = crate::tls::connect_ws(url).await?;
         let (mut tx, mut rx) = ws.split();
         let mut pinged = false;
         loop {
@@ -188,31 +188,6 @@ impl SlackChannel {
             }
         }
     }
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<Box<dyn crate::tls::Io>>;
-
-/// Opens `url` (`wss://` over clawline's TLS, `ws://` for local test servers).
-async fn connect_ws(url: &str) -> Result<Socket, ConnectionError> {
-    let parsed = http::Uri::try_from(url)
-        .map_err(|_| ConnectionError::Transient("Slack gave a socket URL that does not parse".into()))?;
-    let tls = match parsed.scheme_str() {
-        Some("wss") => true,
-        Some("ws") => false,
-        _ => return Err(ConnectionError::Transient("Slack gave a socket URL that is not ws(s)".into())),
-    };
-    let host = parsed.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = tokio::time::timeout(Duration::from_secs(15), tokio::net::TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| ConnectionError::Transient(format!("connecting to {host}:{port} timed out")))?
-        .map_err(|e| ConnectionError::Transient(format!("cannot connect to {host}:{port}: {e}")))?;
-    let stream: Box<dyn crate::tls::Io> =
-        if tls { crate::tls::wrap(tcp, &host).await.map_err(ConnectionError::Transient)? } else { Box::new(tcp) };
-    let (ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .map_err(|e| ConnectionError::Transient(format!("the Socket Mode handshake failed: {e}")))?;
-    Ok(ws)
 }
 
 fn send_error(e: ApiError) -> SendError {
