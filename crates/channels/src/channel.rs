@@ -126,6 +126,10 @@ pub trait Channel: Send + Sync + 'static {
     fn probe(&self) -> BoxFuture<'_, Result<serde_json::Value, SendError>>;
     /// The minimum gap between two sends to one chat, and how many may go at once before it applies.
     fn pace(&self, target: &Target) -> (Duration, u32);
+    /// The minimum gap between two edits of a preview (draft) message.
+    fn preview_every(&self) -> Duration {
+        Duration::from_millis(1500)
+    }
     /// A webhook request for this account: checks it, hands its messages to `link`, and answers
     /// what to send back. `None` when the account takes no webhooks.
     fn webhook<'a>(

@@ -74,7 +74,7 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: Cancellat
                 continue;
             }
             pacer.take(&target.peer_id, interval, burst, Instant::now());
-            match ch.send(&target, &body, &row.idempotency_key).await {
+            match send_or_replace(ch.as_ref(), &target, &body, &row.idempotency_key).await {
                 Ok(sent) => {
                     if let Err(e) = store.outbound_sent(row.id, Some(sent.message_id)).await {
                         tracing::error!(error = %e, "could not record a sent message");
@@ -123,6 +123,27 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: Cancellat
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Sends a row, or edits the preview draft it replaces into it. A draft that cannot be
+/// edited any more (deleted, too old) is left alone and the row is sent as a new message.
+async fn send_or_replace(
+    ch: &dyn crate::channel::Channel,
+    target: &Target,
+    body: &OutboundBody,
+    idempotency_key: &str,
+) -> Result<crate::channel::Sent, SendError> {
+    if let Some(draft) = &target.replaces {
+        match ch.edit(target, draft, body).await {
+            Ok(()) => return Ok(crate::channel::Sent { message_id: draft.clone() }),
+            Err(SendError::Permanent(e)) => {
+                tracing::info!(channel = ch.channel(), error = %e, "the preview could not be replaced; sending the reply as a new message");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let fresh = Target { replaces: None, ..target.clone() };
+    ch.send(&fresh, body, idempotency_key).await
 }
 
 fn decode(row: &OutboundRow) -> Result<(Target, OutboundBody), String> {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clawline_core::config::channels::{Binding, ReplyToMode, SessionRouting};
+use clawline_core::config::channels::{Binding, ReplyToMode, SessionRouting, StreamMode};
 use clawline_core::routing;
 use clawline_store::{InboundRow, InboundState, NewOutbound, PairingAsk, Store, StoreError};
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::gate::Verdict;
 use crate::manager::Account;
 use crate::message::{InboundMessage, OutboundBody, Target};
-use crate::responder::{Ask, Reply, Responder, is_silent};
+use crate::responder::{Ask, Progress, Reply, Responder, is_silent};
 
 /// Attempts per message before it is answered with an apology instead.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -178,8 +178,13 @@ impl Dispatcher {
                     code = req.code,
                     channel = msg.channel
                 );
-                let rows =
-                    self.outbound(account, msg, &format!("{}#pair", msg.platform_id), vec![OutboundBody::plain(text)]);
+                let rows = self.outbound(
+                    account,
+                    msg,
+                    &format!("{}#pair", msg.platform_id),
+                    vec![OutboundBody::plain(text)],
+                    None,
+                );
                 self.store
                     .answer_inbound(row.id, &msg.channel, &msg.account_id, rows, Some("pairing code sent".into()))
                     .await?;
@@ -199,7 +204,7 @@ impl Dispatcher {
         }
     }
 
-    async fn answer(&self, row: InboundRow, msg: &InboundMessage, account: &Account) -> Result<(), StoreError> {
+    async fn answer(&self, row: InboundRow, msg: &InboundMessage, account: &Arc<Account>) -> Result<(), StoreError> {
         let conv = msg.conversation();
         let agent_id = routing::agent_for(&self.bindings, &self.default_agent, &conv).to_string();
         let session_key = routing::session_key(&agent_id, &self.routing, &conv).to_string();
@@ -210,6 +215,10 @@ impl Dispatcher {
             self.store.start_inbound_attempt(row.id, &session_key).await?
         };
         let text = agent_text(msg);
+        let streaming =
+            account.settings.delivery.streaming == StreamMode::Partial && account.channel.capabilities().edit;
+        // The preview's message, kept across attempts so a retried run edits the same draft.
+        let mut draft: Option<String> = None;
         loop {
             if attempt > MAX_ATTEMPTS {
                 let notice = "Sorry — I was restarted several times while answering this message, so I gave up on it. \
@@ -219,6 +228,7 @@ impl Dispatcher {
                     msg,
                     &format!("{}#gaveup", msg.platform_id),
                     vec![OutboundBody::plain(notice)],
+                    None,
                 );
                 self.store
                     .answer_inbound(row.id, &msg.channel, &msg.account_id, rows, Some("gave up after restarts".into()))
@@ -232,8 +242,28 @@ impl Dispatcher {
                 text: text.clone(),
                 idempotency_key: format!("channel:{}:{}:{}#{attempt}", msg.channel, msg.account_id, msg.platform_id),
             };
-            let reply = self.with_typing(account, &msg.reply_target(), self.responder.respond(ask)).await;
             let prefix = format!("{}#{attempt}", msg.platform_id);
+            let (progress, preview) = if streaming {
+                let (progress, rx) = Progress::channel();
+                let done = tokio_util::sync::CancellationToken::new();
+                let task = tokio::spawn(crate::preview::run(
+                    account.clone(),
+                    self.first_target(account, msg),
+                    rx,
+                    done.clone(),
+                    draft.clone(),
+                    format!("{prefix}:draft"),
+                ));
+                (progress, Some((task, done)))
+            } else {
+                (Progress::none(), None)
+            };
+            let reply = self.with_typing(account, &msg.reply_target(), self.responder.respond(ask, progress)).await;
+            if let Some((task, done)) = preview {
+                done.cancel();
+                draft = task.await.ok().flatten().or(draft);
+            }
+            let mut replaces = None;
             let (bodies, note) = match reply {
                 Reply::Interrupted => {
                     attempt = self.store.start_inbound_attempt(row.id, &session_key).await?;
@@ -244,12 +274,13 @@ impl Dispatcher {
                         Some(p) => format!("{p} {t}"),
                         None => t,
                     };
+                    replaces = draft.take();
                     (account.channel.prepare(&t, &account.settings.delivery), None)
                 }
                 Reply::Text(_) | Reply::Silent => (Vec::new(), Some("the agent chose not to reply".to_string())),
                 Reply::Failed(m) => (vec![OutboundBody::plain(format!("⚠️ {m}"))], Some(format!("failed: {m}"))),
             };
-            let rows = self.outbound(account, msg, &prefix, bodies);
+            let rows = self.outbound(account, msg, &prefix, bodies, replaces);
             let any = !rows.is_empty();
             self.store.answer_inbound(row.id, &msg.channel, &msg.account_id, rows, note).await?;
             if any {
@@ -259,13 +290,22 @@ impl Dispatcher {
         }
     }
 
-    /// Queue rows for `bodies`, addressed as the reply mode says.
+    /// Where a reply's first piece goes (the preview's draft too).
+    fn first_target(&self, account: &Account, msg: &InboundMessage) -> Target {
+        let base = msg.reply_target();
+        let quote = account.settings.delivery.reply_to_mode != ReplyToMode::Off;
+        Target { reply_to: if quote { base.reply_to.clone() } else { None }, ..base }
+    }
+
+    /// Queue rows for `bodies`, addressed as the reply mode says; the first replaces the
+    /// preview's draft `replaces`, when there is one.
     fn outbound(
         &self,
         account: &Account,
         msg: &InboundMessage,
         prefix: &str,
         bodies: Vec<OutboundBody>,
+        replaces: Option<String>,
     ) -> Vec<NewOutbound> {
         let base = msg.reply_target();
         let mode = account.settings.delivery.reply_to_mode;
@@ -279,7 +319,11 @@ impl Dispatcher {
                     ReplyToMode::First => i == 0,
                     ReplyToMode::All => true,
                 };
-                let target = Target { reply_to: if quote { base.reply_to.clone() } else { None }, ..base.clone() };
+                let target = Target {
+                    reply_to: if quote { base.reply_to.clone() } else { None },
+                    replaces: if i == 0 { replaces.clone() } else { None },
+                    ..base.clone()
+                };
                 NewOutbound {
                     idempotency_key: format!("{prefix}:{i}"),
                     target: serde_json::to_value(&target).unwrap_or_default(),

@@ -25,6 +25,7 @@ pub mod matrix;
 pub mod message;
 pub mod pacing;
 pub mod pairing;
+mod preview;
 pub mod responder;
 #[cfg(feature = "slack")]
 pub mod slack;
@@ -39,5 +40,5 @@ pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_T
 pub use health::{AccountStatus, ConnState};
 pub use manager::{BuildError, ChannelReport, Channels, ProbeReport};
 pub use message::{Attachment, InboundMessage, OutboundBody, ReplyRef, Sender, Target};
-pub use responder::{Ask, Reply, Responder};
+pub use responder::{Ask, Progress, Reply, Responder};
 pub use supervisor::Backoff;

@@ -94,6 +94,7 @@ impl InboundMessage {
             peer_id: self.peer_id.clone(),
             thread: self.thread.clone(),
             reply_to: Some(self.message_id.clone()),
+            replaces: None,
         }
     }
 
@@ -124,6 +125,10 @@ pub struct Target {
     /// The message to quote, when the reply mode asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// A preview (draft) message this one replaces: it is edited into this text instead of a
+    /// new message being sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// What an outbound message says, already formatted for its platform.

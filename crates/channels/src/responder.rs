@@ -2,7 +2,9 @@
 //! session. The gateway implements it with the agent runtime; tests implement it with a script.
 //!
 //! The idempotency key names the attempt, so asking again after a restart finds the run that
-//! was started before instead of starting a second one.
+//! was started before instead of starting a second one. While it writes, the responder may
+//! report the answer's text so far through [`Progress`]; the dispatcher turns that into a
+//! preview on platforms that can edit messages. Reporting never blocks and may be skipped.
 
 use futures_util::future::BoxFuture;
 
@@ -30,9 +32,36 @@ pub enum Reply {
     Interrupted,
 }
 
+/// Where a responder reports the answer's text so far. Cheap to clone; only the latest text
+/// is kept, so a fast writer never waits for a slow platform.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<tokio::sync::watch::Sender<String>>>);
+
+impl Progress {
+    /// A sink nobody reads (no previews for this answer).
+    pub fn none() -> Progress {
+        Progress(None)
+    }
+
+    /// A sink and the receiver that sees its latest text.
+    pub fn channel() -> (Progress, tokio::sync::watch::Receiver<String>) {
+        let (tx, rx) = tokio::sync::watch::channel(String::new());
+        (Progress(Some(std::sync::Arc::new(tx))), rx)
+    }
+
+    /// Appends streamed answer text.
+    pub fn push(&self, delta: &str) {
+        if let Some(tx) = &self.0
+            && !delta.is_empty()
+        {
+            tx.send_modify(|t| t.push_str(delta));
+        }
+    }
+}
+
 /// Answers messages.
 pub trait Responder: Send + Sync + 'static {
-    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply>;
+    fn respond(&self, ask: Ask, progress: Progress) -> BoxFuture<'static, Reply>;
 }
 
 /// Whether an answer's text means "say nothing" (OpenClaw's silent tokens, or nothing at all).

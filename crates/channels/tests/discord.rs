@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clawline_channels::discord::DiscordChannel;
-use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Reply, Responder};
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Progress, Reply, Responder};
 use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
@@ -24,7 +24,7 @@ struct Echo {
 }
 
 impl Responder for Echo {
-    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply> {
+    fn respond(&self, ask: Ask, _progress: Progress) -> BoxFuture<'static, Reply> {
         self.asks.lock().unwrap().push(ask.clone());
         let said = ask.text.rsplit("> ").next().unwrap_or_default().rsplit(": ").next().unwrap_or_default().to_string();
         Box::pin(async move { Reply::Text(format!("re: {said} @everyone")) })

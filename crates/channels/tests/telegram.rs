@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clawline_channels::telegram::TelegramChannel;
-use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Reply, Responder};
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Progress, Reply, Responder};
 use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
@@ -20,17 +20,27 @@ const OWNER: i64 = 1001;
 const STRANGER: i64 = 2002;
 
 /// Answers "re: <text>", counting every ask by its idempotency key.
+/// With `stream` set, it writes that answer instead, piece by piece, reporting progress.
 #[derive(Default, Clone)]
 struct Echo {
     asks: Arc<Mutex<Vec<Ask>>>,
     delay: Arc<Mutex<Duration>>,
+    stream: Arc<Mutex<Option<(Vec<String>, Duration)>>>,
 }
 
 impl Responder for Echo {
-    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply> {
+    fn respond(&self, ask: Ask, progress: Progress) -> BoxFuture<'static, Reply> {
         self.asks.lock().unwrap().push(ask.clone());
         let delay = *self.delay.lock().unwrap();
+        let stream = self.stream.lock().unwrap().clone();
         Box::pin(async move {
+            if let Some((pieces, every)) = stream {
+                for p in &pieces {
+                    progress.push(p);
+                    tokio::time::sleep(every).await;
+                }
+                return Reply::Text(pieces.concat());
+            }
             tokio::time::sleep(delay).await;
             let said = ask.text.rsplit(": ").next().unwrap_or_default().to_string();
             Reply::Text(format!("re: **{said}**"))
@@ -327,5 +337,54 @@ async fn webhook_mode_checks_the_secret_and_journals_before_answering() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(r.tg.sent().len(), 1, "the redelivered update was answered once");
     assert_eq!(r.channels.status()[0].status.mode, "webhook");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_answer_streams_into_one_draft_that_becomes_the_reply() {
+    let r = rig("").await;
+    let pieces: Vec<String> = (0..10).map(|i| format!("Sentence number {i} of a long answer, still going. ")).collect();
+    let answer = pieces.concat();
+    *r.echo.stream.lock().unwrap() = Some((pieces, Duration::from_millis(400)));
+    let (_, mid) = r.tg.push_text(OWNER, OWNER, "tell me a lot");
+    until("the final edit", || r.tg.edits().iter().any(|e| e.plain.as_deref() == Some(answer.trim_end()))).await;
+    // Give a duplicate send the time it would need to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = r.tg.sent();
+    assert_eq!(sent.len(), 1, "one message: the draft, edited into the answer: {sent:?}");
+    assert_eq!(sent[0].reply_to_message_id, Some(mid));
+    assert!(sent[0].plain.ends_with('…') && sent[0].plain.chars().count() >= 200, "{:?}", sent[0].plain);
+    let edits = r.tg.edits();
+    assert!(edits.iter().all(|e| e.message_id == sent[0].message_id && e.chat_id == OWNER), "{edits:?}");
+    assert!(edits.len() >= 2, "at least one growing preview before the answer: {edits:?}");
+    let previews = &edits[..edits.len() - 1];
+    assert!(previews.iter().all(|e| e.plain.as_deref().is_some_and(|p| p.ends_with('…'))), "{previews:?}");
+    assert_eq!(edits.last().unwrap().parse_mode.as_deref(), Some("HTML"));
+    assert_eq!(
+        r.tg.message(OWNER, sent[0].message_id).unwrap()["text"].as_str(),
+        Some(answer.trim_end()),
+        "the chat holds the whole answer"
+    );
+
+    // A short answer never makes a draft: one plain send, no edits.
+    *r.echo.stream.lock().unwrap() = Some((vec!["Short ".into(), "one.".into()], Duration::from_millis(100)));
+    let before = r.tg.edits().len();
+    r.tg.push_text(OWNER, OWNER, "and briefly?");
+    let sent = r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].plain, "Short one.");
+    assert_eq!(r.tg.edits().len(), before);
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn streaming_off_sends_the_answer_once_without_a_draft() {
+    let r = rig("streaming: 'off',").await;
+    let pieces: Vec<String> = (0..6).map(|i| format!("Part {i} of an answer long enough to be previewed otherwise. ")).collect();
+    let answer = pieces.concat();
+    *r.echo.stream.lock().unwrap() = Some((pieces, Duration::from_millis(100)));
+    r.tg.push_text(OWNER, OWNER, "go");
+    let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].plain, answer.trim_end());
+    assert!(r.tg.edits().is_empty());
     r.channels.stop().await;
 }

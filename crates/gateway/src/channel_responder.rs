@@ -3,13 +3,13 @@
 //!
 //! Asking again with the same key finds the run started before instead of starting another
 //! (the store's idempotency key): a finished run gives its stored answer, a run a restart cut
-//! off says so, so the channel layer can try again under a new key. This file knows nothing of
-//! any platform.
+//! off says so, so the channel layer can try again under a new key. The answer's text is
+//! reported as it streams, for previews. This file knows nothing of any platform.
 
 use std::time::Duration;
 
 use clawline_agent::{RunEvent, Runtime, TurnRequest, TurnStart};
-use clawline_channels::{Ask, Reply, Responder};
+use clawline_channels::{Ask, Progress, Reply, Responder};
 use clawline_store::{RunRow, RunStatus};
 use futures_util::future::BoxFuture;
 
@@ -41,7 +41,7 @@ fn from_row(row: &RunRow) -> Option<Reply> {
 }
 
 impl Responder for AgentResponder {
-    fn respond(&self, ask: Ask) -> BoxFuture<'static, Reply> {
+    fn respond(&self, ask: Ask, progress: Progress) -> BoxFuture<'static, Reply> {
         let runtime = self.runtime.clone();
         Box::pin(async move {
             let req = TurnRequest {
@@ -55,6 +55,7 @@ impl Responder for AgentResponder {
                 Ok(TurnStart::Started(mut run)) => {
                     while let Some(event) = run.events.recv().await {
                         match event {
+                            RunEvent::Text { delta } => progress.push(&delta),
                             RunEvent::Done { text, .. } => return Reply::Text(text),
                             RunEvent::Error { message, hint, .. } => {
                                 let line = match hint {

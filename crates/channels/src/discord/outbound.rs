@@ -47,7 +47,7 @@ mod tests {
         assert_eq!(nonce("a#1:0"), nonce("a#1:0"));
         assert_ne!(nonce("a#1:0"), nonce("a#1:1"));
         assert_eq!(nonce("anything").len(), 24);
-        let t = Target { peer_kind: PeerKind::Channel, peer_id: "1".into(), thread: None, reply_to: Some("9".into()) };
+        let t = Target { peer_kind: PeerKind::Channel, peer_id: "1".into(), thread: None, reply_to: Some("9".into()), replaces: None };
         let body = OutboundBody::plain("hi @everyone");
         let c = create(&t, &body, "k");
         assert_eq!(c["message_reference"]["message_id"], "9");

@@ -35,21 +35,14 @@ pub fn lines_for(target: &Target, body: &OutboundBody) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clawline_core::config::channels::ReplyToMode;
 
     #[test]
     fn channel_replies_address_the_asker_and_markdown_goes_plain() {
-        let d = DeliverySettings {
-            text_chunk_limit: 350,
-            chunk_mode: ChunkMode::Length,
-            reply_to_mode: ReplyToMode::First,
-            response_prefix: None,
-            media_max_bytes: 0,
-        };
+        let d = DeliverySettings::with_limit(350);
         let rows = prepare("**Done**: see `x`\n\n- one\n- two", &d);
         assert_eq!(rows.len(), 1);
         let t =
-            Target { peer_kind: PeerKind::Group, peer_id: "#ops".into(), thread: None, reply_to: Some("Alice".into()) };
+            Target { peer_kind: PeerKind::Group, peer_id: "#ops".into(), thread: None, reply_to: Some("Alice".into()), replaces: None };
         let lines = lines_for(&t, &rows[0]);
         assert!(lines[0].starts_with("Alice: Done"), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("**")));

@@ -84,13 +84,7 @@ mod tests {
 
     #[test]
     fn notices_with_html_in_the_right_thread() {
-        let d = DeliverySettings {
-            text_chunk_limit: 4000,
-            chunk_mode: ChunkMode::Length,
-            reply_to_mode: clawline_core::config::channels::ReplyToMode::First,
-            response_prefix: None,
-            media_max_bytes: 0,
-        };
+        let d = DeliverySettings::with_limit(4000);
         let body = prepare("**Done**\nline two\n```\na\nb\n```", &d).remove(0);
         assert!(body.text.contains("<b>Done</b><br>line two"), "{}", body.text);
         assert!(body.text.contains("a\nb"), "newlines stay inside pre: {}", body.text);
@@ -99,6 +93,7 @@ mod tests {
             peer_id: "!r:x".into(),
             thread: Some((ThreadKind::Thread, "$root".into())),
             reply_to: Some("$msg".into()),
+            replaces: None,
         };
         let c = content(&t, &body, ThreadReplies::Inbound);
         assert_eq!(c["msgtype"], "m.notice");

@@ -51,6 +51,7 @@ mod tests {
             peer_id: "C1".into(),
             thread: None,
             reply_to: Some("1700.2".into()),
+            replaces: None,
         };
         assert_eq!(post(&ch, &body)["thread_ts"], "1700.2");
         let dm = Target { peer_kind: PeerKind::Direct, peer_id: "D1".into(), ..ch.clone() };

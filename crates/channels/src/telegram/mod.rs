@@ -312,6 +312,11 @@ impl Channel for TelegramChannel {
         })
     }
 
+    /// Telegram asks bots to stay near one message per second per chat; edits count.
+    fn preview_every(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
     fn pace(&self, target: &Target) -> (Duration, u32) {
         config::pace(target.peer_kind)
     }

@@ -121,7 +121,8 @@ pub async fn send(api: &Api, target: &Target, body: &OutboundBody) -> Result<Sen
     sent.map(|m| Sent { message_id: m.message_id.to_string() }).map_err(classify)
 }
 
-/// `editMessageText`; "message is not modified" counts as done.
+/// `editMessageText`; "message is not modified" counts as done, refused formatting is
+/// retried once as plain text.
 pub async fn edit(api: &Api, target: &Target, message_id: &str, body: &OutboundBody) -> Result<(), SendError> {
     let id: i64 =
         message_id.parse().map_err(|_| SendError::Permanent(format!("`{message_id}` is not a Telegram message id")))?;
@@ -129,7 +130,21 @@ pub async fn edit(api: &Api, target: &Target, message_id: &str, body: &OutboundB
     if let Some(m) = &body.markup {
         req["parse_mode"] = serde_json::json!(m);
     }
-    match api.call::<serde_json::Value>("editMessageText", &req, CALL_TIMEOUT).await {
+    if let Some(k) = keyboard(body) {
+        req["reply_markup"] = k;
+    }
+    let mut outcome = api.call::<serde_json::Value>("editMessageText", &req, CALL_TIMEOUT).await;
+    if let Err(e) = &outcome
+        && parse_refused(e)
+        && body.markup.is_some()
+    {
+        req["text"] = serde_json::json!(body.plain.clone().unwrap_or_else(|| body.text.clone()));
+        if let Some(o) = req.as_object_mut() {
+            o.remove("parse_mode");
+        }
+        outcome = api.call::<serde_json::Value>("editMessageText", &req, CALL_TIMEOUT).await;
+    }
+    match outcome {
         Ok(_) => Ok(()),
         Err(ApiError::Refused { code: 400, description, .. }) if description.contains("message is not modified") => {
             Ok(())
@@ -161,13 +176,7 @@ mod tests {
     use super::*;
 
     fn delivery(limit: usize) -> DeliverySettings {
-        DeliverySettings {
-            text_chunk_limit: limit,
-            chunk_mode: ChunkMode::Length,
-            reply_to_mode: clawline_core::config::channels::ReplyToMode::First,
-            response_prefix: None,
-            media_max_bytes: 1 << 20,
-        }
+        DeliverySettings::with_limit(limit)
     }
 
     #[test]

@@ -171,8 +171,11 @@ macro_rules! channel_file {
             pub accounts: Option<BTreeMap<String, $name>>,
             /// The account used when a send names none (default: `default`, else the first).
             pub default_account: Option<String>,
-            /// OpenClaw settings accepted so its files load, not used yet.
+            /// Previews while a reply is written: `"partial"` (default where the platform can
+            /// edit: a draft message edited as the text grows), `"off"`, or OpenClaw's object
+            /// `{ mode, preview: { chunk: { minChars } } }` (a draft starts at `minChars`, default 200).
             pub streaming: Option<serde_json::Value>,
+            /// OpenClaw settings accepted so its files load, not used yet.
             pub history_limit: Option<serde_json::Value>,
             pub dm_history_limit: Option<serde_json::Value>,
             pub dms: Option<serde_json::Value>,
@@ -212,6 +215,7 @@ macro_rules! channel_file {
                     reply_to_mode: self.reply_to_mode.as_ref(),
                     response_prefix: self.response_prefix.as_ref(),
                     media_max_mb: self.media_max_mb.as_ref(),
+                    streaming: self.streaming.as_ref(),
                     default_account: self.default_account.as_ref(),
                     has_accounts: self.accounts.is_some(),
                 }
@@ -236,6 +240,7 @@ struct Common<'a> {
     reply_to_mode: Option<&'a String>,
     response_prefix: Option<&'a String>,
     media_max_mb: Option<&'a u64>,
+    streaming: Option<&'a serde_json::Value>,
     default_account: Option<&'a String>,
     has_accounts: bool,
 }
@@ -611,6 +616,15 @@ pub struct AccessSettings {
     pub mention_patterns: Vec<String>,
 }
 
+/// Whether a reply is previewed while it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamMode {
+    /// One message when the answer is complete.
+    Off,
+    /// A draft message, edited as the answer grows, that becomes the answer's first piece.
+    Partial,
+}
+
 /// How replies are cut and addressed, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliverySettings {
@@ -619,7 +633,29 @@ pub struct DeliverySettings {
     pub reply_to_mode: ReplyToMode,
     pub response_prefix: Option<String>,
     pub media_max_bytes: u64,
+    /// Previews (only where the platform can edit messages).
+    pub streaming: StreamMode,
+    /// Characters written before the draft appears.
+    pub preview_min_chars: usize,
 }
+
+impl DeliverySettings {
+    /// The defaults for a platform with this chunk limit (tests and adapters without config).
+    pub fn with_limit(text_chunk_limit: usize) -> DeliverySettings {
+        DeliverySettings {
+            text_chunk_limit,
+            chunk_mode: ChunkMode::Length,
+            reply_to_mode: ReplyToMode::First,
+            response_prefix: None,
+            media_max_bytes: 20 * 1024 * 1024,
+            streaming: StreamMode::Partial,
+            preview_min_chars: DEFAULT_PREVIEW_MIN_CHARS,
+        }
+    }
+}
+
+/// OpenClaw's `streaming.preview.chunk.minChars` default.
+pub const DEFAULT_PREVIEW_MIN_CHARS: usize = 200;
 
 /// Telegram webhook mode.
 #[derive(Debug, Clone)]
@@ -1632,12 +1668,67 @@ fn delivery(
         }
     };
     let media_mb = *pick(acct, top, |c| c.media_max_mb).unwrap_or(&20);
+    let (streaming, preview_min_chars) = match pick(acct, top, |c| c.streaming) {
+        None => (StreamMode::Partial, DEFAULT_PREVIEW_MIN_CHARS),
+        Some(v) => streaming(v, &at.key(acct.streaming.is_some(), "streaming"), issues),
+    };
     DeliverySettings {
         text_chunk_limit: limit,
         chunk_mode,
         reply_to_mode,
         response_prefix: pick(acct, top, |c| c.response_prefix).cloned().filter(|s| !s.is_empty()),
         media_max_bytes: media_mb.saturating_mul(1024 * 1024),
+        streaming,
+        preview_min_chars,
+    }
+}
+
+/// `streaming` as OpenClaw writes it: a boolean, a mode, or `{ mode, preview: { chunk: { minChars } } }`.
+/// OpenClaw's `block` and `progress` modes also show the answer while it is written; clawline
+/// does that with the draft, so they mean `partial` here.
+fn streaming(v: &serde_json::Value, key: &str, issues: &mut Vec<Issue>) -> (StreamMode, usize) {
+    let mode_of = |m: &str, key: &str, issues: &mut Vec<Issue>| match m {
+        "off" | "none" => StreamMode::Off,
+        "partial" | "block" | "progress" | "on" => StreamMode::Partial,
+        other => {
+            issues.push(issue(key, format!("`{other}` is not a streaming mode"), Some("use partial or off".into())));
+            StreamMode::Partial
+        }
+    };
+    match v {
+        serde_json::Value::Bool(true) => (StreamMode::Partial, DEFAULT_PREVIEW_MIN_CHARS),
+        serde_json::Value::Bool(false) => (StreamMode::Off, DEFAULT_PREVIEW_MIN_CHARS),
+        serde_json::Value::String(m) => (mode_of(m, key, issues), DEFAULT_PREVIEW_MIN_CHARS),
+        serde_json::Value::Object(o) => {
+            let mode = match o.get("mode") {
+                None => StreamMode::Partial,
+                Some(serde_json::Value::String(m)) => mode_of(m, &format!("{key}.mode"), issues),
+                Some(_) => {
+                    issues.push(issue(format!("{key}.mode"), "expected a string", Some("use partial or off".into())));
+                    StreamMode::Partial
+                }
+            };
+            let min = o.get("preview").and_then(|p| p.get("chunk")).and_then(|c| c.get("minChars"));
+            let min = match min {
+                None => DEFAULT_PREVIEW_MIN_CHARS,
+                Some(n) => match n.as_u64() {
+                    Some(n) if n <= 4096 => n as usize,
+                    _ => {
+                        issues.push(issue(
+                            format!("{key}.preview.chunk.minChars"),
+                            format!("{n} is not a character count"),
+                            Some("use a whole number from 0 to 4096".into()),
+                        ));
+                        DEFAULT_PREVIEW_MIN_CHARS
+                    }
+                },
+            };
+            (mode, min)
+        }
+        _ => {
+            issues.push(issue(key, "expected \"partial\", \"off\", a boolean or an object", None));
+            (StreamMode::Partial, DEFAULT_PREVIEW_MIN_CHARS)
+        }
     }
 }
 
