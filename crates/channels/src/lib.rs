@@ -34,6 +34,7 @@ pub mod supervisor;
 pub mod telegram;
 #[cfg(feature = "tls")]
 mod tls;
+pub mod webchat;
 
 pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent, WebhookReply};
 pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_TTL_MS, agent_text};

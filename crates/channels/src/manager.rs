@@ -24,6 +24,7 @@ use crate::health::{AccountStatus, Health};
 use crate::link::Link;
 use crate::responder::Responder;
 use crate::supervisor::{Backoff, supervise};
+use crate::webchat::WebChatChannel;
 
 /// One configured account with everything that works on it.
 pub(crate) struct Account {
@@ -68,6 +69,8 @@ pub struct ProbeReport {
 pub enum BuildError {
     #[error("channel `{0}` is configured but this build has no adapter for it (enable the cargo feature)")]
     NotBuilt(String),
+    #[error("cannot set up the HTTP client for channels: {0}")]
+    Http(String),
 }
 
 struct Inner {
@@ -81,6 +84,7 @@ struct Inner {
     bindings: Vec<clawline_core::config::channels::Binding>,
     routing: clawline_core::config::channels::SessionRouting,
     backoff: Backoff,
+    webchat: Option<Arc<WebChatChannel>>,
 }
 
 /// Every configured channel account. Cheap to clone.
@@ -90,13 +94,48 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Builds the adapters for the config's accounts (no network yet).
-    pub fn build(config: &Config, store: Store, http: reqwest::Client) -> Result<Channels, BuildError> {
+    /// Builds the adapters for the config's accounts (no network yet). `http` is called once,
+    /// and only when an account talks to a platform over HTTP (the web chat alone needs none).
+    pub fn build(
+        config: &Config,
+        store: Store,
+        http: impl FnOnce() -> Result<reqwest::Client, String>,
+    ) -> Result<Channels, BuildError> {
         let mut adapters: Vec<(Arc<dyn Channel>, ChannelAccount)> = Vec::new();
+        let mut webchat = None;
+        let mut http = Some(http);
+        let mut client: Option<reqwest::Client> = None;
         for acct in &config.channels.accounts {
-            adapters.push((adapter_for(acct, http.clone())?, acct.clone()));
+            if matches!(acct.platform, clawline_core::config::channels::Platform::WebChat) {
+                let wc = Arc::new(WebChatChannel::new(&acct.account_id));
+                webchat = Some(wc.clone());
+                adapters.push((wc, acct.clone()));
+                continue;
+            }
+            if let Some(make) = http.take() {
+                client = Some(make().map_err(BuildError::Http)?);
+            }
+            let c = client.clone().ok_or_else(|| BuildError::Http("it could not be made".into()))?;
+            adapters.push((adapter_for(acct, c)?, acct.clone()));
         }
-        Ok(Self::with_adapters(config, store, adapters))
+        let mut channels = Self::with_adapters(config, store, adapters);
+        if let Some(inner) = Arc::get_mut(&mut channels.inner) {
+            inner.webchat = webchat;
+        }
+        Ok(channels)
+    }
+
+    /// The web chat's account, when the page is on.
+    pub fn webchat(&self) -> Option<Arc<WebChatChannel>> {
+        self.inner.webchat.clone()
+    }
+
+    /// The agent and session a message lands in (what the dispatcher will use).
+    pub fn route(&self, msg: &crate::message::InboundMessage) -> (String, String) {
+        let conv = msg.conversation();
+        let agent = clawline_core::routing::agent_for(&self.inner.bindings, &self.inner.default_agent, &conv);
+        let key = clawline_core::routing::session_key(agent, &self.inner.routing, &conv).to_string();
+        (agent.to_string(), key)
     }
 
     /// Builds from ready adapters (tests hand in their own).
@@ -129,6 +168,7 @@ impl Channels {
                 bindings: config.channels.bindings.clone(),
                 routing: config.channels.session.clone(),
                 backoff: Backoff::default(),
+                webchat: None,
             }),
         }
     }

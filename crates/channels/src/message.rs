@@ -146,10 +146,14 @@ pub struct OutboundBody {
     /// Buttons under the message: rows of (label, callback data).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buttons: Vec<Vec<(String, String)>>,
+    /// A preview of an answer still being written (never queued; platforms that can show
+    /// the difference, like the web chat, do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draft: bool,
 }
 
 impl OutboundBody {
     pub fn plain(text: impl Into<String>) -> OutboundBody {
-        OutboundBody { text: text.into(), markup: None, plain: None, buttons: Vec::new() }
+        OutboundBody { text: text.into(), markup: None, plain: None, buttons: Vec::new(), draft: false }
     }
 }

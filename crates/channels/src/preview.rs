@@ -19,7 +19,7 @@ use crate::manager::Account;
 use crate::message::Target;
 
 /// What marks a preview as unfinished.
-const UNFINISHED: &str = " …";
+pub(crate) const UNFINISHED: &str = " …";
 /// The longest pause a 429 may impose on a preview before it gives up.
 const MAX_HOLD: Duration = Duration::from_secs(30);
 
@@ -53,7 +53,8 @@ pub(crate) async fn run(
         // Once the answer outgrows one message the draft holds its first piece; the rest
         // arrives with the answer.
         let outgrown = pieces.len() > 1;
-        let body = pieces.swap_remove(0);
+        let mut body = pieces.swap_remove(0);
+        body.draft = true;
         if body.text == shown {
             continue;
         }

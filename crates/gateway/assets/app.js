@@ -1,12 +1,15 @@
 // clawline web chat. Plain JavaScript, no build step.
-// Talks to the gateway's own API: GET /api/sessions/history and POST /api/chat (server-sent
-// events). The token comes from the URL fragment (#token=…) or the form, and is kept in
-// sessionStorage only. All text is inserted with textContent: nothing from the model or the
-// transcript is ever parsed as HTML.
+// The page is a channel of the gateway like Telegram or Slack: each message is posted to
+// POST /api/webchat/messages (stored before it is acknowledged), and answers arrive on the
+// GET /api/webchat/events stream (server-sent events: ready, typing, message, edit, resync),
+// a draft growing in place until it is the answer. The conversation's history comes from
+// GET /api/sessions/history. The token comes from the URL fragment (#token=…) or the form, and
+// is kept in sessionStorage only. All text is inserted with textContent: nothing from the
+// model or the transcript is ever parsed as HTML.
 "use strict";
 
 const TOKEN_KEY = "clawline.token";
-const state = { token: null, sessionKey: "main", busy: false };
+const state = { token: null, sessionKey: null, agentId: null, listening: false };
 const $ = (id) => document.getElementById(id);
 
 function takeTokenFromFragment() {
@@ -85,7 +88,8 @@ function renderRecord(r) {
 }
 
 async function loadHistory() {
-  const resp = await api("/api/sessions/history?key=" + encodeURIComponent(state.sessionKey) + "&limit=200");
+  const resp = await api("/api/sessions/history?key=" + encodeURIComponent(state.sessionKey) +
+    "&agentId=" + encodeURIComponent(state.agentId) + "&limit=200");
   if (!resp.ok) {
     add("note error", "Could not load the conversation (HTTP " + resp.status + ").");
     return;
@@ -125,65 +129,96 @@ function newId() {
   return "web-" + Date.now() + "-" + Math.random().toString(16).slice(2);
 }
 
-async function send(text) {
-  state.busy = true;
-  $("send").disabled = true;
-  add("msg user", text);
-  let bubble = null;
-  const tools = {};
-  setStatus("thinking…");
-  try {
-    const resp = await api("/api/chat", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ message: text, sessionKey: state.sessionKey, idempotencyKey: newId() }),
-    });
-    if (!resp.ok) {
-      let message = "HTTP " + resp.status;
-      try { message = (await resp.json()).error.message; } catch (_) { /* keep the status */ }
-      add("note error", message);
+function bubble(id) {
+  return document.querySelector('.msg.assistant[data-id="' + CSS.escape(id) + '"]');
+}
+
+// One event from the channel.
+function onPageEvent(name, ev) {
+  if (name === "ready") {
+    state.sessionKey = ev.sessionKey;
+    state.agentId = ev.agentId;
+    loadHistory().then(showChat, () => {});
+  } else if (name === "typing") {
+    setStatus("typing…");
+  } else if (name === "message") {
+    const el = add("msg assistant", ev.text);
+    el.dataset.id = ev.id;
+    el.dataset.state = ev.draft ? "streaming" : "done";
+    setStatus(ev.draft ? "typing…" : "");
+  } else if (name === "edit") {
+    const el = bubble(ev.id);
+    if (!el) {
+      // The draft was shown before this page loaded the history: the history has the answer.
+      if (!ev.draft) loadHistory().catch(() => {});
       return;
     }
-    await readEvents(resp, (name, ev) => {
-      if (name === "started") {
-        setStatus(ev.model);
-      } else if (name === "text") {
-        if (!bubble) {
-          bubble = add("msg assistant", "");
-          bubble.dataset.state = "streaming";
-        }
-        bubble.textContent += ev.delta;
-        bubble.scrollIntoView({ block: "end" });
-      } else if (name === "tool_start") {
-        if (bubble) { bubble.dataset.state = "done"; bubble = null; }
-        tools[ev.id] = add("tool", "⚙ " + ev.name + " " + JSON.stringify(ev.arguments));
-      } else if (name === "tool_end") {
-        const out = ev.output.length > 300 ? ev.output.slice(0, 300) + "…" : ev.output;
-        add("tool" + (ev.isError ? " failed" : ""), "↳ " + out);
-      } else if (name === "done") {
-        if (bubble) bubble.dataset.state = "done";
-        setStatus("");
-      } else if (name === "error") {
-        if (bubble) bubble.dataset.state = "done";
-        add("note error", ev.message + (ev.hint ? " (" + ev.hint + ")" : ""));
-        setStatus("");
-      }
-    });
-  } catch (e) {
-    if (e.message !== "unauthorized") add("note error", "Connection problem: " + e.message);
-  } finally {
-    if (bubble) bubble.dataset.state = "done";
-    state.busy = false;
-    $("send").disabled = false;
-    setStatus("");
-    $("input").focus();
+    el.textContent = ev.text;
+    el.dataset.state = ev.draft ? "streaming" : "done";
+    el.scrollIntoView({ block: "end" });
+    setStatus(ev.draft ? "typing…" : "");
+  } else if (name === "resync") {
+    loadHistory().catch(() => {});
   }
+}
+
+// Listens to the channel for as long as the page is open, reconnecting after a drop.
+async function listen() {
+  if (state.listening) return;
+  state.listening = true;
+  try {
+    for (;;) {
+      try {
+        const resp = await api("/api/webchat/events");
+        if (!resp.ok) {
+          let message = "HTTP " + resp.status;
+          try { message = (await resp.json()).error.message; } catch (_) { /* keep the status */ }
+          add("note error", message);
+          return;
+        }
+        setStatus("");
+        await readEvents(resp, onPageEvent);
+      } catch (e) {
+        if (e.message === "unauthorized") return;
+      }
+      setStatus("reconnecting…");
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    state.listening = false;
+  }
+}
+
+async function send(text) {
+  add("msg user", text);
+  const body = JSON.stringify({ text: text, id: newId() });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const resp = await api("/api/webchat/messages", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: body,
+      });
+      if (resp.status === 202) return;
+      if (resp.status !== 503) {
+        let message = "HTTP " + resp.status;
+        try { message = (await resp.json()).error.message; } catch (_) { /* keep the status */ }
+        add("note error", message);
+        return;
+      }
+    } catch (e) {
+      if (e.message === "unauthorized") return;
+    }
+    // Not stored yet: the same id again is safe, the gateway keeps a message once.
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  add("note error", "The message could not be sent; check that the gateway is running.");
 }
 
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("input").value.trim();
-  if (!text || state.busy) return;
+  if (!text) return;
   $("input").value = "";
   send(text);
 });
@@ -199,17 +234,11 @@ $("token-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   state.token = $("token-input").value.trim();
   sessionStorage.setItem(TOKEN_KEY, state.token);
-  try {
-    await loadHistory();
-    showChat();
-  } catch (_) { /* the form is shown again with the reason */ }
+  listen();
 });
 
-(async function start() {
+(function start() {
   state.token = takeTokenFromFragment();
   if (!state.token) { showTokenForm(""); return; }
-  try {
-    await loadHistory();
-    showChat();
-  } catch (_) { /* handled in api() */ }
+  listen();
 })();

@@ -10,6 +10,8 @@
 //! | `POST /v1/chat/completions` | Bearer | OpenAI-compatible chat, streaming or not |
 //! | `POST /api/chat` | Bearer | one turn, streamed as run events (SSE) |
 //! | `GET /api/sessions`, `/api/sessions/history` | Bearer | session list and transcripts |
+//! | `POST /api/webchat/messages`, `GET /api/webchat/events` | Bearer | the web chat page's channel (post, listen) |
+//! | `GET /api/channels` | Bearer | `channels.status` |
 //!
 //! Every request passes the same checks first (`guard.rs`): Host (DNS-rebinding defence on
 //! loopback binds), Origin (same origin or `gateway.controlUi.allowedOrigins`), then the Bearer

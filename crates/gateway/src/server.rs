@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::guard::guard;
-use crate::routes::{api, hooks, openai, probes, responses, tools, ui};
+use crate::routes::{api, hooks, openai, probes, responses, tools, ui, webchat};
 use crate::state::AppState;
 
 /// All routes behind the guard.
@@ -39,6 +39,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/sessions", get(api::sessions))
         .route("/api/sessions/history", get(api::history))
         .route("/api/channels", get(api::channels))
+        .route("/api/webchat/messages", post(webchat::post))
+        .route("/api/webchat/events", get(webchat::events))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

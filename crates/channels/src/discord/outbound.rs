@@ -13,7 +13,7 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings, max_lines: usize) ->
     let text = format::to_discord_markdown(markdown);
     format::chunk_lines(&text, delivery.text_chunk_limit.min(2000), max_lines)
         .into_iter()
-        .map(|piece| OutboundBody { text: piece, markup: Some("markdown".into()), plain: None, buttons: Vec::new() })
+        .map(|piece| OutboundBody { text: piece, markup: Some("markdown".into()), plain: None, buttons: Vec::new(), draft: false })
         .collect()
 }
 

@@ -22,6 +22,7 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings) -> Vec<OutboundBody>
             markup: Some("org.matrix.custom.html".into()),
             plain: Some(format::strip_to_plain(&piece)),
             buttons: Vec::new(),
+            draft: false,
         })
         .collect()
 }

@@ -38,7 +38,7 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings) -> Vec<OutboundBody>
                 let (cut, _) = clawline_core::text::truncate_chars(&plain, MAX_TEXT);
                 return OutboundBody::plain(cut);
             }
-            OutboundBody { text: html, markup: Some("HTML".into()), plain: Some(plain), buttons: Vec::new() }
+            OutboundBody { text: html, markup: Some("HTML".into()), plain: Some(plain), buttons: Vec::new(), draft: false }
         })
         .collect()
 }

@@ -20,7 +20,7 @@ use super::schema::SecretInput;
 use crate::secret::SecretString;
 
 /// The platforms this build can connect.
-pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix", "slack", "discord"];
+pub const SUPPORTED_CHANNELS: &[&str] = &["telegram", "irc", "matrix", "slack", "discord", "webchat"];
 
 /// Platforms OpenClaw knows that this build does not connect yet (accepted, ignored, reported).
 pub const KNOWN_CHANNELS: &[&str] = &[
@@ -48,6 +48,7 @@ pub const KNOWN_CHANNELS: &[&str] = &[
     "telegram",
     "tlon",
     "twitch",
+    "webchat",
     "whatsapp",
     "zalo",
     "zalouser",
@@ -70,6 +71,10 @@ pub struct ChannelsFile {
     pub slack: Option<SlackFile>,
     /// Discord: the Gateway for events, REST for replies.
     pub discord: Option<DiscordFile>,
+    /// The gateway's own web chat page (on whenever `gateway.controlUi.enabled` is): the same
+    /// gate, sessions and delivery as the other channels. Its one sender is whoever holds the
+    /// gateway token, so DMs are open by default.
+    pub webchat: Option<WebChatFile>,
     /// OpenClaw's cross-channel defaults and per-channel models; accepted, not used yet.
     pub defaults: Option<serde_json::Value>,
     pub model_by_channel: Option<serde_json::Value>,
@@ -424,6 +429,11 @@ channel_file! {
     }
 }
 
+channel_file! {
+    /// `channels.webchat`: the web chat page served by the gateway.
+    WebChatFile {}
+}
+
 /// `channels.irc.sasl`.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -758,6 +768,8 @@ pub struct DiscordSettings {
 /// What is specific to the account's platform.
 #[derive(Debug, Clone)]
 pub enum Platform {
+    /// The gateway's own web chat: nothing to connect to.
+    WebChat,
     Discord(DiscordSettings),
     Telegram(TelegramSettings),
     Irc(IrcSettings),
@@ -793,6 +805,7 @@ impl ChannelAccount {
             }
             Platform::Matrix(m) => m.access_token.iter().chain(m.password.iter()).collect(),
             Platform::Discord(d) => vec![&d.token],
+            Platform::WebChat => Vec::new(),
             Platform::Slack(k) => {
                 std::iter::once(&k.bot_token).chain(k.app_token.iter()).chain(k.signing_secret.iter()).collect()
             }
@@ -807,6 +820,7 @@ impl ChannelAccount {
             Platform::Matrix(m) => m.homeserver.clone(),
             Platform::Slack(k) => k.api_base.clone(),
             Platform::Discord(d) => d.api_base.clone(),
+            Platform::WebChat => "in-process (the gateway's /webchat page)".into(),
         }
     }
 
@@ -827,6 +841,7 @@ impl ChannelAccount {
             Platform::Matrix(m) => plain_http(&m.homeserver),
             Platform::Slack(k) => plain_http(&k.api_base),
             Platform::Discord(d) => plain_http(&d.api_base),
+            Platform::WebChat => false,
         }
     }
 }
@@ -989,6 +1004,33 @@ impl Resolver<'_> {
                 issues,
                 |r, acct, top, at, _id, issues| r.irc(acct, top, at, issues).map(Platform::Irc),
             );
+        }
+        // The web chat is a channel whether or not the file mentions it.
+        let wc = file.webchat.clone().unwrap_or_default();
+        if wc.accounts.is_some() {
+            issues.push(issue(
+                "channels.webchat.accounts",
+                "the web chat has one account",
+                Some("put its settings directly under channels.webchat".into()),
+            ));
+        }
+        self.channel_accounts(
+            "webchat",
+            &wc,
+            Vec::new(),
+            WebChatFile::common,
+            &mut out,
+            issues,
+            |_, _, _, _, _, _| Some(Platform::WebChat),
+        );
+        for a in out.accounts.iter_mut().filter(|a| a.channel == "webchat") {
+            // Everyone who reaches the page has the gateway token already.
+            if wc.dm_policy.is_none() {
+                a.access.dm_policy = DmPolicy::Open;
+                if a.access.allow_from.is_empty() {
+                    a.access.allow_from = vec!["*".into()];
+                }
+            }
         }
         out.session = session_routing(session, issues);
         for (i, b) in bindings.iter().enumerate() {
@@ -1629,6 +1671,8 @@ fn delivery(
         // An IRC line is 512 bytes with the prefix; pieces are cut again by bytes when sent.
         "irc" => (350, 400),
         "discord" => (2000, 2000),
+        // The page shows any length; pieces only keep one bubble readable.
+        "webchat" => (16_000, 100_000),
         _ => (4000, 4000),
     };
     let limit = *pick(acct, top, |c| c.text_chunk_limit).unwrap_or(&default_limit);
@@ -1668,8 +1712,10 @@ fn delivery(
         }
     };
     let media_mb = *pick(acct, top, |c| c.media_max_mb).unwrap_or(&20);
+    // The page edits in place for free, so it shows the answer from its first word.
+    let default_min = if channel == "webchat" { 0 } else { DEFAULT_PREVIEW_MIN_CHARS };
     let (streaming, preview_min_chars) = match pick(acct, top, |c| c.streaming) {
-        None => (StreamMode::Partial, DEFAULT_PREVIEW_MIN_CHARS),
+        None => (StreamMode::Partial, default_min),
         Some(v) => streaming(v, &at.key(acct.streaming.is_some(), "streaming"), issues),
     };
     DeliverySettings {

@@ -390,7 +390,10 @@ impl Resolver<'_> {
         let hooks = self.hooks(&file.hooks, &gateway, &mut issues);
         let memory = self.memory(&file.memory.search, &providers, &mut issues);
         let agent_ids: Vec<String> = agents.keys().cloned().collect();
-        let channels = self.channels(&file.channels, &file.bindings, &file.session, &agent_ids, &mut issues);
+        let mut channels = self.channels(&file.channels, &file.bindings, &file.session, &agent_ids, &mut issues);
+        if !gateway.control_ui_enabled {
+            channels.accounts.retain(|a| a.channel != "webchat");
+        }
         if !issues.is_empty() {
             return Err(issues);
         }

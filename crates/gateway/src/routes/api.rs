@@ -1,4 +1,4 @@
-//! clawline's own chat API, used by the web page and `clawline agent`.
+//! clawline's own chat API, used by `clawline agent` (the web page is a channel: routes/webchat.rs).
 //!
 //! `POST /api/chat` `{message, sessionKey?, agentId?, idempotencyKey?}` answers with a stream of
 //! run events (`event: <type>`, `data: <json>`): `started`, `text`, `thinking`, `tool_start`,

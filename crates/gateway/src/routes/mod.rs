@@ -8,6 +8,7 @@ pub mod probes;
 pub mod responses;
 pub mod tools;
 pub mod ui;
+pub mod webchat;
 
 use futures_util::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
