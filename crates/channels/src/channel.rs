@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::link::Link;
-use crate::message::{OutboundBody, Target};
+use crate::message::{Attachment, OutboundBody, Target};
 
 /// What a platform can do; the dispatcher and status output read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -126,6 +126,10 @@ pub trait Channel: Send + Sync + 'static {
     fn probe(&self) -> BoxFuture<'_, Result<serde_json::Value, SendError>>;
     /// The minimum gap between two sends to one chat, and how many may go at once before it applies.
     fn pace(&self, target: &Target) -> (Duration, u32);
+    /// Downloads a file that came with a message, refusing more than `max_bytes`.
+    fn fetch<'a>(&'a self, _attachment: &'a Attachment, _max_bytes: u64) -> BoxFuture<'a, Result<Vec<u8>, SendError>> {
+        Box::pin(async { Err(SendError::Permanent("files from this platform are not downloaded yet".into())) })
+    }
     /// The minimum gap between two edits of a preview (draft) message.
     fn preview_every(&self) -> Duration {
         Duration::from_millis(1500)

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::gate::Verdict;
 use crate::manager::Account;
 use crate::message::{InboundMessage, OutboundBody, Target};
-use crate::responder::{Ask, Progress, Reply, Responder, is_silent};
+use crate::responder::{Ask, InboundFile, Progress, Reply, Responder, is_silent};
 
 /// Attempts per message before it is answered with an apology instead.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -214,7 +214,8 @@ impl Dispatcher {
         } else {
             self.store.start_inbound_attempt(row.id, &session_key).await?
         };
-        let text = agent_text(msg);
+        let (files, notes) = self.fetch_files(account, msg).await;
+        let text = agent_text_with(msg, &notes);
         let streaming =
             account.settings.delivery.streaming == StreamMode::Partial && account.channel.capabilities().edit;
         // The preview's message, kept across attempts so a retried run edits the same draft.
@@ -241,6 +242,7 @@ impl Dispatcher {
                 session_key: session_key.clone(),
                 text: text.clone(),
                 idempotency_key: format!("channel:{}:{}:{}#{attempt}", msg.channel, msg.account_id, msg.platform_id),
+                files: files.clone(),
             };
             let prefix = format!("{}#{attempt}", msg.platform_id);
             let (progress, preview) = if streaming {
@@ -270,14 +272,20 @@ impl Dispatcher {
                     continue;
                 }
                 Reply::Text(t) if !is_silent(&t) => {
-                    let t = match &account.settings.delivery.response_prefix {
-                        Some(p) => format!("{p} {t}"),
-                        None => t,
-                    };
                     replaces = draft.take();
-                    (account.channel.prepare(&t, &account.settings.delivery), None)
+                    (self.text_bodies(account, t), None)
                 }
-                Reply::Text(_) | Reply::Silent => (Vec::new(), Some("the agent chose not to reply".to_string())),
+                Reply::WithMedia(t, media) if !media.is_empty() || !is_silent(&t) => {
+                    let mut bodies = if is_silent(&t) { Vec::new() } else { self.text_bodies(account, t) };
+                    if !bodies.is_empty() {
+                        replaces = draft.take();
+                    }
+                    bodies.extend(media.into_iter().map(|m| media_body(account, m)));
+                    (bodies, None)
+                }
+                Reply::Text(_) | Reply::WithMedia(..) | Reply::Silent => {
+                    (Vec::new(), Some("the agent chose not to reply".to_string()))
+                }
                 Reply::Failed(m) => (vec![OutboundBody::plain(format!("⚠️ {m}"))], Some(format!("failed: {m}"))),
             };
             let rows = self.outbound(account, msg, &prefix, bodies, replaces);
@@ -288,6 +296,52 @@ impl Dispatcher {
             }
             return Ok(());
         }
+    }
+
+    /// A text answer cut and formatted for the platform, with the account's prefix.
+    fn text_bodies(&self, account: &Account, text: String) -> Vec<OutboundBody> {
+        let text = match &account.settings.delivery.response_prefix {
+            Some(p) => format!("{p} {text}"),
+            None => text,
+        };
+        account.channel.prepare(&text, &account.settings.delivery)
+    }
+
+    /// Downloads the message's files (each within `mediaMaxMb`). Returns the files and, per
+    /// attachment, the line the agent sees instead of the file when it could not be had
+    /// (`None` for a file that was downloaded: the responder describes it).
+    async fn fetch_files(&self, account: &Account, msg: &InboundMessage) -> (Vec<InboundFile>, Vec<Option<String>>) {
+        let max = account.settings.delivery.media_max_bytes;
+        let mut files = Vec::new();
+        let mut notes = Vec::new();
+        for (i, a) in msg.attachments.iter().enumerate() {
+            let what = match &a.name {
+                Some(n) => format!("{} \"{n}\"", a.kind),
+                None => a.kind.clone(),
+            };
+            let fetched = if a.size.is_some_and(|s| s > max) {
+                Err(format!("it is larger than the {} MB limit (mediaMaxMb)", max / (1024 * 1024)))
+            } else {
+                account.channel.fetch(a, max).await.map_err(|e| e.to_string())
+            };
+            match fetched {
+                Ok(bytes) => {
+                    files.push(InboundFile {
+                        kind: a.kind.clone(),
+                        name: a.name.clone(),
+                        mime: a.mime.clone(),
+                        bytes,
+                        stem: file_stem(&msg.platform_id, i),
+                    });
+                    notes.push(None);
+                }
+                Err(e) => {
+                    tracing::info!(channel = %msg.channel, kind = %a.kind, error = %e, "an attachment could not be downloaded");
+                    notes.push(Some(format!("[{what} attached, but it could not be downloaded: {e}]")));
+                }
+            }
+        }
+        (files, notes)
     }
 
     /// Where a reply's first piece goes (the preview's draft too).
@@ -363,17 +417,56 @@ fn lane_key(row: &InboundRow) -> String {
     format!("{}:{}:{peer}:{thread}", row.channel, row.account_id)
 }
 
-/// What the agent sees: the text (with who said it, in groups) and a line per attachment.
+/// A queued message carrying a file, or a line saying the platform cannot take files.
+fn media_body(account: &Account, media: crate::media::Media) -> OutboundBody {
+    if account.channel.capabilities().media {
+        return OutboundBody { media: Some(media), ..OutboundBody::plain("") };
+    }
+    OutboundBody::plain(format!(
+        "📎 {} (not attached: clawline cannot send files to {} yet)",
+        media.url.as_deref().unwrap_or(&media.name),
+        account.channel.channel()
+    ))
+}
+
+/// A name for the `index`th file of a message, safe on any file system and the same on retries.
+fn file_stem(platform_id: &str, index: usize) -> String {
+    let clean: String =
+        platform_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(64).collect();
+    format!("{clean}-{index}")
+}
+
+/// What the agent sees: the text (with who said it, in groups) and a line per attachment; a
+/// button press says which button.
 pub fn agent_text(msg: &InboundMessage) -> String {
-    let mut text = msg.text.trim().to_string();
-    for a in &msg.attachments {
+    agent_text_with(msg, &[])
+}
+
+/// [`agent_text`] with attachment `i`'s line replaced by `notes[i]` (`Some`), or left out when
+/// its file was downloaded (`None`: the responder describes the file).
+fn agent_text_with(msg: &InboundMessage, notes: &[Option<String>]) -> String {
+    let mut text = match &msg.button {
+        Some(b) => match &b.label {
+            Some(label) => format!("[pressed the button \"{label}\" (data: {})]", b.data),
+            None => format!("[pressed a button (data: {})]", b.data),
+        },
+        None => msg.text.trim().to_string(),
+    };
+    for (i, a) in msg.attachments.iter().enumerate() {
+        let line = match notes.get(i) {
+            Some(Some(note)) => note.clone(),
+            Some(None) => continue,
+            None => {
+                let name = a.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                format!("[{}{name} attached]", a.kind)
+            }
+        };
         if !text.is_empty() {
             text.push('\n');
         }
-        let name = a.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
-        text.push_str(&format!("[{}{name} attached]", a.kind));
+        text.push_str(&line);
     }
-    if text.is_empty() {
+    if text.is_empty() && notes.iter().all(|n| n.is_some()) {
         text = "[an empty message]".to_string();
     }
     match msg.peer_kind {

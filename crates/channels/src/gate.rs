@@ -148,6 +148,7 @@ mod tests {
             attachments: vec![],
             mentioned: false,
             reply_to: None,
+            button: None,
             timestamp_ms: 0,
         }
     }

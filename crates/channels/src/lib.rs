@@ -22,6 +22,7 @@ pub mod link;
 mod manager;
 #[cfg(feature = "matrix")]
 pub mod matrix;
+pub mod media;
 pub mod message;
 pub mod pacing;
 pub mod pairing;
@@ -40,6 +41,7 @@ pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent, Webho
 pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_TTL_MS, agent_text};
 pub use health::{AccountStatus, ConnState};
 pub use manager::{BuildError, ChannelReport, Channels, ProbeReport};
-pub use message::{Attachment, InboundMessage, OutboundBody, ReplyRef, Sender, Target};
-pub use responder::{Ask, Progress, Reply, Responder};
+pub use media::Media;
+pub use message::{Attachment, ButtonPress, InboundMessage, OutboundBody, ReplyRef, Sender, Target};
+pub use responder::{Ask, InboundFile, Progress, Reply, Responder};
 pub use supervisor::Backoff;

@@ -50,6 +50,17 @@ pub struct ReplyRef {
     pub text: Option<String>,
 }
 
+/// A button under one of the assistant's messages was pressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ButtonPress {
+    /// The button's callback data (what the assistant put there).
+    pub data: String,
+    /// The button's label, when the platform says which it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
 /// One message from a platform, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,6 +93,9 @@ pub struct InboundMessage {
     pub mentioned: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyRef>,
+    /// Set when this "message" is a button press (`text` is then the button's data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub button: Option<ButtonPress>,
     /// When the platform says it was sent (Unix ms).
     pub timestamp_ms: i64,
 }
@@ -150,10 +164,13 @@ pub struct OutboundBody {
     /// the difference, like the web chat, do).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draft: bool,
+    /// A file sent as this message (`text`, when not empty, is its caption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<crate::media::Media>,
 }
 
 impl OutboundBody {
     pub fn plain(text: impl Into<String>) -> OutboundBody {
-        OutboundBody { text: text.into(), markup: None, plain: None, buttons: Vec::new(), draft: false }
+        OutboundBody { text: text.into(), markup: None, plain: None, buttons: Vec::new(), draft: false, media: None }
     }
 }

@@ -45,7 +45,8 @@ pub async fn approve(
     let mut notified = false;
     if notify {
         let peer = request.meta.get("peerId").and_then(|p| p.as_str()).unwrap_or(&request.sender_id).to_string();
-        let target = Target { peer_kind: PeerKind::Direct, peer_id: peer, thread: None, reply_to: None, replaces: None };
+        let target =
+            Target { peer_kind: PeerKind::Direct, peer_id: peer, thread: None, reply_to: None, replaces: None };
         let row = NewOutbound {
             idempotency_key: format!("pairing:{}:{}", request.sender_id, request.code),
             target: serde_json::to_value(&target).unwrap_or_default(),

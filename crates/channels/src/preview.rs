@@ -42,7 +42,8 @@ pub(crate) async fn run(
             _ = done.cancelled() => return draft,
             changed = text.changed() => if changed.is_err() { return draft },
         }
-        let so_far = text.borrow_and_update().trim_end().to_string();
+        // `MEDIA:` lines become files with the answer; the preview shows only the text.
+        let so_far = crate::media::split_media(&text.borrow_and_update()).0;
         if so_far.is_empty() || (draft.is_none() && so_far.chars().count() < delivery.preview_min_chars) {
             continue;
         }

@@ -13,10 +13,37 @@ use futures_util::future::BoxFuture;
 pub struct Ask {
     pub agent_id: String,
     pub session_key: String,
-    /// What the agent sees as the user's message.
+    /// What the agent sees as the user's message (files that came with it are in `files`).
     pub text: String,
     /// Unique per journaled message and attempt.
     pub idempotency_key: String,
+    /// Files that came with the message, downloaded.
+    pub files: Vec<InboundFile>,
+}
+
+/// A file that came with a message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InboundFile {
+    /// `photo`, `document`, `voice`, …
+    pub kind: String,
+    pub name: Option<String>,
+    pub mime: Option<String>,
+    pub bytes: Vec<u8>,
+    /// Unique per message and file, safe in a file name: the same file gets the same name
+    /// when a restart asks again.
+    pub stem: String,
+}
+
+impl std::fmt::Debug for InboundFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundFile")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("mime", &self.mime)
+            .field("bytes", &self.bytes.len())
+            .field("stem", &self.stem)
+            .finish()
+    }
 }
 
 /// How the agent answered.
@@ -24,6 +51,8 @@ pub struct Ask {
 pub enum Reply {
     /// Markdown to send back.
     Text(String),
+    /// Markdown and files to send back (the files after the text).
+    WithMedia(String, Vec<crate::media::Media>),
     /// The agent chose not to answer (`NO_REPLY`, an empty turn).
     Silent,
     /// The run failed; a line for the person.

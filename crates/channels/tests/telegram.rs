@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clawline_channels::telegram::TelegramChannel;
-use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Progress, Reply, Responder};
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Media, Progress, Reply, Responder};
 use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
@@ -26,6 +26,8 @@ struct Echo {
     asks: Arc<Mutex<Vec<Ask>>>,
     delay: Arc<Mutex<Duration>>,
     stream: Arc<Mutex<Option<(Vec<String>, Duration)>>>,
+    /// With `reply` set, it answers that.
+    reply: Arc<Mutex<Option<Reply>>>,
 }
 
 impl Responder for Echo {
@@ -33,7 +35,11 @@ impl Responder for Echo {
         self.asks.lock().unwrap().push(ask.clone());
         let delay = *self.delay.lock().unwrap();
         let stream = self.stream.lock().unwrap().clone();
+        let fixed = self.reply.lock().unwrap().clone();
         Box::pin(async move {
+            if let Some(r) = fixed {
+                return r;
+            }
             if let Some((pieces, every)) = stream {
                 for p in &pieces {
                     progress.push(p);
@@ -379,12 +385,108 @@ async fn a_long_answer_streams_into_one_draft_that_becomes_the_reply() {
 #[tokio::test]
 async fn streaming_off_sends_the_answer_once_without_a_draft() {
     let r = rig("streaming: 'off',").await;
-    let pieces: Vec<String> = (0..6).map(|i| format!("Part {i} of an answer long enough to be previewed otherwise. ")).collect();
+    let pieces: Vec<String> =
+        (0..6).map(|i| format!("Part {i} of an answer long enough to be previewed otherwise. ")).collect();
     let answer = pieces.concat();
     *r.echo.stream.lock().unwrap() = Some((pieces, Duration::from_millis(100)));
     r.tg.push_text(OWNER, OWNER, "go");
     let sent = r.tg.wait_sent(1, Duration::from_secs(10)).await;
     assert_eq!(sent[0].plain, answer.trim_end());
     assert!(r.tg.edits().is_empty());
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_pressed_inline_button_is_acknowledged_and_answered_as_a_message() {
+    let r = rig("").await;
+    // A message of the bot's with buttons (as an approval prompt would be).
+    let url = format!("{}/bot{TOKEN}/sendMessage", r.tg.api_root());
+    let keyboard = serde_json::json!({"inline_keyboard": [[{"text": "Yes", "callback_data": "approve:7"},
+                                                           {"text": "No", "callback_data": "deny:7"}]]});
+    let sent: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&serde_json::json!({"chat_id": OWNER, "text": "Run it?", "reply_markup": keyboard}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prompt = sent["result"]["message_id"].as_i64().unwrap();
+    let query = r.tg.push_callback_query(OWNER, OWNER, prompt, "approve:7");
+    until("the answer to the press", || r.tg.sent().len() == 2).await;
+    let asks = r.echo.asks.lock().unwrap().clone();
+    assert_eq!(asks.len(), 1);
+    assert_eq!(asks[0].text, "[pressed the button \"Yes\" (data: approve:7)]");
+    assert_eq!(asks[0].session_key, "agent:main:main");
+    let reply = &r.tg.sent()[1];
+    assert_eq!(reply.reply_to_message_id, Some(prompt), "the answer quotes the prompt");
+    until("the callback answer", || r.tg.callback_answers().iter().any(|a| a.callback_query_id == query)).await;
+
+    // The same press delivered again is not answered twice.
+    r.tg.duplicate_next_poll();
+    r.tg.push_text(OWNER, OWNER, "after");
+    r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.echo.asks.lock().unwrap().len(), 2, "the press once, then the text");
+    assert_eq!(r.tg.sent().len(), 3);
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn photos_and_documents_are_downloaded_for_the_agent_within_the_size_limit() {
+    let r = rig("mediaMaxMb: 1,").await;
+    let photo = vec![0xffu8, 0xd8, 0xff, 0xe0, 1, 2, 3];
+    let id = r.tg.register_file(&photo, "photo.jpg");
+    r.tg.push_photo(OWNER, OWNER, &id, Some("what is this?"));
+    r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    let ask = r.echo.asks.lock().unwrap()[0].clone();
+    assert_eq!(ask.text, "what is this?", "the file is handed over, not described");
+    assert_eq!(ask.files.len(), 1);
+    assert_eq!((ask.files[0].kind.as_str(), ask.files[0].bytes.as_slice()), ("photo", photo.as_slice()));
+    assert!(r.tg.requests().iter().any(|c| c.method == "getFile"));
+
+    // Over mediaMaxMb: not downloaded, and the agent is told why.
+    let big = r.tg.register_file(&vec![7u8; 1024 * 1024 + 1], "big.pdf");
+    r.tg.push_document(OWNER, OWNER, &big, None);
+    r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    let ask = r.echo.asks.lock().unwrap()[1].clone();
+    assert!(ask.files.is_empty());
+    assert!(
+        ask.text.contains("could not be downloaded: it is larger than the 1 MB limit (mediaMaxMb)"),
+        "{}",
+        ask.text
+    );
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn files_in_an_answer_are_uploaded_after_its_text() {
+    let r = rig("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart.png");
+    std::fs::write(&chart, vec![0x89u8; 2048]).unwrap();
+    let media = vec![
+        Media { kind: "photo".into(), path: Some(chart.display().to_string()), url: None, name: "chart.png".into() },
+        Media {
+            kind: "document".into(),
+            path: None,
+            url: Some("https://files.test/r.pdf".into()),
+            name: "r.pdf".into(),
+        },
+        Media { kind: "document".into(), path: Some("/nonexistent/x.txt".into()), url: None, name: "x.txt".into() },
+    ];
+    *r.echo.reply.lock().unwrap() = Some(Reply::WithMedia("Here is the chart.".into(), media));
+    let (_, mid) = r.tg.push_text(OWNER, OWNER, "chart please");
+    let sent = r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!((sent[0].method.as_str(), sent[0].plain.as_str()), ("sendMessage", "Here is the chart."));
+    assert_eq!(sent[0].reply_to_message_id, Some(mid));
+    assert_eq!(sent[1].method, "sendPhoto");
+    assert_eq!((sent[1].upload_len, sent[1].upload_name.as_deref()), (Some(2048), Some("chart.png")));
+    assert_eq!(sent[2].method, "sendDocument");
+    assert_eq!(sent[2].file_ref.as_deref(), Some("https://files.test/r.pdf"));
+    // The missing file cannot be sent and is a dead letter, not a retry loop.
+    until("the dead letter", || r.channels.status()[0].status.dead_letters == 1).await;
+    assert_eq!(r.tg.sent().len(), 3);
     r.channels.stop().await;
 }

@@ -4,7 +4,9 @@
 //! Asking again with the same key finds the run started before instead of starting another
 //! (the store's idempotency key): a finished run gives its stored answer, a run a restart cut
 //! off says so, so the channel layer can try again under a new key. The answer's text is
-//! reported as it streams, for previews. This file knows nothing of any platform.
+//! reported as it streams, for previews; files that came with the message are saved in the
+//! workspace first, and files the answer names are attached (`channel_files.rs`). This file
+//! knows nothing of any platform.
 
 use std::time::Duration;
 
@@ -44,10 +46,24 @@ impl Responder for AgentResponder {
     fn respond(&self, ask: Ask, progress: Progress) -> BoxFuture<'static, Reply> {
         let runtime = self.runtime.clone();
         Box::pin(async move {
+            let workspace = runtime.config().agent(&ask.agent_id).map(|a| a.workspace.clone());
+            let mut message = ask.text;
+            if let (Some(ws), false) = (&workspace, ask.files.is_empty()) {
+                for line in crate::channel_files::save_inbound(ws, ask.files, clawline_store::now_ms()).await {
+                    if !message.is_empty() {
+                        message.push('\n');
+                    }
+                    message.push_str(&line);
+                }
+            }
+            let with_files = |reply: Reply| match (reply, &workspace) {
+                (Reply::Text(t), Some(ws)) => crate::channel_files::answer(ws, t),
+                (other, _) => other,
+            };
             let req = TurnRequest {
                 agent_id: Some(ask.agent_id),
                 session_key: Some(ask.session_key),
-                message: ask.text,
+                message,
                 idempotency_key: Some(ask.idempotency_key),
                 ..Default::default()
             };
@@ -56,7 +72,7 @@ impl Responder for AgentResponder {
                     while let Some(event) = run.events.recv().await {
                         match event {
                             RunEvent::Text { delta } => progress.push(&delta),
-                            RunEvent::Done { text, .. } => return Reply::Text(text),
+                            RunEvent::Done { text, .. } => return with_files(Reply::Text(text)),
                             RunEvent::Error { message, hint, .. } => {
                                 let line = match hint {
                                     Some(h) => format!("{message} ({h})"),
@@ -74,7 +90,7 @@ impl Responder for AgentResponder {
                     let mut row = row;
                     loop {
                         if let Some(reply) = from_row(&row) {
-                            return reply;
+                            return with_files(reply);
                         }
                         tokio::time::sleep(Duration::from_millis(250)).await;
                         match runtime.store().get_run(&row.run_id).await {

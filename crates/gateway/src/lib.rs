@@ -24,6 +24,7 @@
 
 mod auth;
 mod body;
+mod channel_files;
 mod channel_responder;
 mod client_addr;
 mod error;

@@ -73,6 +73,7 @@ pub fn to_inbound(d: &serde_json::Value, account_id: &str, bot_id: &str) -> Opti
         text: content,
         attachments,
         reply_to,
+        button: None,
         timestamp_ms: clawline_store::now_ms(),
     })
 }

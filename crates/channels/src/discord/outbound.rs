@@ -13,7 +13,14 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings, max_lines: usize) ->
     let text = format::to_discord_markdown(markdown);
     format::chunk_lines(&text, delivery.text_chunk_limit.min(2000), max_lines)
         .into_iter()
-        .map(|piece| OutboundBody { text: piece, markup: Some("markdown".into()), plain: None, buttons: Vec::new(), draft: false })
+        .map(|piece| OutboundBody {
+            text: piece,
+            markup: Some("markdown".into()),
+            plain: None,
+            buttons: Vec::new(),
+            draft: false,
+            media: None,
+        })
         .collect()
 }
 
@@ -47,7 +54,13 @@ mod tests {
         assert_eq!(nonce("a#1:0"), nonce("a#1:0"));
         assert_ne!(nonce("a#1:0"), nonce("a#1:1"));
         assert_eq!(nonce("anything").len(), 24);
-        let t = Target { peer_kind: PeerKind::Channel, peer_id: "1".into(), thread: None, reply_to: Some("9".into()), replaces: None };
+        let t = Target {
+            peer_kind: PeerKind::Channel,
+            peer_id: "1".into(),
+            thread: None,
+            reply_to: Some("9".into()),
+            replaces: None,
+        };
         let body = OutboundBody::plain("hi @everyone");
         let c = create(&t, &body, "k");
         assert_eq!(c["message_reference"]["message_id"], "9");

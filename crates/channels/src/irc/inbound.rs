@@ -61,6 +61,7 @@ pub fn to_inbound(
         text: text.to_string(),
         attachments: Vec::new(),
         reply_to: None,
+        button: None,
         timestamp_ms: clawline_store::now_ms(),
     })
 }

@@ -41,8 +41,13 @@ mod tests {
         let d = DeliverySettings::with_limit(350);
         let rows = prepare("**Done**: see `x`\n\n- one\n- two", &d);
         assert_eq!(rows.len(), 1);
-        let t =
-            Target { peer_kind: PeerKind::Group, peer_id: "#ops".into(), thread: None, reply_to: Some("Alice".into()), replaces: None };
+        let t = Target {
+            peer_kind: PeerKind::Group,
+            peer_id: "#ops".into(),
+            thread: None,
+            reply_to: Some("Alice".into()),
+            replaces: None,
+        };
         let lines = lines_for(&t, &rows[0]);
         assert!(lines[0].starts_with("Alice: Done"), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("**")));

@@ -97,6 +97,7 @@ pub fn to_inbound(event: &Event, room: &str, direct: bool, account_id: &str, me:
         text,
         attachments,
         reply_to,
+        button: None,
         timestamp_ms: event.origin_server_ts.unwrap_or_else(clawline_store::now_ms),
     })
 }

@@ -23,6 +23,7 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings) -> Vec<OutboundBody>
             plain: Some(format::strip_to_plain(&piece)),
             buttons: Vec::new(),
             draft: false,
+            media: None,
         })
         .collect()
 }

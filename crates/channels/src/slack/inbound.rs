@@ -53,6 +53,7 @@ pub fn to_inbound(
         text,
         attachments: Vec::new(),
         reply_to: None,
+        button: None,
         timestamp_ms: seconds.saturating_mul(1000),
     })
 }

@@ -22,6 +22,7 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings) -> Vec<OutboundBody>
             plain: Some(format::strip_to_plain(&piece)),
             buttons: Vec::new(),
             draft: false,
+            media: None,
         })
         .collect()
 }
@@ -46,7 +47,14 @@ mod tests {
 
     #[test]
     fn channel_replies_go_into_the_thread_and_dms_stay_flat() {
-        let body = OutboundBody { text: "*hi*".into(), markup: Some("mrkdwn".into()), plain: None, buttons: vec![], draft: false };
+        let body = OutboundBody {
+            text: "*hi*".into(),
+            markup: Some("mrkdwn".into()),
+            plain: None,
+            buttons: vec![],
+            draft: false,
+            media: None,
+        };
         let ch = Target {
             peer_kind: PeerKind::Channel,
             peer_id: "C1".into(),

@@ -101,6 +101,15 @@ pub struct FileRef {
     pub file_size: Option<u64>,
 }
 
+/// `File` (what `getFile` answers).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct File {
+    pub file_id: String,
+    pub file_size: Option<u64>,
+    /// Where to download it; absent when Telegram cannot serve it.
+    pub file_path: Option<String>,
+}
+
 /// `Message` (only what clawline reads).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Message {
@@ -126,6 +135,8 @@ pub struct Message {
     pub video: Option<FileRef>,
     pub sticker: Option<FileRef>,
     pub migrate_to_chat_id: Option<i64>,
+    /// The inline keyboard under the message (to name a pressed button).
+    pub reply_markup: Option<serde_json::Value>,
 }
 
 /// `CallbackQuery` (a button pressed).
@@ -183,18 +194,29 @@ impl Api {
         body: &serde_json::Value,
         timeout: Duration,
     ) -> Result<T, ApiError> {
-        let transport = |detail: String| ApiError::Transport { method: method.to_string(), detail };
         let url = format!("{}/bot{}/{method}", self.root, self.token.expose());
-        let resp = self
-            .http
-            .post(url)
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| transport(describe(&e.without_url())))?;
+        self.answer(method, self.http.post(url).json(body).timeout(timeout)).await
+    }
+
+    /// Calls `method` with `fields` and one file as `multipart/form-data` (an upload).
+    pub async fn call_with_file<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        fields: &[(String, String)],
+        file: Upload<'_>,
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}/bot{}/{method}", self.root, self.token.expose());
+        let (content_type, body) = multipart(fields, &file);
+        let req = self.http.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body).timeout(timeout);
+        self.answer(method, req).await
+    }
+
+    async fn answer<T: DeserializeOwned>(&self, method: &str, req: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let transport = |detail: String| ApiError::Transport { method: method.to_string(), detail };
+        let resp = req.send().await.map_err(|e| transport(describe(&e.without_url())))?;
         let status = resp.status();
-        let bytes = read_capped(resp).await.map_err(transport)?;
+        let bytes = read_capped(resp, MAX_ANSWER_BYTES).await.map_err(transport)?;
         let env: Envelope = serde_json::from_slice(&bytes).map_err(|_| {
             transport(format!(
                 "HTTP {} with a body that is not a Bot API answer ({} bytes)",
@@ -215,6 +237,59 @@ impl Api {
             migrate_to: params.as_ref().and_then(|p| p.migrate_to_chat_id),
         })
     }
+
+    /// Downloads a file `getFile` named, refusing more than `max_bytes`.
+    pub async fn download(&self, file_path: &str, max_bytes: u64, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+        let transport = |detail: String| ApiError::Transport { method: "file".into(), detail };
+        let url = format!("{}/file/bot{}/{}", self.root, self.token.expose(), file_path.trim_start_matches('/'));
+        let resp =
+            self.http.get(url).timeout(timeout).send().await.map_err(|e| transport(describe(&e.without_url())))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ApiError::Refused {
+                method: "file".into(),
+                code: status.as_u16(),
+                description: format!("the file download answered HTTP {}", status.as_u16()),
+                retry_after: None,
+                migrate_to: None,
+            });
+        }
+        read_capped(resp, usize::try_from(max_bytes).unwrap_or(usize::MAX)).await.map_err(transport)
+    }
+}
+
+/// A file to upload: the form field it goes in, its name and its bytes.
+pub struct Upload<'a> {
+    pub field: &'a str,
+    pub file_name: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A `multipart/form-data` body (RFC 7578): the content type with its boundary, and the bytes.
+pub fn multipart(fields: &[(String, String)], file: &Upload<'_>) -> (String, Vec<u8>) {
+    let boundary = format!("clawline-{}", uuid::Uuid::new_v4().simple());
+    // Quotes and line breaks cannot appear inside the quoted names.
+    let clean = |s: &str| s.replace(['"', '\r', '\n', '\\'], "_");
+    let mut body = Vec::with_capacity(file.bytes.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n", clean(name)).as_bytes(),
+        );
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            clean(file.field),
+            clean(file.file_name)
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file.bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -227,11 +302,11 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e.without_url()))? {
-        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+        if out.len() + chunk.len() > max {
+            return Err(format!("answer larger than {max} bytes"));
         }
         out.extend_from_slice(&chunk);
     }
@@ -253,6 +328,19 @@ mod tests {
         assert_eq!(u.message.unwrap().text.as_deref(), Some("hi"));
         let u: Update = serde_json::from_value(serde_json::json!({"update_id": 6, "my_chat_member": {}})).unwrap();
         assert!(u.message.is_none());
+    }
+
+    #[test]
+    fn multipart_bodies_name_every_part_and_end_with_the_boundary() {
+        let fields = vec![("chat_id".to_string(), "7".to_string())];
+        let (ct, body) = multipart(&fields, &Upload { field: "photo", file_name: "a\"b.png", bytes: b"\x89PNG" });
+        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.starts_with(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n7\r\n"))
+        );
+        assert!(text.contains("name=\"photo\"; filename=\"a_b.png\""), "{text}");
+        assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! Private chats are direct conversations with the sender; groups and supergroups are groups,
 //! and a forum topic is a thread of kind `topic`. The assistant counts as mentioned when the
 //! text has an `@username` mention of the bot, a `text_mention` of it, a `/command@bot`, or the
-//! message replies to one of the bot's own. Captions count as text. An update clawline has no
-//! use for (edits, member changes, channel posts) maps to nothing, which still moves the
-//! offset on. Pure: no I/O.
+//! message replies to one of the bot's own. Captions count as text. A pressed inline button
+//! (`callback_query`) is a message from the presser whose text is the button's data, replying
+//! to the message the button was under. An update clawline has no use for (edits, member
+//! changes, channel posts) maps to nothing, which still moves the offset on. Pure: no I/O.
 
 use clawline_core::routing::{PeerKind, ThreadKind};
 
-use super::api::{Entity, Message, Update, User};
-use crate::message::{Attachment, InboundMessage, ReplyRef, Sender};
+use super::api::{CallbackQuery, Entity, Message, Update, User};
+use crate::message::{Attachment, ButtonPress, InboundMessage, ReplyRef, Sender};
 
 /// Who the bot is, for mention detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +78,60 @@ fn attachments(m: &Message) -> Vec<Attachment> {
     out
 }
 
+/// The label of the button carrying `data` in a message's inline keyboard.
+fn button_label(markup: Option<&serde_json::Value>, data: &str) -> Option<String> {
+    let rows = markup?.get("inline_keyboard")?.as_array()?;
+    rows.iter()
+        .filter_map(|r| r.as_array())
+        .flatten()
+        .find(|b| b.get("callback_data").and_then(|d| d.as_str()) == Some(data))
+        .and_then(|b| b.get("text")?.as_str().map(String::from))
+}
+
+fn pressed(cb: &CallbackQuery, account_id: &str, bot: &BotIdentity) -> Option<InboundMessage> {
+    let m = cb.message.as_ref()?;
+    let data = cb.data.clone().filter(|d| !d.is_empty())?;
+    let peer_kind = match m.chat.kind.as_str() {
+        "private" => PeerKind::Direct,
+        "group" | "supergroup" => PeerKind::Group,
+        _ => return None,
+    };
+    let thread = match m.message_thread_id {
+        Some(t) if m.is_topic_message && m.chat.is_forum => Some((ThreadKind::Topic, t.to_string())),
+        _ => None,
+    };
+    Some(InboundMessage {
+        channel: "telegram".into(),
+        account_id: account_id.to_string(),
+        platform_id: format!("cb:{}", cb.id),
+        message_id: m.message_id.to_string(),
+        sender: sender(&cb.from),
+        peer_kind,
+        peer_id: m.chat.id.to_string(),
+        thread,
+        parent: None,
+        guild_id: None,
+        team_id: None,
+        roles: Vec::new(),
+        // Pressing a button under the assistant's message addresses it.
+        mentioned: m.from.as_ref().is_some_and(|u| u.id == bot.id),
+        button: Some(ButtonPress { label: button_label(m.reply_markup.as_ref(), &data), data: data.clone() }),
+        text: data,
+        attachments: Vec::new(),
+        reply_to: Some(ReplyRef {
+            message_id: m.message_id.to_string(),
+            to_assistant: m.from.as_ref().is_some_and(|u| u.id == bot.id),
+            text: m.text.clone().or_else(|| m.caption.clone()),
+        }),
+        timestamp_ms: m.date.saturating_mul(1000),
+    })
+}
+
 /// The normalized message in `update`, if it carries one clawline answers.
 pub fn to_inbound(update: &Update, account_id: &str, bot: &BotIdentity) -> Option<InboundMessage> {
+    if let Some(cb) = &update.callback_query {
+        return pressed(cb, account_id, bot);
+    }
     let m = update.message.as_ref()?;
     let from = m.from.as_ref()?;
     let peer_kind = match m.chat.kind.as_str() {
@@ -127,6 +180,7 @@ pub fn to_inbound(update: &Update, account_id: &str, bot: &BotIdentity) -> Optio
         text,
         attachments,
         reply_to,
+        button: None,
         timestamp_ms: m.date.saturating_mul(1000),
     })
 }
@@ -195,6 +249,26 @@ mod tests {
             "reply_to_message": {"message_id": 5, "date": 1, "chat": {"id": -100, "type": "supergroup"}},
             "chat": {"id": -100, "type": "supergroup", "is_forum": true}, "from": {"id": 7, "first_name": "Ada"}}}));
         assert!(to_inbound(&u, "default", &bot()).unwrap().reply_to.is_none());
+    }
+
+    #[test]
+    fn a_pressed_button_is_a_reply_to_the_bots_message_carrying_its_data() {
+        let u = update(serde_json::json!({"update_id": 3, "callback_query": {
+            "id": "77", "chat_instance": "-1", "data": "approve:42",
+            "from": {"id": 7, "is_bot": false, "first_name": "Ada"},
+            "message": {"message_id": 30, "date": 5, "text": "Run ls?",
+                        "chat": {"id": 7, "type": "private"},
+                        "from": {"id": 42, "is_bot": true, "first_name": "Claw"},
+                        "reply_markup": {"inline_keyboard": [[{"text": "Yes", "callback_data": "approve:42"},
+                                                             {"text": "No", "callback_data": "deny:42"}]]}}}}));
+        let m = to_inbound(&u, "default", &bot()).unwrap();
+        assert_eq!((m.platform_id.as_str(), m.text.as_str(), m.peer_id.as_str()), ("cb:77", "approve:42", "7"));
+        assert_eq!(m.button, Some(ButtonPress { data: "approve:42".into(), label: Some("Yes".into()) }));
+        assert!(m.mentioned && m.reply_to.as_ref().unwrap().to_assistant);
+        // A press without data, or on a message Telegram no longer includes, is nothing to answer.
+        let u = update(serde_json::json!({"update_id": 4, "callback_query": {
+            "id": "78", "chat_instance": "-1", "from": {"id": 7, "first_name": "Ada"}, "data": "x"}}));
+        assert!(to_inbound(&u, "default", &bot()).is_none());
     }
 
     #[test]

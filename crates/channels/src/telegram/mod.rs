@@ -237,7 +237,7 @@ impl Channel for TelegramChannel {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: true, media: false }
+        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: true, media: true }
     }
 
     fn stall_after(&self) -> Duration {
@@ -271,7 +271,20 @@ impl Channel for TelegramChannel {
         body: &'a OutboundBody,
         _key: &'a str,
     ) -> BoxFuture<'a, Result<Sent, SendError>> {
-        Box::pin(outbound::send(&self.api, target, body))
+        Box::pin(async move {
+            match &body.media {
+                Some(m) => outbound::send_media(&self.api, target, body, m).await,
+                None => outbound::send(&self.api, target, body).await,
+            }
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a crate::message::Attachment,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SendError>> {
+        Box::pin(outbound::fetch(&self.api, &attachment.file_id, max_bytes))
     }
 
     fn typing<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), SendError>> {

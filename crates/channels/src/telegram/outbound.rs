@@ -12,9 +12,10 @@ use std::time::Duration;
 use clawline_core::config::channels::{ChunkMode, DeliverySettings};
 use clawline_core::routing::ThreadKind;
 
-use super::api::{Api, ApiError, Message};
+use super::api::{Api, ApiError, File, Message, Upload};
 use crate::channel::{SendError, Sent};
 use crate::format;
+use crate::media::Media;
 use crate::message::{OutboundBody, Target};
 
 /// Telegram's hard limit on a message's text.
@@ -38,7 +39,14 @@ pub fn prepare(markdown: &str, delivery: &DeliverySettings) -> Vec<OutboundBody>
                 let (cut, _) = clawline_core::text::truncate_chars(&plain, MAX_TEXT);
                 return OutboundBody::plain(cut);
             }
-            OutboundBody { text: html, markup: Some("HTML".into()), plain: Some(plain), buttons: Vec::new(), draft: false }
+            OutboundBody {
+                text: html,
+                markup: Some("HTML".into()),
+                plain: Some(plain),
+                buttons: Vec::new(),
+                draft: false,
+                media: None,
+            }
         })
         .collect()
 }
@@ -119,6 +127,75 @@ pub async fn send(api: &Api, target: &Target, body: &OutboundBody) -> Result<Sen
         other => other,
     };
     sent.map(|m| Sent { message_id: m.message_id.to_string() }).map_err(classify)
+}
+
+/// Telegram's limit on uploads by bots.
+pub const MAX_UPLOAD: u64 = 50 * 1024 * 1024;
+
+/// `sendPhoto`, `sendDocument`, `sendVoice`, … for a queued file: uploaded from its path, or
+/// the URL given to Telegram to fetch. The text, if any, is the caption.
+pub async fn send_media(api: &Api, target: &Target, body: &OutboundBody, media: &Media) -> Result<Sent, SendError> {
+    let (method, field) = match media.kind.as_str() {
+        "photo" => ("sendPhoto", "photo"),
+        "voice" => ("sendVoice", "voice"),
+        "audio" => ("sendAudio", "audio"),
+        "video" => ("sendVideo", "video"),
+        _ => ("sendDocument", "document"),
+    };
+    let mut fields: Vec<(String, String)> = vec![("chat_id".into(), target.peer_id.clone())];
+    if let Some(t) = topic(target) {
+        fields.push(("message_thread_id".into(), t.to_string()));
+    }
+    if let Some(r) = target.reply_to.as_deref().and_then(|r| r.parse::<i64>().ok()) {
+        let reply = serde_json::json!({"message_id": r, "allow_sending_without_reply": true});
+        fields.push(("reply_parameters".into(), reply.to_string()));
+    }
+    if !body.text.is_empty() {
+        fields.push(("caption".into(), body.text.clone()));
+        if let Some(m) = &body.markup {
+            fields.push(("parse_mode".into(), m.clone()));
+        }
+    }
+    let sent: Message = match (&media.url, &media.path) {
+        (Some(url), _) => {
+            let mut req: serde_json::Map<String, serde_json::Value> =
+                fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+            req.insert(field.into(), serde_json::json!(url));
+            api.call(method, &serde_json::Value::Object(req), CALL_TIMEOUT).await.map_err(classify)?
+        }
+        (None, Some(path)) => {
+            let bytes = read_file(path).await?;
+            let upload = Upload { field, file_name: &media.name, bytes: &bytes };
+            api.call_with_file(method, &fields, upload, Duration::from_secs(120)).await.map_err(classify)?
+        }
+        (None, None) => return Err(SendError::Permanent("the file to send names neither a path nor a URL".into())),
+    };
+    Ok(Sent { message_id: sent.message_id.to_string() })
+}
+
+async fn read_file(path: &str) -> Result<Vec<u8>, SendError> {
+    let meta = tokio::fs::metadata(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))?;
+    if meta.len() > MAX_UPLOAD {
+        return Err(SendError::Permanent(format!(
+            "{path} is {} MB; Telegram takes at most 50 MB from bots",
+            meta.len() / (1024 * 1024)
+        )));
+    }
+    tokio::fs::read(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))
+}
+
+/// `getFile`, then the download: at most `max_bytes` (and Telegram serves bots at most 20 MB).
+pub async fn fetch(api: &Api, file_id: &str, max_bytes: u64) -> Result<Vec<u8>, SendError> {
+    let file: File =
+        api.call("getFile", &serde_json::json!({"file_id": file_id}), CALL_TIMEOUT).await.map_err(classify)?;
+    if file.file_size.is_some_and(|s| s > max_bytes) {
+        return Err(SendError::Permanent(format!(
+            "it is larger than the {} MB limit (mediaMaxMb)",
+            max_bytes / (1024 * 1024)
+        )));
+    }
+    let path = file.file_path.ok_or_else(|| SendError::Permanent("Telegram gave no path to download it".into()))?;
+    api.download(&path, max_bytes, Duration::from_secs(120)).await.map_err(classify)
 }
 
 /// `editMessageText`; "message is not modified" counts as done, refused formatting is

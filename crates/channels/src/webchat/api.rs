@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(hub.publish("nobody", PageEvent::Typing), 0);
         assert_eq!(a.try_recv().unwrap(), PageEvent::Typing);
         let ev = PageEvent::Edit { id: "1".into(), text: "hi".into(), draft: true };
-        assert_eq!(serde_json::to_value(&ev).unwrap(), serde_json::json!({"type": "edit", "id": "1", "text": "hi", "draft": true}));
+        assert_eq!(
+            serde_json::to_value(&ev).unwrap(),
+            serde_json::json!({"type": "edit", "id": "1", "text": "hi", "draft": true})
+        );
         assert_eq!(hub.listeners(), 2);
         drop(a);
         assert_eq!(hub.listeners(), 1);

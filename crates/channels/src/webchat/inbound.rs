@@ -55,6 +55,7 @@ pub fn message(account_id: &str, client_id: &str, text: &str, now_ms: i64) -> Re
         attachments: Vec::new(),
         mentioned: true,
         reply_to: None,
+        button: None,
         timestamp_ms: now_ms,
     })
 }
@@ -66,7 +67,10 @@ mod tests {
     #[test]
     fn posts_are_checked_before_they_are_kept() {
         let m = message("default", "0b8f-41", "hello", 5).unwrap();
-        assert_eq!((m.platform_id.as_str(), m.sender.id.as_str(), m.peer_kind), ("0b8f-41", OPERATOR, PeerKind::Direct));
+        assert_eq!(
+            (m.platform_id.as_str(), m.sender.id.as_str(), m.peer_kind),
+            ("0b8f-41", OPERATOR, PeerKind::Direct)
+        );
         assert_eq!(message("default", "x", "  \n", 0), Err(PostError::Empty));
         assert_eq!(message("default", "a b", "hi", 0), Err(PostError::BadId));
         assert_eq!(message("default", "", "hi", 0), Err(PostError::BadId));

@@ -1014,15 +1014,9 @@ impl Resolver<'_> {
                 Some("put its settings directly under channels.webchat".into()),
             ));
         }
-        self.channel_accounts(
-            "webchat",
-            &wc,
-            Vec::new(),
-            WebChatFile::common,
-            &mut out,
-            issues,
-            |_, _, _, _, _, _| Some(Platform::WebChat),
-        );
+        self.channel_accounts("webchat", &wc, Vec::new(), WebChatFile::common, &mut out, issues, |_, _, _, _, _, _| {
+            Some(Platform::WebChat)
+        });
         for a in out.accounts.iter_mut().filter(|a| a.channel == "webchat") {
             // Everyone who reaches the page has the gateway token already.
             if wc.dm_policy.is_none() {

@@ -72,7 +72,8 @@ pub async fn post(State(state): State<Arc<AppState>>, JsonBody(p): JsonBody<Post
 pub async fn events(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let (wc, (agent_id, session_key)) = webchat(&state)?;
     let rx = wc.hub().subscribe(OPERATOR);
-    let ready = Event::default().event("ready").data(json!({"sessionKey": session_key, "agentId": agent_id}).to_string());
+    let ready =
+        Event::default().event("ready").data(json!({"sessionKey": session_key, "agentId": agent_id}).to_string());
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
             Ok(ev) => Event::default().event(ev.name()).data(serde_json::to_string(&ev).unwrap_or_default()),
