@@ -202,3 +202,32 @@ async fn operators_see_and_approve_pairing_requests_over_the_protocol() {
     let sent = tg.wait_sent(4, Duration::from_secs(15)).await;
     assert_eq!(sent[3].plain, "echo: thanks");
 }
+
+#[tokio::test]
+async fn a_photo_lands_in_the_workspace_and_a_media_line_in_the_answer_comes_back_as_a_photo() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    // The echo repeats the user message, `MEDIA:` line included: the answer names the file.
+    model.set_fallback(Reply::Echo);
+    let tg = twin().await;
+    tg.add_private_chat(1001, "Olive", None);
+    write_config(dir.path(), &model, Api::OpenAi, &channels(&tg, "allowFrom: [1001],"));
+    let _gw = spawn(dir.path()).await;
+
+    let photo: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let file_id = tg.register_file(&photo, "photo.jpg");
+    let (_, mid) = tg.push_photo(1001, 1001, &file_id, Some("what is this?"));
+    let sent = tg.wait_sent(2, Duration::from_secs(20)).await;
+
+    let asked = model.requests()[0].body.to_string();
+    let rel =
+        asked.split("MEDIA:").nth(1).expect("the agent is told where the file is").split(['\\', '"']).next().unwrap();
+    assert!(rel.starts_with("inbox/") && rel.ends_with(&format!("1001_{mid}-0-photo.jpg")), "{rel}");
+    assert_eq!(std::fs::read(dir.path().join("workspace").join(rel)).unwrap(), photo, "saved whole");
+
+    assert_eq!(sent[0].method, "sendMessage");
+    assert!(sent[0].plain.starts_with("echo: what is this?"), "{:?}", sent[0].plain);
+    assert!(!sent[0].plain.contains("MEDIA:"), "the line became a file: {:?}", sent[0].plain);
+    assert_eq!(sent[1].method, "sendPhoto");
+    assert_eq!(sent[1].upload_len, Some(photo.len()));
+}

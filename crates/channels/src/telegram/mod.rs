@@ -1,5 +1,8 @@
 //! Telegram, through the Bot API: long polling by default, or a webhook when `webhookUrl` is
-//! set; DMs, groups, forum topics; replies as HTML; typing, edits and reactions.
+//! set; DMs, groups, forum topics; replies as HTML; typing, edits (previews) and reactions;
+//! inline-button presses (answered with `answerCallbackQuery`, then handled as a message);
+//! files in (`getFile` + download, within `mediaMaxMb`) and out (`sendPhoto`, `sendDocument`,
+//! `sendVoice`, `sendAudio`, `sendVideo`, uploaded as multipart or passed by URL).
 //!
 //! Polling: `getUpdates` with the stored offset; each batch is journaled together with the
 //! next offset before the next call confirms it to Telegram, so a crash can neither lose nor

@@ -1,6 +1,7 @@
 //! Outbound messages → Bot API calls: Markdown cut to the account's chunk limit and converted
-//! to Telegram's HTML, `sendMessage` with the reply and topic set, and the fallbacks Telegram's
-//! answers call for.
+//! to Telegram's HTML, `sendMessage` with the reply and topic set, files with the `send<Kind>`
+//! method that fits (a local file uploaded, a URL handed over), downloads of files that came
+//! in, and the fallbacks Telegram's answers call for.
 //!
 //! A 400 "can't parse entities" is answered by sending the same piece as plain text once; a
 //! group that became a supergroup reports its new id ([`SendError::Moved`]); 429 carries
