@@ -159,7 +159,12 @@ impl Runtime {
     }
 
     /// The HTTP client for model calls, built on first use (it loads TLS roots, which takes time
-    /// that start-up should not pay).
+    /// that start-up should not pay). The gateway's channels share it: one TLS root store and
+    /// one connection pool per process.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http()
+    }
+
     fn http(&self) -> reqwest::Client {
         self.inner
             .http

@@ -12,18 +12,29 @@ use tokio::net::TcpStream;
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// The one client configuration, built on first use and shared by every connection (the
+/// verifier and its roots are loaded once, not on every reconnect).
+fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .and_then(|b| b.with_platform_verifier())
+                .map(|b| Arc::new(b.with_no_client_auth()))
+                .map_err(|e| format!("TLS setup failed: {e}"))
+        })
+        .clone()
+}
+
 /// Wraps `tcp` in TLS for `host`. The error says what failed, for status output.
 pub async fn wrap(tcp: TcpStream, host: &str) -> Result<Box<dyn Io>, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_no_client_auth();
+    let config = client_config()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|_| format!("`{host}` is not a host name TLS can check"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {host} failed: {e}"))?;

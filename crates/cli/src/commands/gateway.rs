@@ -121,12 +121,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     let channels = if config.channels.accounts.is_empty() {
         None
     } else {
-        let http = || {
-            reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| e.to_string())
-        };
+        let http = || Ok(runtime.http_client());
         let built = clawline_channels::Channels::build(&config, assembled.store.clone(), http)
             .map_err(|e| anyhow!("{e} (set in {})", paths.config_file.display()))?;
         state = state.with_channels(built.clone());
