@@ -32,6 +32,8 @@ pub const PAIRING_TTL_MS: i64 = 3_600_000;
 pub const PAIRING_MAX_PENDING: usize = 3;
 /// How often "typing…" is renewed while an answer is being written.
 const TYPING_EVERY: Duration = Duration::from_secs(4);
+/// Messages of a group kept as context and shown with the next one answered, at most.
+const GROUP_CONTEXT: usize = 20;
 /// A conversation worker with nothing to do for this long exits.
 const IDLE: Duration = Duration::from_secs(30);
 
@@ -146,9 +148,13 @@ impl Dispatcher {
             false
         };
         match account.gate.decide(&msg, approved) {
-            Verdict::Drop(reason) | Verdict::ContextOnly(reason) => {
+            Verdict::Drop(reason) => {
                 tracing::debug!(channel = %msg.channel, peer = %msg.peer_id, reason = %reason, "channel message not answered");
                 self.store.close_inbound(row.id, InboundState::Dropped, &reason).await
+            }
+            Verdict::ContextOnly(reason) => {
+                tracing::debug!(channel = %msg.channel, peer = %msg.peer_id, reason = %reason, "channel message kept as context");
+                self.store.close_inbound(row.id, InboundState::Context, &reason).await
             }
             Verdict::Pair => self.pair(&row, &msg, account).await,
             Verdict::Answer => self.answer(row, &msg, account).await,
@@ -215,7 +221,7 @@ impl Dispatcher {
             self.store.start_inbound_attempt(row.id, &session_key).await?
         };
         let (files, notes) = self.fetch_files(account, msg).await;
-        let text = agent_text_with(msg, &notes);
+        let text = self.with_context(&row, msg, agent_text_with(msg, &notes)).await?;
         let streaming =
             account.settings.delivery.streaming == StreamMode::Partial && account.channel.capabilities().edit;
         // The preview's message, kept across attempts so a retried run edits the same draft.
@@ -296,6 +302,28 @@ impl Dispatcher {
             }
             return Ok(());
         }
+    }
+
+    /// In a group, what was said there since the assistant last answered (messages that did
+    /// not address it, kept as context) goes before the message, so the agent follows along.
+    async fn with_context(&self, row: &InboundRow, msg: &InboundMessage, text: String) -> Result<String, StoreError> {
+        if msg.peer_kind == routing::PeerKind::Direct {
+            return Ok(text);
+        }
+        let thread = msg.thread.as_ref().map(|(_, t)| t.as_str());
+        let earlier = self
+            .store
+            .conversation_context(&msg.channel, &msg.account_id, &msg.peer_id, thread, row.id, GROUP_CONTEXT)
+            .await?;
+        let lines: Vec<String> = earlier
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<InboundMessage>(v).ok())
+            .map(|m| agent_text(&m))
+            .collect();
+        if lines.is_empty() {
+            return Ok(text);
+        }
+        Ok(format!("[Earlier in this chat, not addressed to you:]\n{}\n[Now, to you:]\n{text}", lines.join("\n")))
     }
 
     /// A text answer cut and formatted for the platform, with the account's prefix.

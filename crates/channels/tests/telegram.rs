@@ -196,10 +196,24 @@ async fn groups_answer_only_when_listed_and_mentioned_and_topics_keep_their_thre
     assert_eq!(sent[1].plain, "re: hey Claw, ping");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(r.tg.sent().len(), 2, "the unlisted group and the unaddressed message got nothing");
+    let journal = r.store.recent_inbound("telegram", "default", 10).await.unwrap();
+    let states: Vec<_> = journal.iter().rev().map(|j| j.state).collect();
+    use clawline_store::InboundState::*;
+    assert_eq!(states, [Dropped, Context, Answered, Answered], "unlisted group dropped, unaddressed kept as context");
     let keys: Vec<String> = r.echo.asks.lock().unwrap().iter().map(|a| a.session_key.clone()).collect();
     assert_eq!(keys, ["agent:main:telegram:group:-100500:topic:77", "agent:main:telegram:group:-100500"]);
     let asked = r.echo.asks.lock().unwrap()[0].text.clone();
     assert!(asked.starts_with("Olive (@olive): "), "group messages say who spoke: {asked}");
+    // The unaddressed message was kept as context: the next answer in the same chat (not the
+    // topic) sees it, once.
+    let asked = r.echo.asks.lock().unwrap()[1].text.clone();
+    assert_eq!(
+        asked,
+        "[Earlier in this chat, not addressed to you:]\nOlive (@olive): just chatting\n[Now, to you:]\nOlive (@olive): hey Claw, ping"
+    );
+    r.tg.push_text(-100500, OWNER, "claw again");
+    r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!(r.echo.asks.lock().unwrap()[2].text, "Olive (@olive): claw again", "context is shown once");
     r.channels.stop().await;
 }
 

@@ -22,8 +22,11 @@ pub enum InboundState {
     Running,
     /// Its reply (or notice) is in the outbound queue.
     Answered,
-    /// Not answered on purpose (gate, duplicate of a group message kept as context, …); `note` says why.
+    /// Not answered on purpose (gate, pairing, …); `note` says why.
     Dropped,
+    /// Not answered, but shown with the conversation's next answered message (a group
+    /// message that did not mention the assistant).
+    Context,
     /// Could not be answered; `note` says why.
     Failed,
 }
@@ -35,6 +38,7 @@ impl InboundState {
             InboundState::Running => "running",
             InboundState::Answered => "answered",
             InboundState::Dropped => "dropped",
+            InboundState::Context => "context",
             InboundState::Failed => "failed",
         }
     }
@@ -45,6 +49,7 @@ impl InboundState {
             "running" => InboundState::Running,
             "answered" => InboundState::Answered,
             "dropped" => InboundState::Dropped,
+            "context" => InboundState::Context,
             _ => InboundState::Failed,
         }
     }
@@ -204,6 +209,46 @@ impl Store {
         .await
     }
 
+    /// The messages kept as context in one conversation (`peer_id`, and `thread` when set)
+    /// since the last one answered before row `before`: at most `limit`, oldest first.
+    pub async fn conversation_context(
+        &self,
+        channel: &str,
+        account_id: &str,
+        peer_id: &str,
+        thread: Option<&str>,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let (channel, account_id, peer_id) = (channel.to_string(), account_id.to_string(), peer_id.to_string());
+        let thread = thread.map(str::to_string);
+        self.call(move |conn| {
+            let same =
+                "json_extract(message_json, '$.peerId') = ?3 AND json_extract(message_json, '$.thread[1]') IS ?4";
+            let answered: i64 = conn.query_row(
+                &format!(
+                    "SELECT COALESCE(MAX(id), 0) FROM channel_inbound INDEXED BY channel_inbound_by_state \
+                     WHERE channel = ?1 AND account_id = ?2 AND state IN ('answered', 'running') AND id < ?5 AND {same}"
+                ),
+                params![channel, account_id, peer_id, thread, before],
+                |r| r.get(0),
+            )?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT message_json FROM channel_inbound INDEXED BY channel_inbound_by_state \
+                 WHERE channel = ?1 AND account_id = ?2 AND state = 'context' AND id < ?5 AND id > ?6 AND {same} \
+                 ORDER BY id DESC LIMIT ?7"
+            ))?;
+            let mut rows = stmt
+                .query_map(params![channel, account_id, peer_id, thread, before, answered, limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.reverse();
+            Ok(rows.iter().filter_map(|t| serde_json::from_str(t).ok()).collect())
+        })
+        .await
+    }
+
     /// Journal rows of one account, newest first (for status and tests).
     pub async fn recent_inbound(
         &self,
@@ -248,6 +293,53 @@ mod tests {
         let other = store.accept_inbound("telegram", "work", vec![msg("1")], None).await.unwrap();
         assert!(matches!(other[0], Accepted::New(_)));
         assert_eq!(store.open_inbound().await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn context_is_what_the_conversation_said_since_its_last_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let m = |id: &str, peer: &str| NewInbound {
+            platform_id: id.into(),
+            message: serde_json::json!({"text": id, "peerId": peer}),
+        };
+        let rows = store
+            .accept_inbound(
+                "telegram",
+                "default",
+                vec![
+                    m("a", "-1"),
+                    m("b", "-1"),
+                    m("other", "-2"),
+                    m("asked", "-1"),
+                    m("c", "-1"),
+                    m("d", "-1"),
+                    m("now", "-1"),
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        let ids: Vec<i64> = rows.iter().map(|a| if let Accepted::New(id) = a { *id } else { 0 }).collect();
+        for (i, state) in [
+            (0, InboundState::Context),
+            (1, InboundState::Context),
+            (2, InboundState::Context),
+            (3, InboundState::Answered),
+            (4, InboundState::Context),
+            (5, InboundState::Context),
+        ] {
+            store.close_inbound(ids[i], state, "x").await.unwrap();
+        }
+        let texts =
+            |v: Vec<serde_json::Value>| v.iter().map(|m| m["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let got = store.conversation_context("telegram", "default", "-1", None, ids[6], 10).await.unwrap();
+        assert_eq!(texts(got), ["c", "d"], "only since the last answer, oldest first");
+        let got = store.conversation_context("telegram", "default", "-1", None, ids[3], 1).await.unwrap();
+        assert_eq!(texts(got), ["b"], "the newest within the limit");
+        assert!(
+            store.conversation_context("telegram", "default", "-1", Some("5"), ids[6], 10).await.unwrap().is_empty()
+        );
     }
 
     #[tokio::test]

@@ -183,6 +183,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (channel, account_id, entry)
     ) STRICT;
     "#,
+    // v5: a group's messages kept as context are found by conversation, newest first.
+    r#"
+    CREATE INDEX channel_inbound_by_state ON channel_inbound(channel, account_id, state, id);
+    "#,
 ];
 
 /// The schema version this build writes.
