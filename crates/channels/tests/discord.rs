@@ -163,3 +163,104 @@ async fn a_refused_token_is_a_failure_with_the_fix_not_a_retry_storm() {
     assert!(e.contains("channels.discord.token"), "{e}");
     r.channels.stop().await;
 }
+
+/// The words answered, in order, without the nonce-deduplicated resends.
+fn answers(dc: &DiscordServer) -> Vec<String> {
+    dc.sent()
+        .iter()
+        .filter(|s| !s.deduped)
+        .map(|s| s.content.split(' ').nth(1).unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The statuses the twin answered Create Message with, in order.
+fn create_statuses(dc: &DiscordServer) -> Vec<u16> {
+    dc.requests().iter().filter(|q| q.route.as_deref() == Some("create_message")).map(|q| q.status).collect()
+}
+
+#[tokio::test]
+async fn a_429_on_message_create_is_waited_out_and_the_reply_sent_once() {
+    let r = rig_with(TOKEN).await;
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    r.dc.fail_next("create_message", Fault::RateLimited(0.3));
+    r.dc.push_dm(700, "one");
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    let s = r.channels.status()[0].status.clone();
+    assert_eq!((s.outbound, s.send_failures, s.dead_letters), (1, 1, 0), "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("rate limited")), "{s:?}");
+    // A later reply is a fence: nothing of the first one is sent again before it.
+    r.dc.push_dm(700, "two");
+    until("the second reply recorded as sent", || r.channels.status()[0].status.outbound == 2).await;
+    assert_eq!(answers(&r.dc), ["one", "two"]);
+    assert_eq!(create_statuses(&r.dc), [429, 200, 200], "the refused call was retried once");
+    assert_eq!(r.channels.status()[0].status.send_failures, 1);
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_5xx_on_message_create_is_retried_and_the_reply_sent_once() {
+    let r = rig_with(TOKEN).await;
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    r.dc.fail_next("create_message", Fault::Status(500));
+    r.dc.push_dm(700, "one");
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    let s = r.channels.status()[0].status.clone();
+    assert_eq!((s.outbound, s.send_failures, s.dead_letters), (1, 1, 0), "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("500")), "{s:?}");
+    r.dc.push_dm(700, "two");
+    until("the second reply recorded as sent", || r.channels.status()[0].status.outbound == 2).await;
+    assert_eq!(answers(&r.dc), ["one", "two"]);
+    assert_eq!(create_statuses(&r.dc), [500, 200, 200], "the refused call was retried once");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_garbled_gateway_frame_breaks_nothing_and_later_messages_are_answered_once() {
+    let r = rig_with(TOKEN).await;
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    r.dc.push_dm(700, "one");
+    until("the first reply", || answers(&r.dc) == ["one"]).await;
+    r.dc.malformed_next_frame();
+    r.dc.push_dm(700, "garbled");
+    r.dc.push_dm(700, "two");
+    r.dc.push_dm(700, "three");
+    until("the replies after the garbled frame", || {
+        let a = answers(&r.dc);
+        a.contains(&"two".to_string()) && a.contains(&"three".to_string())
+    })
+    .await;
+    r.dc.push_dm(700, "four");
+    until("the fence reply", || answers(&r.dc).contains(&"four".to_string())).await;
+    let a = answers(&r.dc);
+    for word in ["one", "two", "three", "four"] {
+        assert_eq!(a.iter().filter(|w| *w == word).count(), 1, "{word} answered once: {a:?}");
+    }
+    let beats = r.dc.heartbeats().len();
+    until("heartbeats acknowledged after the garbled frame", || r.dc.heartbeats().iter().skip(beats).any(|h| h.acked))
+        .await;
+    until("connected", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_garbled_dispatch_is_recovered_by_resuming_not_lost() {
+    let r = rig_with(TOKEN).await;
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    r.dc.malformed_next_frame();
+    r.dc.push_dm(700, "garbled");
+    r.dc.push_dm(700, "after");
+    until("both answered", || {
+        let a = answers(&r.dc);
+        a.contains(&"garbled".to_string()) && a.contains(&"after".to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = answers(&r.dc);
+    for word in ["garbled", "after"] {
+        assert_eq!(a.iter().filter(|w| *w == word).count(), 1, "{word} answered once: {a:?}");
+    }
+    until("connected again", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let s = r.channels.status()[0].status.clone();
+    assert!(s.reconnects >= 1, "the garbled frame cost one resume: {s:?}");
+    r.channels.stop().await;
+}

@@ -189,3 +189,32 @@ async fn a_refused_sasl_login_is_a_failure_status_not_a_retry_storm() {
     assert_eq!(irc.connections().len(), 1, "a fatal refusal waits long before trying again");
     channels.stop().await;
 }
+
+#[tokio::test]
+async fn a_replayed_line_is_a_new_message_unless_the_server_tags_it_with_a_msgid() {
+    let r = rig("").await;
+    r.irc.wait_joined("#ops", Duration::from_secs(10)).await;
+    let ada = r.irc.user("ada");
+    let texts = |irc: &IrcServer| irc.received_by("ada").iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+
+    // IRC lines carry no id: without the server's `msgid` tag each line gets a fresh platform
+    // id (irc/inbound.rs), so a line a bouncer replays cannot be told from a repeated one and is
+    // answered again, as documented.
+    r.irc.duplicate_next_privmsg();
+    ada.privmsg("claw", "twice");
+    ada.privmsg("claw", "fence");
+    r.irc.wait_received("ada", 3, Duration::from_secs(10)).await;
+    assert_eq!(texts(&r.irc), ["re: twice", "re: twice", "re: fence"]);
+    assert_eq!(r.channels.status()[0].status.duplicates, 0);
+
+    // With a `msgid` the replay is recognized and answered once. The twin sends no tags of its
+    // own, so the tagged line is written raw.
+    let tagged = b"@msgid=replayed-1 :ada!~ada@users.clawline.test PRIVMSG claw :tagged\r\n";
+    r.irc.send_raw_to_client(tagged);
+    r.irc.send_raw_to_client(tagged);
+    ada.privmsg("claw", "fence two");
+    r.irc.wait_received("ada", 5, Duration::from_secs(10)).await;
+    until("the replay counted", || r.channels.status()[0].status.duplicates == 1).await;
+    assert_eq!(texts(&r.irc), ["re: twice", "re: twice", "re: fence", "re: tagged", "re: fence two"]);
+    r.channels.stop().await;
+}

@@ -175,9 +175,10 @@ async fn broken_syncs_rate_limits_and_an_expired_login_lose_nothing_and_answer_o
     r.hs.fail_next("send", 429, "M_LIMIT_EXCEEDED", Some(300));
     r.hs.send_text(&dm, &r.ada, "four");
     r.hs.wait_sent_by(&r.bot, 4, Duration::from_secs(10)).await;
-    // The login's token expires: clawline logs in again and carries on.
-    let token = r.hs.requests().iter().rev().find_map(|_| None::<String>);
-    assert!(token.is_none());
+    // The login's token expires: clawline logs in again and carries on. None of the faults
+    // above cost the session, so the later second login is the refused token's doing.
+    let logins = |hs: &MatrixServer| hs.requests().iter().filter(|c| c.endpoint == "login").count();
+    assert_eq!(logins(&r.hs), 1, "the faults before the refused token did not log in again");
     r.hs.fail_next("sync", 401, "M_UNKNOWN_TOKEN", None);
     r.hs.send_text(&dm, &r.ada, "five");
     r.hs.wait_sent_by(&r.bot, 5, Duration::from_secs(10)).await;
@@ -187,8 +188,41 @@ async fn broken_syncs_rate_limits_and_an_expired_login_lose_nothing_and_answer_o
     let s = &channels.status()[0].status;
     assert!(s.reconnects >= 3, "{s:?}");
     assert_eq!(s.state, ConnState::Connected);
-    let logins = r.hs.requests().iter().filter(|c| c.endpoint == "login").count();
-    assert_eq!(logins, 2, "logged in again after the token was refused");
+    assert_eq!(logins(&r.hs), 2, "logged in again after the token was refused");
+    let calls = r.hs.requests();
+    let refused = calls.iter().position(|c| c.endpoint == "sync" && c.status == 401).expect("the refused sync");
+    let relogin = calls.iter().rposition(|c| c.endpoint == "login").expect("the second login");
+    assert!(refused < relogin, "the second login followed the refusal");
+    assert!(
+        calls[relogin + 1..].iter().any(|c| c.endpoint == "send" && c.status == 200),
+        "the fifth reply went out on the new login"
+    );
+    channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_5xx_on_send_is_retried_with_the_same_transaction_and_answered_once() {
+    let r = rig("").await;
+    let dm = r.hs.create_room(&r.ada, true);
+    r.hs.invite(&dm, &r.ada, &r.bot);
+    let echo = Echo::default();
+    let channels = start(&r, &echo);
+    until("connected", || channels.status()[0].status.state == ConnState::Connected).await;
+    r.hs.fail_next("send", 500, "M_UNKNOWN", None);
+    r.hs.send_text(&dm, &r.ada, "one");
+    until("the reply recorded as sent", || channels.status()[0].status.outbound == 1).await;
+    let s = channels.status()[0].status.clone();
+    assert_eq!((s.outbound, s.send_failures, s.dead_letters), (1, 1, 0), "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("500")), "{s:?}");
+    // A later reply is a fence: nothing of the first one is sent again before it.
+    r.hs.send_text(&dm, &r.ada, "two");
+    until("the second reply recorded as sent", || channels.status()[0].status.outbound == 2).await;
+    let bodies: Vec<String> = r.hs.sent_by(&r.bot).iter().filter_map(|e| e.body().map(str::to_string)).collect();
+    assert_eq!(bodies, ["re: one", "re: two"]);
+    let sends: Vec<(u16, String)> =
+        r.hs.requests().iter().filter(|c| c.endpoint == "send").map(|c| (c.status, c.path.clone())).collect();
+    assert_eq!(sends.iter().map(|s| s.0).collect::<Vec<_>>(), [500, 200, 200], "the refused send was retried once");
+    assert_eq!(sends[0].1, sends[1].1, "the retry reused the transaction id");
     channels.stop().await;
 }
 

@@ -152,6 +152,30 @@ async fn socket_faults_lose_nothing_and_answer_once() {
     let texts: Vec<String> = r.slack.posted().iter().map(|p| p.text.clone()).collect();
     assert_eq!(texts, ["re: *one*", "re: *two*", "re: *three*", "re: *four*", "re: *five*"]);
     assert!(r.channels.status()[0].status.reconnects >= 2, "the drop and the disconnect request");
+    until("connected again after the faults", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_5xx_on_post_message_is_retried_and_the_reply_posted_once() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let im = r.slack.add_im("U4");
+    r.slack.fail_next("chat.postMessage", Fail::Status(500));
+    r.slack.push_message(&im, "U4", "one", None);
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    let s = r.channels.status()[0].status.clone();
+    assert_eq!((s.outbound, s.send_failures, s.dead_letters), (1, 1, 0), "{s:?}");
+    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("fatal_error")), "{s:?}");
+    // A later reply is a fence: nothing of the first one is posted again before it.
+    r.slack.push_message(&im, "U4", "two", None);
+    until("the second reply recorded as sent", || r.channels.status()[0].status.outbound == 2).await;
+    let texts: Vec<String> = r.slack.posted().iter().map(|p| p.text.clone()).collect();
+    assert_eq!(texts, ["re: *one*", "re: *two*"]);
+    let statuses: Vec<u16> =
+        r.slack.requests().iter().filter(|q| q.method == "chat.postMessage").map(|q| q.status).collect();
+    assert_eq!(statuses, [500, 200, 200], "the refused call was retried once");
+    assert_eq!(r.channels.status()[0].status.state, ConnState::Connected, "a failed post is not a broken socket");
     r.channels.stop().await;
 }
 

@@ -159,8 +159,13 @@ impl DiscordChannel {
                 None => return Err(ConnectionError::Transient("the Gateway closed the connection".into())),
             };
             let Ok(p) = serde_json::from_str::<serde_json::Value>(&text) else {
-                tracing::warn!("the Discord Gateway sent a frame that is not JSON; ignored");
-                continue;
+                // It may have been a dispatch: skipping it would lose its message for good (the
+                // next one moves the sequence past it). Resuming from the last good sequence
+                // makes Discord send it again.
+                return Err(ConnectionError::Transient(format!(
+                    "the Gateway sent a frame that is not JSON; resuming from sequence {}",
+                    seq.map_or_else(|| "0".to_string(), |s| s.to_string())
+                )));
             };
             match p["op"].as_u64() {
                 Some(0) => {
