@@ -52,6 +52,7 @@ pub fn config_with(
         state_dir: state,
         env: &env,
         read_file: &read,
+        stored: None,
         presets: clawline_providers::catalog::PRESETS,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e}")).config

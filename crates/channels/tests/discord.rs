@@ -45,6 +45,7 @@ fn config(api: &str, token: &str) -> Config {
         env: &env,
         presets: &[],
         read_file: &read,
+        stored: None,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
 }

@@ -49,6 +49,7 @@ fn config(port: u16, extra: &str) -> Config {
         env: &env,
         presets: &[],
         read_file: &read,
+        stored: None,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
 }

@@ -49,6 +49,7 @@ fn config(base: &str, bot: &str, ada: &str, extra: &str) -> Config {
         env: &env,
         presets: &[],
         read_file: &read,
+        stored: None,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
 }

@@ -222,6 +222,7 @@ fn config(base: &str, bot: &str, bot_password: &str, person: &str) -> Config {
         env: &env,
         presets: &[],
         read_file: &read,
+        stored: None,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
 }

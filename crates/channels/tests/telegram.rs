@@ -68,6 +68,7 @@ fn config(root: &str, extra: &str) -> Config {
         env: &env,
         presets: &[],
         read_file: &read,
+        stored: None,
     };
     load(&text, &ctx).unwrap_or_else(|e| panic!("{e:?}")).config
 }

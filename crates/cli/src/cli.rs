@@ -82,6 +82,30 @@ pub enum Command {
     /// (channels with `dmPolicy: "pairing"`, the default).
     #[command(subcommand)]
     Pairing(PairingCommand),
+
+    /// Keep secrets (bot tokens, API keys) encrypted in the state directory instead of in the
+    /// config file; the config names them as `{ source: "store", id: "<ID>" }`.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Store (or replace) a secret, read from standard input or an environment variable.
+    Set {
+        /// The name the config uses, e.g. `telegram-bot`.
+        id: String,
+        /// Read the value from this environment variable instead of standard input.
+        #[arg(long, value_name = "VAR")]
+        from_env: Option<String>,
+    },
+    /// The stored secrets' names (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a stored secret.
+    Rm { id: String },
 }
 
 #[derive(Subcommand, Debug)]

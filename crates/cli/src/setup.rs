@@ -16,6 +16,8 @@ use crate::cli::Cli;
 
 /// Name of the generated gateway token in the secret store.
 pub const TOKEN_SECRET: &str = "gateway.token";
+/// Where `clawline secrets set <ID>` keeps `<ID>` (apart from clawline's own secrets).
+pub const STORED_SECRET_PREFIX: &str = "store/";
 
 /// Where this invocation keeps its state.
 #[derive(Debug, Clone)]
@@ -80,12 +82,21 @@ fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
 pub fn load_text(paths: &Paths, text: &str) -> std::result::Result<Loaded, ConfigErrors> {
     let label = paths.config_file.display().to_string();
     let dir = paths.config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| paths.state.root.clone());
+    // Read only when the config names a stored secret: the master key and the database are
+    // not touched otherwise.
+    let stored = |id: &str| -> std::result::Result<Option<String>, String> {
+        let key = master_key(paths).map_err(|e| format!("{e:#}"))?;
+        clawline_store::read_secret_at(&paths.state.database(), &format!("{STORED_SECRET_PREFIX}{id}"), &key)
+            .map(|v| v.map(|s| s.expose().to_string()))
+            .map_err(|e| e.to_string())
+    };
     let ctx = LoadContext {
         file_label: &label,
         config_dir: &dir,
         state_dir: &paths.state.root,
         env: &env,
         read_file: &read_secret_file,
+        stored: Some(&stored),
         presets: clawline_providers::catalog::PRESETS,
     };
     load(text, &ctx)

@@ -231,3 +231,46 @@ async fn a_photo_lands_in_the_workspace_and_a_media_line_in_the_answer_comes_bac
     assert_eq!(sent[1].method, "sendPhoto");
     assert_eq!(sent[1].upload_len, Some(photo.len()));
 }
+
+#[tokio::test]
+async fn a_bot_token_kept_in_the_encrypted_store_connects_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    model.set_fallback(Reply::Echo);
+    let tg = twin().await;
+    tg.add_private_chat(1001, "Olive", None);
+    let stored = format!(
+        "channels: {{ telegram: {{ botToken: {{ source: 'store', id: 'telegram-bot' }}, apiRoot: '{}', \
+         pollTimeoutSeconds: 2, allowFrom: [1001] }} }},",
+        tg.api_root()
+    );
+    write_config(dir.path(), &model, Api::OpenAi, &stored);
+
+    // Not stored yet: the config names the key and says how to fix it.
+    let check = cli(dir.path(), &["config", "validate"]).await;
+    assert!(!check.status.success());
+    let err = stderr(&check) + &stdout(&check);
+    assert!(err.contains("channels.telegram.botToken") && err.contains("no secret `telegram-bot` is stored"), "{err}");
+    assert!(err.contains("clawline secrets set telegram-bot"), "{err}");
+
+    let set = cli_env(dir.path(), &["secrets", "set", "telegram-bot", "--from-env", "TG"], &[("TG", BOT_TOKEN)]).await;
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(!stdout(&set).contains(BOT_TOKEN) && !stderr(&set).contains(BOT_TOKEN));
+    let listed = cli(dir.path(), &["secrets", "list"]).await;
+    assert!(stdout(&listed).starts_with("telegram-bot"), "{}", stdout(&listed));
+    assert!(!stdout(&listed).contains(BOT_TOKEN));
+    for name in ["clawline.sqlite", "clawline.sqlite-wal"] {
+        let Ok(db) = std::fs::read(dir.path().join("state").join(name)) else { continue };
+        assert!(!db.windows(BOT_TOKEN.len()).any(|w| w == BOT_TOKEN.as_bytes()), "only ciphertext in {name}");
+    }
+
+    let _gw = spawn(dir.path()).await;
+    tg.push_text(1001, 1001, "hello");
+    let sent = tg.wait_sent(1, Duration::from_secs(20)).await;
+    assert_eq!(sent[0].plain, "echo: hello", "the stored token reached Telegram");
+
+    let rm = cli(dir.path(), &["secrets", "rm", "telegram-bot"]).await;
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    let again = cli(dir.path(), &["secrets", "rm", "telegram-bot"]).await;
+    assert!(!again.status.success() && stderr(&again).contains("secrets list"), "{}", stderr(&again));
+}

@@ -24,6 +24,7 @@ fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigErrors> {
         state_dir: Path::new("/state"),
         env: &env_fn,
         read_file: &read,
+        stored: None,
         presets: PRESETS,
     };
     load(text, &ctx)

@@ -43,6 +43,7 @@ pub use key_source::{KeySource, KeyringChoice, keyring_marker, resolve as resolv
 pub use migrations::SCHEMA_VERSION;
 pub use paths::{RunLock, StatePaths, ensure_private_dir, write_private_file};
 pub use runs::{BeginTurn, RunRow, RunStatus, TurnStart};
+pub use secrets::read_secret_at;
 pub use sessions::{SessionPage, SessionPatch, SessionQuery, SessionRow, UsageDelta};
 pub use transcript_digests::TranscriptDigest;
 

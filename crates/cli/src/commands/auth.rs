@@ -174,7 +174,7 @@ pub async fn run(paths: &Paths, cmd: AuthCommand) -> Result<ExitCode> {
     }
 }
 
-fn read_secret(from_env: Option<&str>) -> Result<SecretString> {
+pub(crate) fn read_secret(from_env: Option<&str>) -> Result<SecretString> {
     let value = match from_env {
         Some(var) => std::env::var(var).map_err(|_| anyhow!("environment variable {var} is not set"))?,
         None => {

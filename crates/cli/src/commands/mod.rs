@@ -9,6 +9,7 @@ mod gateway;
 mod memory;
 mod models;
 mod pairing;
+mod secrets;
 mod sessions;
 mod token;
 
@@ -33,5 +34,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Memory(cmd) => memory::run(&paths, cmd).await,
         Command::Channels(cmd) => channels::run(&paths, cmd).await,
         Command::Pairing(cmd) => pairing::run(&paths, cmd).await,
+        Command::Secrets(cmd) => secrets::run(&paths, cmd).await,
     }
 }

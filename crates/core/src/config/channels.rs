@@ -1843,6 +1843,7 @@ mod tests {
             env: &env_fn,
             presets: &[],
             read_file: &read,
+            stored: None,
         };
         load(text, &ctx)
     }

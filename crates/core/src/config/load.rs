@@ -22,6 +22,9 @@ pub struct LoadContext<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// Reads a secret file (and editors' credential files named by a preset).
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+    /// Reads a secret kept encrypted in the state database (`{ source: "store", id }`);
+    /// `None` where there is no store (the secret is then reported missing).
+    pub stored: Option<&'a dyn Fn(&str) -> Result<Option<String>, String>>,
     /// The providers known by name (`clawline_providers::catalog::PRESETS`).
     pub presets: &'a [Preset],
 }
@@ -129,6 +132,7 @@ pub fn load(text: &str, ctx: &LoadContext<'_>) -> Result<Loaded, ConfigErrors> {
         state_dir: ctx.state_dir,
         env: ctx.env,
         read_file: ctx.read_file,
+        stored: ctx.stored,
         presets: ctx.presets,
     };
     let warnings = literal_secret_warnings(&raw, &file, text, ctx);
@@ -243,7 +247,7 @@ fn literal_secret_warnings(raw: &Node, file: &ConfigFile, text: &str, ctx: &Load
                 path,
                 message: "a secret is written in the file in plain text".into(),
                 hint: Some(
-                    "reference it instead: \"${ENV_VAR}\" or { source: \"file\", id: \"path\" } (the gateway token can be left out: clawline generates one and keeps it encrypted)"
+                    "reference it instead: \"${ENV_VAR}\", { source: \"file\", id: \"path\" }, or { source: \"store\", id: \"name\" } after `clawline secrets set name` (the gateway token can be left out: clawline generates one and keeps it encrypted)"
                         .into(),
                 ),
             })
@@ -336,6 +340,7 @@ mod tests {
             env: &env_fn,
             presets: TEST_PRESETS,
             read_file: &read,
+            stored: None,
         };
         load(text, &ctx)
     }

@@ -321,6 +321,7 @@ pub(crate) struct Resolver<'a> {
     pub state_dir: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
+    pub stored: Option<&'a dyn Fn(&str) -> Result<Option<String>, String>>,
     pub presets: &'a [Preset],
 }
 
@@ -351,6 +352,25 @@ impl Resolver<'_> {
                             format!("environment variable {} is not set", r.id),
                             Some(format!("export {}=… before starting clawline", r.id)),
                         ));
+                        None
+                    }
+                },
+                SecretSource::Store => match self.stored.map(|f| f(&r.id)) {
+                    Some(Ok(Some(v))) if !v.is_empty() => Some(SecretString::new(v)),
+                    Some(Ok(_)) => {
+                        issues.push(issue(
+                            path,
+                            format!("no secret `{}` is stored", r.id),
+                            Some(format!("store it with: clawline secrets set {} --from-env VAR", r.id)),
+                        ));
+                        None
+                    }
+                    Some(Err(e)) => {
+                        issues.push(issue(path, format!("cannot read the stored secret `{}`: {e}", r.id), None));
+                        None
+                    }
+                    None => {
+                        issues.push(issue(path, "stored secrets cannot be read here", None));
                         None
                     }
                 },

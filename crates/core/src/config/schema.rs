@@ -695,8 +695,9 @@ pub enum SecretInput {
     Ref(SecretRef),
 }
 
-/// Where a secret lives: the environment variable `id`, or the file at path `id` (relative paths
-/// are relative to the config file's directory; surrounding whitespace is trimmed).
+/// Where a secret lives: the environment variable `id`, the file at path `id` (relative paths
+/// are relative to the config file's directory; surrounding whitespace is trimmed), or the
+/// encrypted store under `id` (`clawline secrets set <id>`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
@@ -712,6 +713,8 @@ pub struct SecretRef {
 pub enum SecretSource {
     Env,
     File,
+    /// Kept encrypted in the state database (OpenClaw's `store` source).
+    Store,
 }
 
 impl<'de> Deserialize<'de> for SecretInput {
@@ -720,7 +723,9 @@ impl<'de> Deserialize<'de> for SecretInput {
         impl<'de> Visitor<'de> for V {
             type Value = SecretInput;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string (\"${ENV_VAR}\" recommended) or { source: \"env\" | \"file\", id: \"…\" }")
+                f.write_str(
+                    "a string (\"${ENV_VAR}\" recommended) or { source: \"env\" | \"file\" | \"store\", id: \"…\" }",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretInput, E> {
                 Ok(SecretInput::Literal(SecretString::new(s)))
@@ -757,7 +762,7 @@ impl schemars::JsonSchema for SecretInput {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A secret: \"${ENV_VAR}\" (recommended), a literal string, or { source: \"env\" | \"file\", id }",
+            "description": "A secret: \"${ENV_VAR}\" (recommended), a literal string, or { source: \"env\" | \"file\" | \"store\", id }",
             "anyOf": [
                 {"type": "string"},
                 {"type": "object", "additionalProperties": false, "required": ["source", "id"],

@@ -72,6 +72,7 @@ mod tests {
             state_dir: Path::new("/s"),
             env: &env,
             read_file: &read,
+            stored: None,
             presets: &[],
         };
         let loaded = load(DEFAULT_CONFIG, &ctx).unwrap();
