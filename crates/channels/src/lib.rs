@@ -24,6 +24,7 @@ mod manager;
 pub mod matrix;
 pub mod media;
 pub mod message;
+pub mod multipart;
 pub mod pacing;
 pub mod pairing;
 mod preview;

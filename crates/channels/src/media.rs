@@ -1,8 +1,9 @@
 //! Files in replies: the `MEDIA:<path or URL>` lines an agent writes (OpenClaw's convention,
 //! one per line, outside code blocks) taken out of the text, and the kind of file each names.
 //!
-//! Pure text work. Deciding whether a path may be sent (it must stay inside the agent's
-//! workspace) is the responder's job; sending is the adapter's.
+//! Text work, and reading a queued file for an adapter's upload. Deciding whether a path may
+//! be sent (it must stay inside the agent's workspace) is the responder's job; sending is the
+//! adapter's.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,21 @@ pub struct Media {
     pub url: Option<String>,
     /// The file name shown.
     pub name: String,
+}
+
+/// Reads a queued file for an upload of at most `max_bytes` (`platform` names the limit's
+/// owner in the error). Missing or too large is permanent: retrying cannot help.
+pub async fn read_upload(path: &str, max_bytes: u64, platform: &str) -> Result<Vec<u8>, crate::channel::SendError> {
+    use crate::channel::SendError;
+    let meta = tokio::fs::metadata(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))?;
+    if meta.len() > max_bytes {
+        return Err(SendError::Permanent(format!(
+            "{path} is {} MB; {platform} takes at most {} MB from bots",
+            meta.len() / (1024 * 1024),
+            max_bytes / (1024 * 1024)
+        )));
+    }
+    tokio::fs::read(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))
 }
 
 /// The reply without its `MEDIA:` lines, and what those lines named, in order. Lines inside

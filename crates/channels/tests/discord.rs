@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clawline_channels::discord::DiscordChannel;
-use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Progress, Reply, Responder};
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Media, Progress, Reply, Responder};
 use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
-use clawline_testkit::discord_server::{DiscordServer, Fault};
+use clawline_testkit::discord_server::{DiscordServer, Fault, Inbound};
 use futures_util::future::BoxFuture;
 
 const TOKEN: &str = "MTE4MDAwMDAwMDAwMDAwMDAwMQ.GabcDe.fake-signature-part-for-tests";
@@ -21,11 +21,16 @@ const TOKEN: &str = "MTE4MDAwMDAwMDAwMDAwMDAwMQ.GabcDe.fake-signature-part-for-t
 #[derive(Default, Clone)]
 struct Echo {
     asks: Arc<Mutex<Vec<Ask>>>,
+    /// With `reply` set, it answers that.
+    reply: Arc<Mutex<Option<Reply>>>,
 }
 
 impl Responder for Echo {
     fn respond(&self, ask: Ask, _progress: Progress) -> BoxFuture<'static, Reply> {
         self.asks.lock().unwrap().push(ask.clone());
+        if let Some(r) = self.reply.lock().unwrap().clone() {
+            return Box::pin(async move { r });
+        }
         let said = ask.text.rsplit("> ").next().unwrap_or_default().rsplit(": ").next().unwrap_or_default().to_string();
         Box::pin(async move { Reply::Text(format!("re: {said} @everyone")) })
     }
@@ -263,5 +268,48 @@ async fn a_garbled_dispatch_is_recovered_by_resuming_not_lost() {
     until("connected again", || r.channels.status()[0].status.state == ConnState::Connected).await;
     let s = r.channels.status()[0].status.clone();
     assert!(s.reconnects >= 1, "the garbled frame cost one resume: {s:?}");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn attachments_are_downloaded_for_the_agent_and_files_in_answers_uploaded() {
+    let r = rig_with(TOKEN).await;
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    let dm = r.dc.add_dm_channel(700);
+    let picture: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+    r.dc.push_message(Inbound {
+        channel_id: dm,
+        author_id: 700,
+        content: "look".into(),
+        attachments: vec![("cat.png".into(), picture.clone())],
+        ..Inbound::default()
+    });
+    r.dc.wait_sent(1, Duration::from_secs(10)).await;
+    let ask = r.echo.asks.lock().unwrap()[0].clone();
+    assert_eq!(ask.text, "look");
+    assert_eq!(ask.files.len(), 1);
+    assert_eq!((ask.files[0].name.as_deref(), ask.files[0].bytes.as_slice()), (Some("cat.png"), picture.as_slice()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("chart.png");
+    std::fs::write(&chart, vec![1u8; 2048]).unwrap();
+    let media = vec![
+        Media { kind: "photo".into(), path: Some(chart.display().to_string()), url: None, name: "chart.png".into() },
+        Media {
+            kind: "document".into(),
+            path: None,
+            url: Some("https://files.test/r.pdf".into()),
+            name: "r.pdf".into(),
+        },
+    ];
+    *r.echo.reply.lock().unwrap() = Some(Reply::WithMedia("Here it is.".into(), media));
+    r.dc.push_dm(700, "chart please");
+    let sent = r.dc.wait_sent(4, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].content, "Here it is.");
+    assert_eq!(sent[2].files, [("chart.png".to_string(), 2048)], "{:?}", sent[2]);
+    assert!(sent[2].content.is_empty());
+    assert_eq!(sent[3].content, "https://files.test/r.pdf", "a URL goes as a link");
+    let nonces: std::collections::HashSet<_> = sent.iter().map(|m| m.nonce.clone()).collect();
+    assert_eq!(nonces.len(), 4, "each piece has its own nonce");
     r.channels.stop().await;
 }

@@ -22,6 +22,13 @@ pub enum ApiError {
     Transport { route: String, detail: String },
 }
 
+/// What a request carries.
+enum Body<'a> {
+    Json(&'a serde_json::Value),
+    /// A content type (with its boundary) and the encoded form.
+    Form(String, Vec<u8>),
+}
+
 /// A REST client for one bot.
 pub struct Api {
     http: reqwest::Client,
@@ -66,6 +73,56 @@ impl Api {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ApiError> {
+        self.request(method, path, body.map(Body::Json)).await
+    }
+
+    /// A request with a `multipart/form-data` body (`payload_json` and `files[n]`).
+    pub async fn call_multipart(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: String,
+        body: Vec<u8>,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.request(method, path, Some(Body::Form(content_type, body))).await
+    }
+
+    /// Downloads an attachment from its CDN `url` (no token: attachment URLs are signed),
+    /// refusing more than `max_bytes`.
+    pub async fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let route = "GET attachment".to_string();
+        let transport = |detail: String| ApiError::Transport { route: route.clone(), detail };
+        let mut resp = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| transport(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(ApiError::Refused {
+                route: route.clone(),
+                status: resp.status().as_u16(),
+                code: 0,
+                message: "the attachment could not be downloaded".into(),
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e.without_url().to_string()))? {
+            if (out.len() + chunk.len()) as u64 > max_bytes {
+                return Err(transport(format!("the attachment is larger than {max_bytes} bytes")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body<'_>>,
+    ) -> Result<serde_json::Value, ApiError> {
         let route = route_key(&method, path);
         let wait = self
             .buckets
@@ -83,8 +140,10 @@ impl Api {
             .header(reqwest::header::AUTHORIZATION, format!("Bot {}", self.token.expose()))
             .header(reqwest::header::USER_AGENT, "DiscordBot (https://github.com/clawline/clawline, 0.1)")
             .timeout(Duration::from_secs(30));
-        if let Some(b) = body {
-            req = req.json(b);
+        match body {
+            Some(Body::Json(b)) => req = req.json(b),
+            Some(Body::Form(ct, bytes)) => req = req.header(reqwest::header::CONTENT_TYPE, ct).body(bytes),
+            None => {}
         }
         let resp = req.send().await.map_err(|e| transport(e.without_url().to_string()))?;
         let status = resp.status();

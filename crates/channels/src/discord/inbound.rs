@@ -29,7 +29,7 @@ pub fn to_inbound(d: &serde_json::Value, account_id: &str, bot_id: &str) -> Opti
         .into_iter()
         .flatten()
         .map(|a| Attachment {
-            kind: "document".into(),
+            kind: super::outbound::kind_of_mime(a["content_type"].as_str()).into(),
             file_id: a["url"].as_str().unwrap_or_default().to_string(),
             name: a["filename"].as_str().map(str::to_string),
             mime: a["content_type"].as_str().map(str::to_string),

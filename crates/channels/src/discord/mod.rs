@@ -292,7 +292,7 @@ impl Channel for DiscordChannel {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: false, media: false }
+        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: false, media: true }
     }
 
     fn stall_after(&self) -> Duration {
@@ -320,12 +320,37 @@ impl Channel for DiscordChannel {
     ) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
             let path = format!("/channels/{}/messages", target.peer_id);
-            let v = self
-                .api
-                .call(Method::POST, &path, Some(&outbound::create(target, body, key)))
-                .await
-                .map_err(send_error)?;
+            let v = match &body.media {
+                None => self.api.call(Method::POST, &path, Some(&outbound::create(target, body, key))).await,
+                Some(m) => match (&m.path, &m.url) {
+                    (Some(file), _) => {
+                        let bytes = crate::media::read_upload(file, outbound::MAX_UPLOAD, "Discord").await?;
+                        let (ct, form) = outbound::create_with_file(target, body, key, &m.name, &bytes);
+                        self.api.call_multipart(Method::POST, &path, ct, form).await
+                    }
+                    (None, Some(url)) => {
+                        let text = if body.text.is_empty() { url.clone() } else { format!("{}\n{url}", body.text) };
+                        let link = OutboundBody { text, media: None, ..body.clone() };
+                        self.api.call(Method::POST, &path, Some(&outbound::create(target, &link, key))).await
+                    }
+                    (None, None) => return Err(SendError::Permanent("the file names neither a path nor a URL".into())),
+                },
+            }
+            .map_err(send_error)?;
             Ok(Sent { message_id: v["id"].as_str().unwrap_or_default().to_string() })
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a crate::message::Attachment,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SendError>> {
+        Box::pin(async move {
+            if !attachment.file_id.starts_with("https://") && !attachment.file_id.starts_with("http://") {
+                return Err(SendError::Permanent("the attachment has no URL".into()));
+            }
+            self.api.download(&attachment.file_id, max_bytes).await.map_err(send_error)
         })
     }
 

@@ -30,6 +30,49 @@ pub fn nonce(key: &str) -> String {
     d.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Discord's upload limit for bots in servers without boosts.
+pub const MAX_UPLOAD: u64 = 10 * 1024 * 1024;
+
+/// The Create Message form for a queued file: `payload_json` (the same body as a text
+/// message, plus the attachment's slot) and `files[0]`. A URL is sent as a link instead:
+/// Discord cannot fetch files for a bot.
+pub fn create_with_file(
+    target: &Target,
+    body: &OutboundBody,
+    key: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> (String, Vec<u8>) {
+    let mut payload = create(target, body, key);
+    payload["attachments"] = serde_json::json!([{"id": 0, "filename": file_name}]);
+    if body.text.is_empty() {
+        if let Some(o) = payload.as_object_mut() {
+            o.remove("content");
+        }
+    }
+    let json = payload.to_string();
+    crate::multipart::encode(&[
+        crate::multipart::Part {
+            name: "payload_json",
+            file_name: None,
+            content_type: Some("application/json"),
+            bytes: json.as_bytes(),
+        },
+        crate::multipart::Part::file("files[0]", file_name, bytes),
+    ])
+}
+
+/// The kind of file a MIME type names.
+pub fn kind_of_mime(mime: Option<&str>) -> &'static str {
+    match mime.unwrap_or_default() {
+        m if m.starts_with("image/") => "photo",
+        "audio/ogg" => "voice",
+        m if m.starts_with("audio/") => "audio",
+        m if m.starts_with("video/") => "video",
+        _ => "document",
+    }
+}
+
 /// The Create Message body for one queued row.
 pub fn create(target: &Target, body: &OutboundBody, key: &str) -> serde_json::Value {
     let mut req = serde_json::json!({

@@ -9,6 +9,8 @@
 use std::time::Duration;
 
 use clawline_core::secret::SecretString;
+
+use crate::multipart::Part;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -265,31 +267,11 @@ pub struct Upload<'a> {
     pub bytes: &'a [u8],
 }
 
-/// A `multipart/form-data` body (RFC 7578): the content type with its boundary, and the bytes.
-pub fn multipart(fields: &[(String, String)], file: &Upload<'_>) -> (String, Vec<u8>) {
-    let boundary = format!("clawline-{}", uuid::Uuid::new_v4().simple());
-    // Quotes and line breaks cannot appear inside the quoted names.
-    let clean = |s: &str| s.replace(['"', '\r', '\n', '\\'], "_");
-    let mut body = Vec::with_capacity(file.bytes.len() + 512);
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n", clean(name)).as_bytes(),
-        );
-        body.extend_from_slice(value.as_bytes());
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n",
-            clean(file.field),
-            clean(file.file_name)
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(file.bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+/// The form for an upload: the fields, then the file.
+fn multipart(fields: &[(String, String)], file: &Upload<'_>) -> (String, Vec<u8>) {
+    let mut parts: Vec<Part<'_>> = fields.iter().map(|(k, v)| Part::text(k, v)).collect();
+    parts.push(Part::file(file.field, file.file_name, file.bytes));
+    crate::multipart::encode(&parts)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -328,19 +310,6 @@ mod tests {
         assert_eq!(u.message.unwrap().text.as_deref(), Some("hi"));
         let u: Update = serde_json::from_value(serde_json::json!({"update_id": 6, "my_chat_member": {}})).unwrap();
         assert!(u.message.is_none());
-    }
-
-    #[test]
-    fn multipart_bodies_name_every_part_and_end_with_the_boundary() {
-        let fields = vec![("chat_id".to_string(), "7".to_string())];
-        let (ct, body) = multipart(&fields, &Upload { field: "photo", file_name: "a\"b.png", bytes: b"\x89PNG" });
-        let boundary = ct.strip_prefix("multipart/form-data; boundary=").unwrap();
-        let text = String::from_utf8_lossy(&body);
-        assert!(
-            text.starts_with(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n7\r\n"))
-        );
-        assert!(text.contains("name=\"photo\"; filename=\"a_b.png\""), "{text}");
-        assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")));
     }
 
     #[test]

@@ -165,24 +165,13 @@ pub async fn send_media(api: &Api, target: &Target, body: &OutboundBody, media: 
             api.call(method, &serde_json::Value::Object(req), CALL_TIMEOUT).await.map_err(classify)?
         }
         (None, Some(path)) => {
-            let bytes = read_file(path).await?;
+            let bytes = crate::media::read_upload(path, MAX_UPLOAD, "Telegram").await?;
             let upload = Upload { field, file_name: &media.name, bytes: &bytes };
             api.call_with_file(method, &fields, upload, Duration::from_secs(120)).await.map_err(classify)?
         }
         (None, None) => return Err(SendError::Permanent("the file to send names neither a path nor a URL".into())),
     };
     Ok(Sent { message_id: sent.message_id.to_string() })
-}
-
-async fn read_file(path: &str) -> Result<Vec<u8>, SendError> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))?;
-    if meta.len() > MAX_UPLOAD {
-        return Err(SendError::Permanent(format!(
-            "{path} is {} MB; Telegram takes at most 50 MB from bots",
-            meta.len() / (1024 * 1024)
-        )));
-    }
-    tokio::fs::read(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))
 }
 
 /// `getFile`, then the download: at most `max_bytes` (and Telegram serves bots at most 20 MB).
