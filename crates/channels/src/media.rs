@@ -78,6 +78,29 @@ pub fn kind_of(name: &str) -> &'static str {
     }
 }
 
+/// The MIME type a file name suggests (`application/octet-stream` when unknown).
+pub fn mime_of(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "txt" | "md" => "text/plain",
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "ogg" | "oga" | "opus" => "audio/ogg",
+        "mp3" => "audio/mpeg",
+        "m4a" => "audio/mp4",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
 /// The name of a file for people: its last path segment (without a URL's query).
 pub fn display_name(reference: &str) -> String {
     let no_query = reference.split(['?', '#']).next().unwrap_or(reference);
@@ -105,6 +128,7 @@ mod tests {
         assert_eq!(kind_of("a/B.JPG"), "photo");
         assert_eq!(kind_of("note.ogg"), "voice");
         assert_eq!(kind_of("report"), "document");
+        assert_eq!((mime_of("a.PNG"), mime_of("x")), ("image/png", "application/octet-stream"));
         assert_eq!(display_name("https://x.test/dir/r.pdf?sig=1"), "r.pdf");
         assert_eq!(display_name("inbox/"), "file");
     }

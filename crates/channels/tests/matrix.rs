@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clawline_channels::matrix::MatrixChannel;
-use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Progress, Reply, Responder};
+use clawline_channels::{Ask, Backoff, Channel, Channels, ConnState, Media, Progress, Reply, Responder};
 use clawline_core::config::channels::Platform;
 use clawline_core::config::{Config, LoadContext, load};
 use clawline_store::Store;
@@ -17,11 +17,16 @@ use futures_util::future::BoxFuture;
 #[derive(Default, Clone)]
 struct Echo {
     asks: Arc<Mutex<Vec<Ask>>>,
+    /// With `reply` set, it answers that.
+    reply: Arc<Mutex<Option<Reply>>>,
 }
 
 impl Responder for Echo {
     fn respond(&self, ask: Ask, _progress: Progress) -> BoxFuture<'static, Reply> {
         self.asks.lock().unwrap().push(ask.clone());
+        if let Some(r) = self.reply.lock().unwrap().clone() {
+            return Box::pin(async move { r });
+        }
         let said = ask.text.rsplit(": ").next().unwrap_or_default().to_string();
         Box::pin(async move { Reply::Text(format!("re: **{said}**")) })
     }
@@ -273,4 +278,60 @@ async fn replies_use_the_queue_key_as_transaction_id_so_a_resend_is_the_same_eve
     let row = r.store.outbound_with_prefix("matrix", "").await.unwrap().remove(0);
     assert_eq!(row.idempotency_key, txn);
     assert_eq!(r.hs.sent_by(&r.bot).len(), 1);
+}
+
+#[tokio::test]
+async fn files_are_downloaded_with_the_token_and_answers_upload_theirs() {
+    let r = rig("").await;
+    let dm = r.hs.create_room(&r.ada, true);
+    r.hs.invite(&dm, &r.ada, &r.bot);
+    let echo = Echo::default();
+    let channels = start(&r, &echo);
+    until("joined and synced", || {
+        r.hs.membership(&dm, &r.bot).as_deref() == Some("join")
+            && channels.status()[0].status.state == ConnState::Connected
+    })
+    .await;
+    let picture: Vec<u8> = (0..4000u32).map(|i| (i % 241) as u8).collect();
+    let mxc = r.hs.add_media(&picture, "image/png", Some("cat.png"));
+    r.hs.send_message(
+        &dm,
+        &r.ada,
+        serde_json::json!({"msgtype": "m.image", "body": "cat.png", "url": mxc,
+                           "info": {"mimetype": "image/png", "size": picture.len()}}),
+    );
+    r.hs.wait_sent_by(&r.bot, 1, Duration::from_secs(10)).await;
+    let ask = echo.asks.lock().unwrap()[0].clone();
+    assert_eq!(ask.files.len(), 1, "{ask:?}");
+    assert_eq!((ask.files[0].kind.as_str(), ask.files[0].bytes.as_slice()), ("image", picture.as_slice()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.pdf");
+    std::fs::write(&report, vec![7u8; 3000]).unwrap();
+    let media = vec![Media {
+        kind: "document".into(),
+        path: Some(report.display().to_string()),
+        url: None,
+        name: "report.pdf".into(),
+    }];
+    *echo.reply.lock().unwrap() = Some(Reply::WithMedia("Attached.".into(), media));
+    let asked = r.hs.send_text(&dm, &r.ada, "the report?");
+    let sent = r.hs.wait_sent_by(&r.bot, 3, Duration::from_secs(10)).await;
+    let file = &sent.last().unwrap().content;
+    assert_eq!(file["msgtype"], "m.file", "{file}");
+    assert_eq!((file["body"].as_str(), file["info"]["size"].as_u64()), (Some("report.pdf"), Some(3000)));
+    assert_eq!(file["info"]["mimetype"], "application/pdf");
+    let uploaded = r.hs.media(file["url"].as_str().unwrap()).expect("the file is in the media repository");
+    assert_eq!((uploaded.bytes.len(), uploaded.uploader.as_deref()), (3000, Some(r.bot.as_str())));
+    assert_eq!(
+        file["m.relates_to"]["m.in_reply_to"]["event_id"],
+        serde_json::json!(null),
+        "only the first piece quotes"
+    );
+    let text = &sent[sent.len() - 2].content;
+    assert_eq!(
+        (text["body"].as_str(), text["m.relates_to"]["m.in_reply_to"]["event_id"].as_str()),
+        (Some("Attached."), Some(asked.as_str()))
+    );
+    channels.stop().await;
 }

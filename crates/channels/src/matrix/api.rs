@@ -139,6 +139,13 @@ pub fn segment(s: &str) -> String {
     out
 }
 
+/// What a request carries.
+enum Payload<'a> {
+    Json(&'a serde_json::Value),
+    /// A content type and the bytes (a media upload).
+    Raw(String, Vec<u8>),
+}
+
 impl Api {
     pub fn new(http: reqwest::Client, base: &str, token: SecretString) -> Api {
         Api { http, base: base.trim_end_matches('/').to_string(), token }
@@ -157,6 +164,50 @@ impl Api {
         body: Option<&serde_json::Value>,
         timeout: Duration,
     ) -> Result<T, ApiError> {
+        let (bytes, status, retry) =
+            self.raw(method.clone(), path, body.map(Payload::Json), timeout, MAX_ANSWER_BYTES).await?;
+        self.answer(&method, path, bytes, status, retry)
+    }
+
+    /// Uploads a file to the media repository; its `mxc://` URI.
+    pub async fn upload(&self, name: &str, mime: &str, bytes: Vec<u8>) -> Result<String, ApiError> {
+        let path = format!("/_matrix/media/v3/upload?filename={}", segment(name));
+        let payload = Payload::Raw(mime.to_string(), bytes);
+        let (body, status, retry) =
+            self.raw(reqwest::Method::POST, &path, Some(payload), Duration::from_secs(120), MAX_ANSWER_BYTES).await?;
+        let v: serde_json::Value = self.answer(&reqwest::Method::POST, &path, body, status, retry)?;
+        v["content_uri"].as_str().map(str::to_string).ok_or_else(|| ApiError::Transport {
+            what: "POST upload".into(),
+            detail: "the upload answer has no content_uri".into(),
+        })
+    }
+
+    /// Downloads `mxc://server/id` (authenticated media, v1.11), at most `max_bytes`.
+    pub async fn download(&self, mxc: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let Some((server, id)) = mxc.strip_prefix("mxc://").and_then(|r| r.split_once('/')) else {
+            return Err(ApiError::Transport {
+                what: "download".into(),
+                detail: format!("`{mxc}` is not an mxc:// URI"),
+            });
+        };
+        let path = format!("/_matrix/client/v1/media/download/{}/{}", segment(server), segment(id));
+        let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        let (bytes, status, retry) = self.raw(reqwest::Method::GET, &path, None, Duration::from_secs(120), max).await?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        self.answer::<serde_json::Value>(&reqwest::Method::GET, &path, bytes, status, retry).map(|_| Vec::new())
+    }
+
+    /// Sends one request and reads its answer (at most `max` bytes).
+    async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Payload<'_>>,
+        timeout: Duration,
+        max: usize,
+    ) -> Result<(Vec<u8>, reqwest::StatusCode, Option<Duration>), ApiError> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let transport = |detail: String| ApiError::Transport { what: what.clone(), detail };
         let url = if path.starts_with("/_matrix/") {
@@ -168,8 +219,10 @@ impl Api {
         if !self.token.is_empty() {
             req = req.bearer_auth(self.token.expose());
         }
-        if let Some(b) = body {
-            req = req.json(b);
+        match body {
+            Some(Payload::Json(b)) => req = req.json(b),
+            Some(Payload::Raw(ct, bytes)) => req = req.header(reqwest::header::CONTENT_TYPE, ct).body(bytes),
+            None => {}
         }
         let resp = req.send().await.map_err(|e| {
             let e = e.without_url();
@@ -185,11 +238,25 @@ impl Api {
         let mut bytes = Vec::new();
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e.without_url().to_string()))? {
-            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(transport(format!("answer larger than {MAX_ANSWER_BYTES} bytes")));
+            if bytes.len() + chunk.len() > max {
+                return Err(transport(format!("answer larger than {max} bytes")));
             }
             bytes.extend_from_slice(&chunk);
         }
+        Ok((bytes, status, header_retry))
+    }
+
+    /// An answer as the client-server API defines it: the JSON on success, the error body otherwise.
+    fn answer<T: DeserializeOwned>(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        bytes: Vec<u8>,
+        status: reqwest::StatusCode,
+        header_retry: Option<Duration>,
+    ) -> Result<T, ApiError> {
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let transport = |detail: String| ApiError::Transport { what: what.clone(), detail };
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 transport(format!("HTTP {} with an answer that is not what the API defines: {e}", status.as_u16()))

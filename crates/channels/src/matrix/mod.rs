@@ -30,6 +30,9 @@ use crate::channel::{Capabilities, Channel, ConnectionError, SendError, Sent};
 use crate::link::Link;
 use crate::message::{InboundMessage, OutboundBody, Target};
 
+/// The largest file sent to a homeserver (Synapse's default `max_upload_size`).
+const MAX_UPLOAD: u64 = 50 * 1024 * 1024;
+
 /// One Matrix account.
 pub struct MatrixChannel {
     account_id: String,
@@ -354,7 +357,7 @@ impl Channel for MatrixChannel {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: false, media: false }
+        Capabilities { edit: true, react: true, typing: true, threads: true, buttons: false, media: true }
     }
 
     fn stall_after(&self) -> Duration {
@@ -381,11 +384,38 @@ impl Channel for MatrixChannel {
     ) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
             let api = self.api().ok_or_else(|| SendError::Transient("not logged in yet".into()))?;
-            let content = outbound::content(target, body, self.settings.thread_replies);
+            let content = match &body.media {
+                None => outbound::content(target, body, self.settings.thread_replies),
+                Some(m) => match (&m.path, &m.url) {
+                    (Some(file), _) => {
+                        let bytes = crate::media::read_upload(file, MAX_UPLOAD, "this homeserver").await?;
+                        let size = bytes.len();
+                        let mxc =
+                            api.upload(&m.name, crate::media::mime_of(&m.name), bytes).await.map_err(send_error)?;
+                        outbound::file_content(target, m, &mxc, size, self.settings.thread_replies)
+                    }
+                    (None, Some(url)) => {
+                        let link = OutboundBody::plain(url.clone());
+                        outbound::content(target, &link, self.settings.thread_replies)
+                    }
+                    (None, None) => return Err(SendError::Permanent("the file names neither a path nor a URL".into())),
+                },
+            };
             let path = format!("/rooms/{}/send/m.room.message/{}", segment(&target.peer_id), segment(key));
             let answer: serde_json::Value =
                 api.call(Method::PUT, &path, Some(&content), Duration::from_secs(30)).await.map_err(send_error)?;
             Ok(Sent { message_id: answer["event_id"].as_str().unwrap_or_default().to_string() })
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        attachment: &'a crate::message::Attachment,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SendError>> {
+        Box::pin(async move {
+            let api = self.api().ok_or_else(|| SendError::Transient("not logged in yet".into()))?;
+            api.download(&attachment.file_id, max_bytes).await.map_err(send_error)
         })
     }
 

@@ -62,6 +62,38 @@ pub fn content(target: &Target, body: &OutboundBody, threads: ThreadReplies) -> 
         c["format"] = serde_json::json!(m);
         c["formatted_body"] = serde_json::json!(body.text);
     }
+    relate(&mut c, target, threads);
+    c
+}
+
+/// The event for a file already uploaded to `mxc`: `m.image`, `m.audio`, `m.video` or `m.file`
+/// by its kind, named, sized and typed, in the same thread and reply as a text reply.
+pub fn file_content(
+    target: &Target,
+    media: &crate::media::Media,
+    mxc: &str,
+    size: usize,
+    threads: ThreadReplies,
+) -> serde_json::Value {
+    let msgtype = match media.kind.as_str() {
+        "photo" => "m.image",
+        "voice" | "audio" => "m.audio",
+        "video" => "m.video",
+        _ => "m.file",
+    };
+    let mut c = serde_json::json!({
+        "msgtype": msgtype,
+        "body": media.name,
+        "filename": media.name,
+        "url": mxc,
+        "info": {"size": size, "mimetype": crate::media::mime_of(&media.name)},
+    });
+    relate(&mut c, target, threads);
+    c
+}
+
+/// Puts the event in the thread and reply `target` names.
+fn relate(c: &mut serde_json::Value, target: &Target, threads: ThreadReplies) {
     let thread_root = match (&target.thread, threads) {
         (Some((ThreadKind::Thread, root)), ThreadReplies::Inbound | ThreadReplies::Always) => Some(root.clone()),
         (None, ThreadReplies::Always) => target.reply_to.clone(),
@@ -76,7 +108,6 @@ pub fn content(target: &Target, body: &OutboundBody, threads: ThreadReplies) -> 
         (None, Some(reply)) => c["m.relates_to"] = serde_json::json!({"m.in_reply_to": {"event_id": reply}}),
         (None, None) => {}
     }
-    c
 }
 
 #[cfg(test)]
