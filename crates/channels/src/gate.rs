@@ -84,7 +84,10 @@ impl Gate {
         if a.group_policy == GroupPolicy::Disabled {
             return Verdict::Drop("groups are disabled (groupPolicy: disabled)".into());
         }
-        let rule = a.groups.get(&msg.peer_id).or_else(|| a.groups.get("*"));
+        // A thread follows its own rule, else its channel's (a Discord thread of a listed channel).
+        let parent = msg.parent.as_ref().map(|(_, id)| id.as_str());
+        let rule =
+            a.groups.get(&msg.peer_id).or_else(|| parent.and_then(|p| a.groups.get(p))).or_else(|| a.groups.get("*"));
         if a.group_policy == GroupPolicy::Allowlist && rule.is_none() {
             return Verdict::Drop(format!("group {} is not listed under groups (groupPolicy: allowlist)", msg.peer_id));
         }

@@ -37,9 +37,13 @@ impl Responder for Echo {
 }
 
 fn config(api: &str, token: &str) -> Config {
+    config_groups(api, token, "'*': { requireMention: true }")
+}
+
+fn config_groups(api: &str, token: &str, groups: &str) -> Config {
     let text = format!(
         "{{ channels: {{ discord: {{ token: '{token}', baseUrl: '{api}', dmPolicy: 'open', allowFrom: ['*'],
-             groups: {{ '*': {{ requireMention: true }} }} }} }} }}"
+             groups: {{ {groups} }} }} }} }}"
     );
     let env = |_: &str| None;
     let read = |_: &Path| Err("no files".to_string());
@@ -63,6 +67,10 @@ struct Rig {
 }
 
 async fn rig_with(token: &str) -> Rig {
+    rig_groups(token, "'*': { requireMention: true }").await
+}
+
+async fn rig_groups(token: &str, groups: &str) -> Rig {
     let dc = DiscordServer::start(TOKEN).await;
     dc.set_heartbeat_interval(Duration::from_millis(300));
     dc.add_guild(500, "guild");
@@ -70,7 +78,7 @@ async fn rig_with(token: &str) -> Rig {
     dc.add_user(700, "ada");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
-    let cfg = config(&dc.api_url(), token);
+    let cfg = config_groups(&dc.api_url(), token, groups);
     let acct = cfg.channels.accounts[0].clone();
     let Platform::Discord(settings) = &acct.platform else { panic!() };
     let adapter: Arc<dyn Channel> = Arc::new(DiscordChannel::new(&acct.account_id, settings, reqwest::Client::new()));
@@ -312,4 +320,42 @@ async fn attachments_are_downloaded_for_the_agent_and_files_in_answers_uploaded(
     let nonces: std::collections::HashSet<_> = sent.iter().map(|m| m.nonce.clone()).collect();
     assert_eq!(nonces.len(), 4, "each piece has its own nonce");
     r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_thread_is_its_own_conversation_under_its_channels_rules() {
+    // Only channel 600 is listed, and there no mention is needed: its threads inherit that.
+    let r = rig_groups(TOKEN, "'600': { requireMention: false }").await;
+    r.dc.add_thread(500, 600, 650);
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    r.dc.add_thread(500, 600, 651);
+    r.dc.push_thread_message(650, 700, "from the thread known at start", false, &[]);
+    let sent = r.dc.wait_sent(1, Duration::from_secs(10)).await;
+    assert_eq!(sent[0].channel_id, 650, "the answer stays in the thread");
+    r.dc.push_thread_message(651, 700, "from a thread made later", false, &[]);
+    let sent = r.dc.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].channel_id, 651);
+    let keys: Vec<String> = r.echo.asks.lock().unwrap().iter().map(|a| a.session_key.clone()).collect();
+    assert_eq!(keys, ["agent:main:discord:channel:650", "agent:main:discord:channel:651"], "one session per thread");
+    // A new process resumes the session (no GUILD_CREATE comes): the thread is looked up.
+    r.channels.stop().await;
+    let store = Store::open(&r._dir.path().join("s.sqlite")).unwrap();
+    let cfg = config_groups(&r.dc.api_url(), TOKEN, "'600': { requireMention: false }");
+    let acct = cfg.channels.accounts[0].clone();
+    let Platform::Discord(settings) = &acct.platform else { panic!() };
+    let adapter: Arc<dyn Channel> = Arc::new(DiscordChannel::new(&acct.account_id, settings, reqwest::Client::new()));
+    let channels = Channels::with_adapters(&cfg, store, vec![(adapter, acct)]);
+    channels.start(Arc::new(r.echo.clone()));
+    until("resumed", || !r.dc.resumes().is_empty()).await;
+    r.dc.push_thread_message(650, 700, "after the restart", false, &[]);
+    let sent = r.dc.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!(sent[2].channel_id, 650);
+    assert!(r.dc.requests().iter().any(|q| q.path.ends_with("/channels/650")), "looked up once resumed");
+    // A channel that is not listed stays closed, threads or not.
+    r.dc.add_channel(500, 610, "random");
+    r.dc.add_thread(500, 610, 660);
+    r.dc.push_thread_message(660, 700, "@bot anyone?", true, &[]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(r.dc.sent().len(), 3);
+    channels.stop().await;
 }

@@ -48,6 +48,10 @@ pub struct DiscordChannel {
     /// The stored session is read once per process; after that memory is the truth (an
     /// invalidated session must not come back from the journal).
     restored: std::sync::atomic::AtomicBool,
+    /// Guild channel id → its parent when it is a thread (`None`: a plain channel), from
+    /// `GUILD_CREATE`, the `THREAD_*` dispatches, and `GET /channels/{id}` for one not seen yet
+    /// (after a resume no `GUILD_CREATE` comes).
+    threads: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 fn ws_error(e: impl std::fmt::Display) -> ConnectionError {
@@ -63,7 +67,50 @@ impl DiscordChannel {
             session: Mutex::new(None),
             bot_id: Mutex::new(None),
             restored: std::sync::atomic::AtomicBool::new(false),
+            threads: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Remembers (or forgets) threads a dispatch describes.
+    fn track_threads(&self, kind: &str, d: &serde_json::Value) {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let add = |threads: &mut std::collections::HashMap<String, Option<String>>, t: &serde_json::Value| {
+            if let (Some(id), Some(parent)) = (t["id"].as_str(), t["parent_id"].as_str()) {
+                threads.insert(id.to_string(), Some(parent.to_string()));
+            }
+        };
+        match kind {
+            "GUILD_CREATE" => {
+                for c in d["channels"].as_array().into_iter().flatten() {
+                    if let Some(id) = c["id"].as_str() {
+                        threads.insert(id.to_string(), None);
+                    }
+                }
+                d["threads"].as_array().into_iter().flatten().for_each(|t| add(&mut threads, t));
+            }
+            "THREAD_LIST_SYNC" => d["threads"].as_array().into_iter().flatten().for_each(|t| add(&mut threads, t)),
+            "THREAD_CREATE" | "THREAD_UPDATE" => add(&mut threads, d),
+            "THREAD_DELETE" => {
+                if let Some(id) = d["id"].as_str() {
+                    threads.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The channel a thread sits in, if `channel` is a thread; asks Discord about a channel
+    /// not seen yet (and remembers; a failed lookup is retried next time).
+    async fn parent_of(&self, channel: &str) -> Option<String> {
+        if let Some(known) = self.threads.lock().unwrap_or_else(|p| p.into_inner()).get(channel) {
+            return known.clone();
+        }
+        let c = self.api.call(Method::GET, &format!("/channels/{channel}"), None).await.ok()?;
+        // 10, 11, 12: announcement, public and private threads.
+        let parent =
+            matches!(c["type"].as_u64(), Some(10..=12)).then(|| c["parent_id"].as_str().map(str::to_string)).flatten();
+        self.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(channel.to_string(), parent.clone());
+        parent
     }
 
     fn session(&self) -> Option<Session> {
@@ -220,10 +267,19 @@ impl DiscordChannel {
                 if let Some(s) = self.session.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                     s.seq = seq;
                 }
-                let batch: Vec<_> = inbound::to_inbound(d, &self.account_id, &self.bot_id()).into_iter().collect();
+                let mut batch: Vec<_> = inbound::to_inbound(d, &self.account_id, &self.bot_id()).into_iter().collect();
+                for m in &mut batch {
+                    // A thread is its own conversation; bindings and group rules fall back to its channel.
+                    if m.guild_id.is_some()
+                        && let Some(parent) = self.parent_of(&m.peer_id).await
+                    {
+                        m.parent = Some((clawline_core::routing::PeerKind::Channel, parent));
+                    }
+                }
                 self.store_session(link, batch).await?;
             }
             _ => {
+                self.track_threads(kind, d);
                 if let Some(s) = self.session.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                     s.seq = seq;
                 }
