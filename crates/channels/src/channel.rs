@@ -144,6 +144,9 @@ pub trait Channel: Send + Sync + 'static {
     ) -> Option<BoxFuture<'a, WebhookReply>> {
         None
     }
+    /// Forgets what the adapter holds in memory about its platform session (a resumable
+    /// session, a login), after `channels.logout` cleared the stored one.
+    fn forget_session(&self) {}
     /// The local path its webhook is served on, if it has one.
     fn webhook_path(&self) -> Option<&str> {
         None

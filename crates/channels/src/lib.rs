@@ -41,7 +41,7 @@ pub mod webchat;
 pub use channel::{Capabilities, Channel, ConnectionError, SendError, Sent, WebhookReply};
 pub use dispatch::{MAX_ATTEMPTS, OUTBOUND_TTL_MS, PAIRING_MAX_PENDING, PAIRING_TTL_MS, agent_text};
 pub use health::{AccountStatus, ConnState};
-pub use manager::{BuildError, ChannelReport, Channels, ProbeReport};
+pub use manager::{BuildError, ChannelReport, Channels, ControlError, ProbeReport};
 pub use media::Media;
 pub use message::{Attachment, ButtonPress, InboundMessage, OutboundBody, ReplyRef, Sender, Target};
 pub use responder::{Ask, InboundFile, Progress, Reply, Responder};

@@ -34,6 +34,8 @@ pub(crate) struct Account {
     pub health: Arc<Health>,
     pub link: Link,
     pub delivery_wake: Notify,
+    /// The connection and delivery worker while the account runs.
+    running: Mutex<Option<(CancellationToken, Vec<JoinHandle<()>>)>>,
 }
 
 impl Account {
@@ -62,6 +64,19 @@ pub struct ProbeReport {
     pub info: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Why a start, stop or logout of one account was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no channel account `{0}` is configured")]
+    Unknown(String),
+    #[error("channel `{0}` has several accounts; name one (accountId)")]
+    Ambiguous(String),
+    #[error("the channels are not running yet")]
+    NotStarted,
+    #[error("the store failed: {0}")]
+    Store(String),
 }
 
 /// Why the channel layer could not be built.
@@ -153,8 +168,18 @@ impl Channels {
                 webhooks.insert(path.to_string(), key.clone());
             }
             let gate = Gate::new(settings.access.clone());
-            accounts
-                .insert(key, Arc::new(Account { channel, settings, gate, health, link, delivery_wake: Notify::new() }));
+            accounts.insert(
+                key,
+                Arc::new(Account {
+                    channel,
+                    settings,
+                    gate,
+                    health,
+                    link,
+                    delivery_wake: Notify::new(),
+                    running: Mutex::new(None),
+                }),
+            );
         }
         Channels {
             inner: Arc::new(Inner {
@@ -199,28 +224,100 @@ impl Channels {
             i.bindings.clone(),
             i.routing.clone(),
         ));
-        let mut tasks = i.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.push(tokio::spawn(dispatcher.run(wake_rx)));
+        i.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(tokio::spawn(dispatcher.run(wake_rx)));
         for account in i.accounts.values() {
-            tasks.push(tokio::spawn(crate::delivery::deliver(account.clone(), i.store.clone(), i.stop.clone())));
-            tasks.push(tokio::spawn(supervise(
-                account.channel.clone(),
-                account.link.clone(),
-                i.backoff,
-                i.stop.clone(),
-            )));
-            tracing::info!(
-                channel = account.channel.channel(),
-                account = account.channel.account_id(),
-                mode = account.channel.mode(),
-                "channel starting"
-            );
+            self.run_account(account);
         }
+    }
+
+    /// Starts one account's connection and delivery worker (nothing when it runs already).
+    fn run_account(&self, account: &Arc<Account>) -> bool {
+        let mut running = account.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.is_some() || self.inner.stop.is_cancelled() {
+            return false;
+        }
+        let stop = self.inner.stop.child_token();
+        let handles = vec![
+            tokio::spawn(crate::delivery::deliver(account.clone(), self.inner.store.clone(), stop.clone())),
+            tokio::spawn(supervise(account.channel.clone(), account.link.clone(), self.inner.backoff, stop.clone())),
+        ];
+        *running = Some((stop, handles));
+        tracing::info!(
+            channel = account.channel.channel(),
+            account = account.channel.account_id(),
+            mode = account.channel.mode(),
+            "channel starting"
+        );
+        true
+    }
+
+    /// Stops one account's connection and delivery (its journal and queue stay; messages
+    /// journaled meanwhile are answered, and the replies wait until it starts again).
+    async fn halt_account(account: &Account) -> bool {
+        let Some((stop, handles)) = account.running.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return false;
+        };
+        stop.cancel();
+        for h in handles {
+            let _ = h.await;
+        }
+        account.health.stopped();
+        true
+    }
+
+    fn account(&self, channel: &str, account_id: Option<&str>) -> Result<Arc<Account>, ControlError> {
+        let mut of_channel = self.inner.accounts.values().filter(|a| a.settings.channel == channel);
+        let found = match account_id {
+            Some(id) => of_channel.find(|a| a.settings.account_id == id),
+            None => {
+                let all: Vec<_> = of_channel.collect();
+                match all.len() {
+                    0 => None,
+                    1 => Some(all[0]),
+                    _ => return Err(ControlError::Ambiguous(channel.to_string())),
+                }
+            }
+        };
+        found.cloned().ok_or_else(|| ControlError::Unknown(format!("{channel}:{}", account_id.unwrap_or("default"))))
+    }
+
+    /// `channels.start`: connects an account that was stopped. Whether it was stopped.
+    pub fn start_account(&self, channel: &str, account_id: Option<&str>) -> Result<bool, ControlError> {
+        let account = self.account(channel, account_id)?;
+        if self.inner.wake_rx.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Err(ControlError::NotStarted);
+        }
+        Ok(self.run_account(&account))
+    }
+
+    /// `channels.stop`: disconnects an account until it is started again (or the gateway
+    /// restarts). Whether it was running.
+    pub async fn stop_account(&self, channel: &str, account_id: Option<&str>) -> Result<bool, ControlError> {
+        let account = self.account(channel, account_id)?;
+        Ok(Self::halt_account(&account).await)
+    }
+
+    /// `channels.logout`: stops the account and forgets its platform session (the stored
+    /// cursor: Telegram's offset, Discord's resumable session, Matrix's sync token, and any login
+    /// the adapter holds), so the next start begins afresh. The journal and queue stay.
+    pub async fn logout_account(&self, channel: &str, account_id: Option<&str>) -> Result<(), ControlError> {
+        let account = self.account(channel, account_id)?;
+        Self::halt_account(&account).await;
+        self.inner
+            .store
+            .clear_channel_cursor(&account.settings.channel, &account.settings.account_id)
+            .await
+            .map_err(|e| ControlError::Store(e.to_string()))?;
+        account.channel.forget_session();
+        Ok(())
     }
 
     /// Stops connections and workers (messages in flight stay in the journal and the queue).
     pub async fn stop(&self) {
         self.inner.stop.cancel();
+        for account in self.inner.accounts.values() {
+            Self::halt_account(account).await;
+        }
         let tasks: Vec<_> = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             t.abort();

@@ -505,3 +505,31 @@ async fn files_in_an_answer_are_uploaded_after_its_text() {
     assert_eq!(r.tg.sent().len(), 3);
     r.channels.stop().await;
 }
+
+#[tokio::test]
+async fn an_account_stops_starts_and_logs_out_without_losing_or_repeating() {
+    let r = rig("").await;
+    r.tg.push_text(OWNER, OWNER, "one");
+    r.tg.wait_sent(1, Duration::from_secs(10)).await;
+    assert!(r.channels.stop_account("telegram", None).await.unwrap());
+    assert!(!r.channels.stop_account("telegram", Some("default")).await.unwrap(), "already stopped");
+    assert_eq!(r.channels.status()[0].status.state, ConnState::Stopped);
+    r.tg.push_text(OWNER, OWNER, "two, while stopped");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(r.tg.sent().len(), 1, "a stopped account neither reads nor answers");
+    assert!(r.channels.start_account("telegram", None).unwrap());
+    assert!(!r.channels.start_account("telegram", None).unwrap(), "already running");
+    let sent = r.tg.wait_sent(2, Duration::from_secs(10)).await;
+    assert_eq!(sent[1].plain, "re: two, while stopped");
+
+    r.channels.logout_account("telegram", None).await.unwrap();
+    assert_eq!(r.store.channel_cursor("telegram", "default").await.unwrap(), None, "the offset is forgotten");
+    r.channels.start_account("telegram", None).unwrap();
+    r.tg.push_text(OWNER, OWNER, "three");
+    let sent = r.tg.wait_sent(3, Duration::from_secs(10)).await;
+    assert_eq!(sent[2].plain, "re: three");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.tg.sent().len(), 3, "nothing answered again after the logout");
+    assert!(matches!(r.channels.stop_account("slack", None).await, Err(clawline_channels::ControlError::Unknown(_))));
+    r.channels.stop().await;
+}

@@ -249,6 +249,19 @@ impl Store {
         .await
     }
 
+    /// Forgets an account's cursor (a logout: the next connection starts afresh).
+    pub async fn clear_channel_cursor(&self, channel: &str, account_id: &str) -> Result<(), StoreError> {
+        let (channel, account_id) = (channel.to_string(), account_id.to_string());
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM channel_cursors WHERE channel = ?1 AND account_id = ?2",
+                params![channel, account_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Journal rows of one account, newest first (for status and tests).
     pub async fn recent_inbound(
         &self,

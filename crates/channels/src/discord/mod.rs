@@ -410,6 +410,11 @@ impl Channel for DiscordChannel {
         })
     }
 
+    fn forget_session(&self) {
+        self.set_session(None);
+        self.threads.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     fn typing<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             self.api

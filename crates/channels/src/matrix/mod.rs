@@ -419,6 +419,12 @@ impl Channel for MatrixChannel {
         })
     }
 
+    fn forget_session(&self) {
+        *self.api.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.me.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.rooms.lock().unwrap_or_else(|p| p.into_inner()) = RoomFacts::default();
+    }
+
     fn typing<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             let (Some(api), Some(me)) = (self.api(), self.me()) else { return Ok(()) };

@@ -1,4 +1,5 @@
-//! `channels.status` and `channels.pairing.list|approve|dismiss`: the chat platforms as
+//! `channels.status`, `channels.start|stop|logout` (admin) and
+//! `channels.pairing.list|approve|dismiss`: the chat platforms as
 //! operators see them.
 //!
 //! `channels.status {probe?, timeoutMs?, channel?}` answers OpenClaw's shape — `channelOrder`,
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use super::{Access, Ctx, Method, Reply, method, parse};
 use crate::protocol::error::RpcError;
 use crate::protocol::schema::{Object, Schema, opt, req};
-use crate::protocol::scopes::{PAIRING, READ};
+use crate::protocol::scopes::{ADMIN, PAIRING, READ};
 
 static STATUS: Object = Object {
     props: &[opt("probe", Schema::Bool), opt("timeoutMs", Schema::UINT), opt("channel", Schema::NON_EMPTY)],
@@ -51,8 +52,15 @@ static DISMISS: Object = Object {
     closed: true,
 };
 
+/// `channels.start|stop|logout {channel, accountId?}` (OpenClaw's closed params).
+static CONTROL: Object =
+    Object { props: &[req("channel", Schema::NON_EMPTY), opt("accountId", Schema::NON_EMPTY)], closed: true };
+
 pub fn methods() -> Vec<Method> {
     vec![
+        method!("channels.start", Access::Scope(ADMIN), Schema::Object(&CONTROL), start),
+        method!("channels.stop", Access::Scope(ADMIN), Schema::Object(&CONTROL), stop),
+        method!("channels.logout", Access::Scope(ADMIN), Schema::Object(&CONTROL), logout),
         method!("channels.status", Access::Scope(READ), Schema::Object(&STATUS), status),
         method!("channels.pairing.list", Access::Scope(PAIRING), Schema::Object(&LIST), pairing_list),
         method!("channels.pairing.approve", Access::Scope(PAIRING), Schema::Object(&APPROVE), pairing_approve),
@@ -302,6 +310,45 @@ async fn pairing_approve(ctx: Ctx, p: Value) -> Reply {
         "notification": if a.notified { "sent" } else { "not-requested" },
         "commandOwnerBootstrap": bootstrap,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ControlParams {
+    channel: String,
+    account_id: Option<String>,
+}
+
+fn control_error(e: clawline_channels::ControlError) -> RpcError {
+    match e {
+        clawline_channels::ControlError::Store(m) => RpcError::unavailable(m),
+        other => RpcError::bad(other.to_string()),
+    }
+}
+
+fn channels_of(ctx: &Ctx) -> Result<clawline_channels::Channels, RpcError> {
+    ctx.state.channels.clone().ok_or_else(|| RpcError::bad("no channel is configured"))
+}
+
+/// `channels.start`: connects an account stopped with `channels.stop` or `channels.logout`.
+async fn start(ctx: Ctx, p: Value) -> Reply {
+    let p: ControlParams = parse("channels.start", p)?;
+    let started = channels_of(&ctx)?.start_account(&p.channel, p.account_id.as_deref()).map_err(control_error)?;
+    Ok(json!({"channel": p.channel, "accountId": p.account_id, "started": started, "running": true}))
+}
+
+/// `channels.stop`: disconnects an account until it is started again (or the gateway restarts).
+async fn stop(ctx: Ctx, p: Value) -> Reply {
+    let p: ControlParams = parse("channels.stop", p)?;
+    let stopped = channels_of(&ctx)?.stop_account(&p.channel, p.account_id.as_deref()).await.map_err(control_error)?;
+    Ok(json!({"channel": p.channel, "accountId": p.account_id, "stopped": stopped, "running": false}))
+}
+
+/// `channels.logout`: stops the account and forgets its platform session.
+async fn logout(ctx: Ctx, p: Value) -> Reply {
+    let p: ControlParams = parse("channels.logout", p)?;
+    channels_of(&ctx)?.logout_account(&p.channel, p.account_id.as_deref()).await.map_err(control_error)?;
+    Ok(json!({"channel": p.channel, "accountId": p.account_id, "loggedOut": true, "running": false}))
 }
 
 #[derive(Deserialize)]
