@@ -23,13 +23,33 @@ pub async fn save_inbound(workspace: &Path, files: Vec<InboundFile>, now_ms: i64
     let workspace = workspace.to_path_buf();
     let saved = tokio::task::spawn_blocking(move || {
         let dir = workspace.join(INBOX).join(&day);
+        // The inbox must really be inside the workspace: a symbolic link planted there (by a
+        // tool run, say) must not send files elsewhere.
+        let linked = [workspace.join(INBOX), dir.clone()]
+            .iter()
+            .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
+        let inside = if linked {
+            Ok(false)
+        } else {
+            std::fs::create_dir_all(&dir).and_then(|()| {
+                let (real, root) = (dir.canonicalize()?, workspace.canonicalize()?);
+                Ok(real.starts_with(&root))
+            })
+        };
+        if !matches!(inside, Ok(true)) {
+            let why = match inside {
+                Err(e) => e.to_string(),
+                Ok(_) => format!("{INBOX}/ leads outside the workspace"),
+            };
+            return files.iter().map(|f| format!("[{} received, but it could not be saved: {why}]", f.kind)).collect();
+        }
         files
             .into_iter()
             .map(|f| {
                 let name = format!("{}-{}", f.stem, file_name(&f));
                 let path = dir.join(&name);
                 let rel = format!("{INBOX}/{day}/{name}");
-                let outcome = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &f.bytes));
+                let outcome = std::fs::write(&path, &f.bytes);
                 match outcome {
                     Ok(()) => format!(
                         "[{} received ({}, {}), saved in the workspace:]\nMEDIA:{rel}",
@@ -138,8 +158,15 @@ mod tests {
         assert_eq!(std::fs::read(ws.path().join("inbox/2025-12-02/7_10-0-photo.jpg")).unwrap(), [1, 2, 3]);
         // A hostile name stays a plain file name inside the inbox.
         let evil = InboundFile { name: Some("../../.bashrc".into()), kind: "document".into(), ..file };
-        let lines = save_inbound(ws.path(), vec![evil], 1_764_633_600_000).await;
+        let lines = save_inbound(ws.path(), vec![evil.clone()], 1_764_633_600_000).await;
         assert!(lines[0].ends_with("MEDIA:inbox/2025-12-02/7_10-0-bashrc"), "{lines:?}");
+        // An inbox that is a link out of the workspace is not written through.
+        let other = tempfile::tempdir().unwrap();
+        let ws2 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), ws2.path().join("inbox")).unwrap();
+        let lines = save_inbound(ws2.path(), vec![evil], 1_764_633_600_000).await;
+        assert!(lines[0].contains("could not be saved") && lines[0].contains("outside the workspace"), "{lines:?}");
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0, "nothing written through the link");
     }
 
     #[test]
