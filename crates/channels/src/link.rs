@@ -44,6 +44,12 @@ impl Link {
         self.store.channel_cursor(&self.channel, &self.account_id).await
     }
 
+    /// The account's most recent journal rows, newest first (adapters that read back missed
+    /// messages start after the newest they kept).
+    pub async fn recent(&self, limit: usize) -> Result<Vec<clawline_store::InboundRow>, StoreError> {
+        self.store.recent_inbound(&self.channel, &self.account_id, limit).await
+    }
+
     /// Journals `batch` and moves the cursor in one transaction, then wakes the dispatcher.
     /// Returns how many were new.
     pub async fn accept(&self, batch: Vec<InboundMessage>, cursor: Option<String>) -> Result<usize, StoreError> {

@@ -143,7 +143,7 @@ async fn gateway_faults_resume_without_losing_or_doubling() {
     r.dc.push_dm(700, "four");
     r.dc.wait_sent(4, Duration::from_secs(10)).await;
     // A session Discord will not resume starts over with Identify; what was said in between
-    // is not replayed by Discord (a gap only history fetching could fill; not done yet).
+    // is read back through REST (see messages_from_while_no_session_could_be_resumed_…).
     let before = r.dc.identifies().len();
     r.dc.invalidate_session(false);
     until("a fresh Identify", || r.dc.identifies().len() > before).await;
@@ -358,4 +358,34 @@ async fn a_thread_is_its_own_conversation_under_its_channels_rules() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(r.dc.sent().len(), 3);
     channels.stop().await;
+}
+
+#[tokio::test]
+async fn messages_from_while_no_session_could_be_resumed_are_read_back_once() {
+    let r = rig_with(TOKEN).await;
+    r.dc.set_resume_window(Duration::from_millis(200));
+    r.dc.wait_ready(Duration::from_secs(10)).await;
+    let (dm, _) = r.dc.push_dm(700, "one");
+    r.dc.wait_sent(1, Duration::from_secs(10)).await;
+    // Down longer than Discord keeps a session: the messages meanwhile are not replayed by the
+    // Gateway, so only reading the channel back finds them.
+    r.channels.stop_account("discord", None).await.unwrap();
+    r.dc.push_dm(700, "two");
+    r.dc.push_dm(700, "three");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let identifies = r.dc.identifies().len();
+    r.channels.start_account("discord", None).unwrap();
+    until("answers to the missed messages", || answers(&r.dc).len() == 3).await;
+    assert!(r.dc.identifies().len() > identifies, "a fresh session, not a resume");
+    assert!(
+        r.dc.requests()
+            .iter()
+            .any(|q| q.route.as_deref() == Some("get_channel_messages") && q.path.contains(&dm.to_string())),
+        "the DM was read back"
+    );
+    r.dc.push_dm(700, "four");
+    until("the next message", || answers(&r.dc).len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(answers(&r.dc), ["one", "two", "three", "four"], "each once, in order");
+    r.channels.stop().await;
 }

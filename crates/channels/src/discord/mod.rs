@@ -54,6 +54,11 @@ pub struct DiscordChannel {
     threads: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
+/// Channels read back after a fresh session, at most (the most recently active first).
+const BACKFILL_CHANNELS: usize = 20;
+/// Messages read back per channel, at most (one REST page).
+const BACKFILL_PER_CHANNEL: usize = 100;
+
 fn ws_error(e: impl std::fmt::Display) -> ConnectionError {
     ConnectionError::Transient(format!("the Gateway connection broke: {e}"))
 }
@@ -261,6 +266,8 @@ impl DiscordChannel {
                 self.set_session(Some(s.clone()));
                 self.store_session(link, Vec::new()).await?;
                 link.health().progress();
+                // A fresh session replays nothing: what was said while there was none is read back.
+                self.backfill(link).await;
             }
             "RESUMED" => link.health().progress(),
             "MESSAGE_CREATE" => {
@@ -286,6 +293,66 @@ impl DiscordChannel {
             }
         }
         Ok(())
+    }
+
+    /// Reads back, through REST, the messages posted since the last one journaled in each
+    /// recently active channel (at most [`BACKFILL_CHANNELS`] channels and
+    /// [`BACKFILL_PER_CHANNEL`] messages each): a new session (the old one could not be resumed,
+    /// or the gateway was down longer than Discord keeps one) starts with no replay, and those
+    /// messages would otherwise be lost. The journal's key drops any already kept. Best effort:
+    /// a failed read is logged and the session goes on.
+    async fn backfill(&self, link: &Link) {
+        let rows = match link.recent(500).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "Discord backfill: could not read the journal");
+                return;
+            }
+        };
+        // The newest message journaled per channel (rows come newest first).
+        let mut last: Vec<(String, u64)> = Vec::new();
+        for r in &rows {
+            let (Some(peer), Ok(id)) = (r.message["peerId"].as_str(), r.platform_id.parse::<u64>()) else { continue };
+            if !last.iter().any(|(p, _)| p == peer) && last.len() < BACKFILL_CHANNELS {
+                last.push((peer.to_string(), id));
+            }
+        }
+        let bot = self.bot_id();
+        for (channel, after) in last {
+            let path = format!("/channels/{channel}/messages?after={after}&limit={BACKFILL_PER_CHANNEL}");
+            let listed = match self.api.call(Method::GET, &path, None).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::info!(channel, error = %e, "Discord backfill: could not read the channel");
+                    continue;
+                }
+            };
+            // Discord lists newest first; the journal keeps them in the order they were said.
+            let mut found: Vec<_> = listed
+                .as_array()
+                .into_iter()
+                .flatten()
+                .rev()
+                .filter_map(|m| inbound::to_inbound(m, &self.account_id, &bot))
+                .collect();
+            for m in &mut found {
+                if m.guild_id.is_some()
+                    && let Some(parent) = self.parent_of(&m.peer_id).await
+                {
+                    m.parent = Some((clawline_core::routing::PeerKind::Channel, parent));
+                }
+            }
+            if !found.is_empty() {
+                tracing::info!(
+                    channel,
+                    count = found.len(),
+                    "Discord backfill: messages from while no session was open"
+                );
+                if let Err(e) = link.accept(found, None).await {
+                    tracing::warn!(error = %e, "Discord backfill: could not journal");
+                }
+            }
+        }
     }
 
     /// Journals `batch` together with the session (so a restart resumes after it).
