@@ -36,10 +36,6 @@ impl Responder for Echo {
     }
 }
 
-fn config(api: &str, token: &str) -> Config {
-    config_groups(api, token, "'*': { requireMention: true }")
-}
-
 fn config_groups(api: &str, token: &str, groups: &str) -> Config {
     let text = format!(
         "{{ channels: {{ discord: {{ token: '{token}', baseUrl: '{api}', dmPolicy: 'open', allowFrom: ['*'],

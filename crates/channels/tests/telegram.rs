@@ -19,13 +19,16 @@ const TOKEN: &str = "123456789:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s";
 const OWNER: i64 = 1001;
 const STRANGER: i64 = 2002;
 
+/// An answer written piece by piece, one piece every so often.
+type Stream = (Vec<String>, Duration);
+
 /// Answers "re: <text>", counting every ask by its idempotency key.
 /// With `stream` set, it writes that answer instead, piece by piece, reporting progress.
 #[derive(Default, Clone)]
 struct Echo {
     asks: Arc<Mutex<Vec<Ask>>>,
     delay: Arc<Mutex<Duration>>,
-    stream: Arc<Mutex<Option<(Vec<String>, Duration)>>>,
+    stream: Arc<Mutex<Option<Stream>>>,
     /// With `reply` set, it answers that.
     reply: Arc<Mutex<Option<Reply>>>,
 }

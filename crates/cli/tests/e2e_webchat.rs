@@ -106,7 +106,7 @@ async fn a_posted_message_is_kept_answered_once_and_streamed_as_a_draft() {
     assert!(drafts.len() >= 2, "the answer grew in place: {seen:?}");
     assert!(drafts.iter().all(|d| "Hello from the web chat.".starts_with(d) && !d.ends_with('…')), "{drafts:?}");
     let ids: std::collections::HashSet<&str> =
-        seen.iter().filter_map(|(n, ev)| (n == "message" || n == "edit").then(|| ev["id"].as_str().unwrap())).collect();
+        seen.iter().filter(|(n, _)| n == "message" || n == "edit").map(|(_, ev)| ev["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 1, "one bubble, edited: {seen:?}");
     assert!(seen.iter().any(|(n, _)| n == "typing"));
 

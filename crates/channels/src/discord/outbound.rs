@@ -45,10 +45,10 @@ pub fn create_with_file(
 ) -> (String, Vec<u8>) {
     let mut payload = create(target, body, key);
     payload["attachments"] = serde_json::json!([{"id": 0, "filename": file_name}]);
-    if body.text.is_empty() {
-        if let Some(o) = payload.as_object_mut() {
-            o.remove("content");
-        }
+    if body.text.is_empty()
+        && let Some(o) = payload.as_object_mut()
+    {
+        o.remove("content");
     }
     let json = payload.to_string();
     crate::multipart::encode(&[

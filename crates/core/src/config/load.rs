@@ -10,6 +10,9 @@ use super::schema::ConfigFile;
 use super::substitute::{is_single_reference, substitute};
 use crate::json5::{self, DeError, Node, Value, line_col};
 
+/// Looks a secret up by id in the encrypted store: `Ok(None)` when no such secret is kept.
+pub type StoredSecret<'a> = dyn Fn(&str) -> Result<Option<String>, String> + 'a;
+
 /// What loading needs from the outside world.
 pub struct LoadContext<'a> {
     /// How errors name the file (usually its path).
@@ -24,7 +27,7 @@ pub struct LoadContext<'a> {
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
     /// Reads a secret kept encrypted in the state database (`{ source: "store", id }`);
     /// `None` where there is no store (the secret is then reported missing).
-    pub stored: Option<&'a dyn Fn(&str) -> Result<Option<String>, String>>,
+    pub stored: Option<&'a StoredSecret<'a>>,
     /// The providers known by name (`clawline_providers::catalog::PRESETS`).
     pub presets: &'a [Preset],
 }

@@ -21,7 +21,7 @@ mod substitute;
 pub mod template;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{LoadContext, Loaded, load, secret_paths};
+pub use load::{LoadContext, Loaded, StoredSecret, load, secret_paths};
 pub use resolve::{
     AgentSettings, ApiKind, AuthMode, AwsCredentials, Config, DEFAULT_AGENT_ID, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT,
     DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings, HookSettings, LogSettings, ModelRef, ProviderSettings,

@@ -321,7 +321,7 @@ pub(crate) struct Resolver<'a> {
     pub state_dir: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub read_file: &'a dyn Fn(&Path) -> Result<String, String>,
-    pub stored: Option<&'a dyn Fn(&str) -> Result<Option<String>, String>>,
+    pub stored: Option<&'a super::load::StoredSecret<'a>>,
     pub presets: &'a [Preset],
 }
 
