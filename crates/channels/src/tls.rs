@@ -29,9 +29,35 @@ fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .clone()
 }
 
-/// Wraps `tcp` in TLS for `host`. The error says what failed, for status output.
+/// A client configuration that trusts the certificates in `pem` as well as the system's
+/// roots, for a server with its own authority (`caFile`). Built once per account, not per
+/// connection. The error names what is wrong with the file's contents.
+pub fn config_with_roots(pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("caFile holds a certificate that cannot be read: {e}"))?;
+    if roots.is_empty() {
+        return Err("caFile holds no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
+        .map_err(|e| format!("TLS setup failed: caFile: {e}"))?;
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| Arc::new(b.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()))
+        .map_err(|e| format!("TLS setup failed: {e}"))
+}
+
+/// Wraps `tcp` in TLS for `host`, verified against the system's roots. The error says what
+/// failed, for status output.
 pub async fn wrap(tcp: TcpStream, host: &str) -> Result<Box<dyn Io>, String> {
-    let config = client_config()?;
+    wrap_with(tcp, host, client_config()?).await
+}
+
+/// Wraps `tcp` in TLS for `host` with `config` (the shared one, or [`config_with_roots`]).
+pub async fn wrap_with(tcp: TcpStream, host: &str, config: Arc<rustls::ClientConfig>) -> Result<Box<dyn Io>, String> {
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|_| format!("`{host}` is not a host name TLS can check"))?;
     let stream = tokio_rustls::TlsConnector::from(config)
@@ -69,4 +95,20 @@ pub async fn connect_ws(url: &str) -> Result<WebSocket, crate::channel::Connecti
         .await
         .map_err(|e| ConnectionError::Transient(format!("the WebSocket handshake with {host} failed: {e}")))?;
     Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_a_readable_certificate_is_refused_with_the_reason() {
+        let none = config_with_roots("just some text\n").unwrap_err();
+        assert_eq!(none, "caFile holds no certificate");
+        // Valid PEM armour around bytes that are not a certificate.
+        let junk = config_with_roots("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap_err();
+        assert!(junk.starts_with("TLS setup failed: caFile"), "{junk}");
+        let broken = config_with_roots("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n").unwrap_err();
+        assert!(broken.starts_with("caFile holds a certificate that cannot be read"), "{broken}");
+    }
 }

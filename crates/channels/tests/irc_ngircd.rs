@@ -1,6 +1,8 @@
 //! The IRC adapter against a real ngIRCd (the slow lane): `scripts/ngircd start` installs and
 //! starts it on loopback. A raw client plays the person; clawline registers, joins, answers in
-//! the channel and in private, and gets its nick back after a collision.
+//! the channel and in private, and gets its nick back after a collision. Over TLS (ngIRCd's
+//! GnuTLS, a certificate from the script's own authority) clawline connects only when told to
+//! trust that authority with `caFile`.
 //! `CLAWLINE_SKIP_NGIRCD=1` skips the lane on machines that cannot install ngIRCd.
 
 use std::path::Path;
@@ -31,6 +33,12 @@ impl Responder for Echo {
 
 /// `(host, port)` of a running ngIRCd, started by the project's script.
 fn server() -> Option<(String, u16)> {
+    server_env().map(|get| (get("IRC_HOST"), get("IRC_PORT").parse().expect("port")))
+}
+
+/// What `scripts/ngircd start` printed, as a lookup (`IRC_HOST`, `IRC_PORT`, `IRC_TLS_PORT`,
+/// `IRC_CA_FILE`); `None` when the lane is skipped.
+fn server_env() -> Option<impl Fn(&str) -> String> {
     if std::env::var_os("CLAWLINE_SKIP_NGIRCD").is_some() {
         eprintln!("CLAWLINE_SKIP_NGIRCD is set: skipping the real-ngIRCd lane");
         return None;
@@ -39,8 +47,13 @@ fn server() -> Option<(String, u16)> {
     let out = std::process::Command::new(script).arg("start").output().expect("run scripts/ngircd");
     assert!(out.status.success(), "scripts/ngircd start failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
-    Some((get("IRC_HOST").expect("IRC_HOST"), get("IRC_PORT").expect("IRC_PORT").parse().expect("port")))
+    Some(move |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| panic!("scripts/ngircd start printed no {k}: {text}"))
+            .to_string()
+    })
 }
 
 /// A person on IRC, speaking raw protocol.
@@ -85,12 +98,16 @@ impl Person {
 }
 
 fn config(host: &str, port: u16, nick: &str) -> Config {
+    config_with(host, port, nick, "tls: false")
+}
+
+fn config_with(host: &str, port: u16, nick: &str, extra: &str) -> Config {
     let text = format!(
-        "{{ channels: {{ irc: {{ host: '{host}', port: {port}, tls: false, nick: '{nick}', channels: ['#test'],
+        "{{ channels: {{ irc: {{ host: '{host}', port: {port}, nick: '{nick}', channels: ['#test'], {extra},
              dmPolicy: 'open', allowFrom: ['*'], groups: {{ '#test': {{ requireMention: true }} }} }} }} }}"
     );
     let env = |_: &str| None;
-    let read = |_: &Path| Err("no files".to_string());
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| e.to_string());
     let ctx = LoadContext {
         file_label: "t.json",
         config_dir: Path::new("/tmp"),
@@ -159,5 +176,39 @@ async fn answers_in_the_channel_when_addressed_and_in_private_and_recovers_its_n
     assert_eq!(asks.len(), 2, "the unaddressed line and the CTCP were not answered: {asks:?}");
     // `#` cannot appear in a session key; it becomes `_` like every other such character.
     assert_eq!(asks[0].session_key, "agent:main:irc:group:_test");
+    channels.stop().await;
+}
+
+#[tokio::test]
+async fn over_tls_it_trusts_the_servers_authority_only_when_given_its_ca_file() {
+    let Some(get) = server_env() else { return };
+    let (host, port, ca) = (get("IRC_HOST"), get("IRC_TLS_PORT").parse::<u16>().expect("port"), get("IRC_CA_FILE"));
+    let plain: u16 = get("IRC_PORT").parse().expect("port");
+    let nick = format!("tls{}", std::process::id() % 10_000);
+
+    // Without caFile the system's roots do not know the test authority: refused, and said so.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let untrusting = start(&config_with(&host, port, &nick, "tls: true"), &store, &Echo::default());
+    until("a TLS error in status", || {
+        untrusting.status()[0].status.last_error.as_deref().is_some_and(|e| e.contains("TLS with"))
+    })
+    .await;
+    let error = untrusting.status()[0].status.last_error.clone().unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_ne!(untrusting.status()[0].status.state, ConnState::Connected);
+    untrusting.stop().await;
+
+    // With it: registered over TLS, and a person on the plain port is answered.
+    let store = Store::open(&dir.path().join("t.sqlite")).unwrap();
+    let echo = Echo::default();
+    let channels = start(&config_with(&host, port, &nick, &format!("tls: true, caFile: '{ca}'")), &store, &echo);
+    until("registration over TLS", || channels.status()[0].status.state == ConnState::Connected).await;
+    assert_eq!(channels.status()[0].status.mode, "tls");
+    let who = format!("bo{}", std::process::id() % 10_000);
+    let mut bo = Person::connect(&host, plain, &who).await;
+    bo.send(&format!("PRIVMSG {nick} :over tls?")).await;
+    let got = bo.until(&format!("PRIVMSG {who} :")).await;
+    assert!(got.trim_end().ends_with(":re: over tls?"), "{got}");
     channels.stop().await;
 }

@@ -935,6 +935,10 @@ fn answer(reply: BedrockReply, request: &Value, input_tokens: u64, request_id: &
     match reply {
         BedrockReply::Reply(Reply::Text(t)) => now(a.full_text(&t, "end_turn")),
         BedrockReply::Reply(Reply::Echo) => now(a.full_text(&format!("echo: {}", last_user_text(request)), "end_turn")),
+        BedrockReply::Reply(Reply::SlowEcho(delay)) => {
+            let echo = Reply::Chunks { chunks: Reply::echo_chunks(&last_user_text(request)), delay };
+            answer(BedrockReply::Reply(echo), request, input_tokens, request_id)
+        }
         BedrockReply::Reply(Reply::Chunks { chunks, delay }) => {
             let mut frames = vec![a.start()];
             frames.extend(a.text(0, &chunks));

@@ -1069,6 +1069,7 @@ async fn generate(State(inner): State<Shared>, uri: Uri, headers: HeaderMap, bod
             sse_response(vec![format!("data: {v}\r\n\r\n")], Duration::ZERO)
         }
         GeminiReply::Shared(reply) => match reply {
+            Reply::SlowEcho(delay) => sse_response(stream.text(&Reply::echo_chunks(&last_user_text(&request))), delay),
             Reply::Text(t) => sse_response(stream.text(&split_text(&t)), Duration::ZERO),
             Reply::Echo => {
                 let t = format!("echo: {}", last_user_text(&request));

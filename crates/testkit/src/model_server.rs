@@ -81,6 +81,9 @@ pub enum Reply {
     Truncated(String),
     /// Answer "echo: <last user text>" (for load and browser tests).
     Echo,
+    /// Like `Echo`, streamed in three pieces with this wait before each (for tests that need
+    /// a run still going when they act, and a reply that names its question).
+    SlowEcho(Duration),
 }
 
 impl Reply {
@@ -99,6 +102,11 @@ impl Reply {
     /// Slow text: `n` chunks of `piece`, `delay` apart.
     pub fn slow(piece: &str, n: usize, delay: Duration) -> Reply {
         Reply::Chunks { chunks: vec![piece.to_string(); n], delay }
+    }
+
+    /// What `SlowEcho` streams for a question: `echo: <text>` in three pieces.
+    pub fn echo_chunks(last_user_text: &str) -> Vec<String> {
+        split_text(&format!("echo: {last_user_text}"))
     }
 
     /// A recorded stream from `fixtures/<api>/<name>.sse`.
@@ -944,6 +952,46 @@ fn stream_response(events: Vec<String>, delay: Duration) -> Response {
         .unwrap_or_default()
 }
 
+/// A stream whose headers go out at once and whose text chunks each wait `delay`.
+fn chunked_response(stream: &Stream, chunks: &[String], delay: Duration) -> Response {
+    // Headers go out at once; each content chunk waits `delay`.
+    let mut events = stream.open();
+    events.extend(stream.text_start(stream.first));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let tail: Vec<String> = {
+        let mut t = Vec::new();
+        t.extend(stream.block_stop(stream.first));
+        t.extend(stream.close(false, chunks.len() as u64));
+        t
+    };
+    let deltas: Vec<String> = chunks.iter().map(|c| stream.text_delta(stream.first, c)).collect();
+    tokio::spawn(async move {
+        for e in events {
+            if tx.send(Bytes::from(e)).await.is_err() {
+                return;
+            }
+        }
+        for d in deltas {
+            tokio::time::sleep(delay).await;
+            if tx.send(Bytes::from(d)).await.is_err() {
+                return;
+            }
+        }
+        for e in tail {
+            if tx.send(Bytes::from(e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(body))
+        .unwrap_or_default()
+}
+
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     // Recording, checking and taking the reply happen under one lock, so requests get replies in
     // the order they were recorded.
@@ -988,45 +1036,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             let t = format!("echo: {}", last_user_text(api, &request));
             stream_response(stream.text(&split_text(&t)), Duration::ZERO)
         }
-        Reply::Chunks { chunks, delay } => {
-            // Headers go out at once; each content chunk waits `delay`.
-            let mut events = stream.open();
-            events.extend(stream.text_start(stream.first));
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-            let tail: Vec<String> = {
-                let mut t = Vec::new();
-                t.extend(stream.block_stop(stream.first));
-                t.extend(stream.close(false, chunks.len() as u64));
-                t
-            };
-            let deltas: Vec<String> = chunks.iter().map(|c| stream.text_delta(stream.first, c)).collect();
-            tokio::spawn(async move {
-                for e in events {
-                    if tx.send(Bytes::from(e)).await.is_err() {
-                        return;
-                    }
-                }
-                for d in deltas {
-                    tokio::time::sleep(delay).await;
-                    if tx.send(Bytes::from(d)).await.is_err() {
-                        return;
-                    }
-                }
-                for e in tail {
-                    if tx.send(Bytes::from(e)).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            let body = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-            });
-            Response::builder()
-                .status(200)
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(body))
-                .unwrap_or_default()
-        }
+        Reply::Chunks { chunks, delay } => chunked_response(&stream, &chunks, delay),
+        Reply::SlowEcho(delay) => chunked_response(&stream, &Reply::echo_chunks(&last_user_text(api, &request)), delay),
         Reply::Tools { text, calls } => {
             let mut events = stream.open();
             let mut index = stream.first;

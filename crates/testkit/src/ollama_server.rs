@@ -618,6 +618,7 @@ async fn chat(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             ndjson_response(stream.answer(&split_text(&t)), Duration::ZERO)
         }
         Reply::Chunks { chunks, delay } => ndjson_response(stream.answer(&chunks), delay),
+        Reply::SlowEcho(delay) => ndjson_response(stream.answer(&Reply::echo_chunks(&last_user_text(&request))), delay),
         Reply::Tools { text, calls } => {
             let mut events: Vec<String> =
                 text.as_deref().map(split_text).unwrap_or_default().iter().map(|p| stream.text(p)).collect();

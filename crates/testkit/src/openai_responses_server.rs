@@ -979,6 +979,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             w.message(&split_text(&t), Duration::ZERO, "completed");
             w.close(estimate(prompt, &t, 0), None);
         }
+        ResponsesReply::Shared(Reply::SlowEcho(delay)) => {
+            let chunks = Reply::echo_chunks(&last_user_text(&request));
+            w.open();
+            w.message(&chunks, delay, "completed");
+            w.close(estimate(prompt, &chunks.concat(), 0), None);
+        }
         ResponsesReply::Shared(Reply::Chunks { chunks, delay }) => {
             w.open();
             w.message(&chunks, delay, "completed");

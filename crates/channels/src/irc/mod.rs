@@ -14,8 +14,8 @@ pub mod config;
 pub mod inbound;
 pub mod outbound;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -38,6 +38,8 @@ type Outgoing = (String, oneshot::Sender<bool>);
 pub struct IrcChannel {
     account_id: String,
     settings: IrcSettings,
+    /// The TLS configuration trusting `caFile` as well, built once; `None` without one.
+    own_roots: Option<Result<Arc<rustls::ClientConfig>, String>>,
     /// The live connection's writer, once registered.
     writer: Mutex<Option<mpsc::Sender<Outgoing>>>,
     /// The nick the server knows us by now.
@@ -57,6 +59,7 @@ impl IrcChannel {
         IrcChannel {
             account_id: account_id.to_string(),
             settings: settings.clone(),
+            own_roots: settings.ca_pem.as_deref().map(crate::tls::config_with_roots),
             writer: Mutex::new(None),
             nick: Mutex::new(settings.nick.clone()),
             keepalive: config::KEEPALIVE,
@@ -112,7 +115,13 @@ impl IrcChannel {
         if !s.tls {
             return Ok(Box::new(tcp));
         }
-        crate::tls::wrap(tcp, &s.host).await.map_err(|e| {
+        let wrapped = match &self.own_roots {
+            None => crate::tls::wrap(tcp, &s.host).await,
+            // A caFile that cannot be used will not get better by retrying.
+            Some(Err(e)) => return Err(ConnectionError::Fatal(e.clone())),
+            Some(Ok(config)) => crate::tls::wrap_with(tcp, &s.host, config.clone()).await,
+        };
+        wrapped.map_err(|e| {
             if e.starts_with("TLS setup") || e.contains("is not a host name") {
                 ConnectionError::Fatal(e)
             } else {

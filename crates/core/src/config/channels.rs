@@ -295,6 +295,9 @@ channel_file! {
         port: Option<u16>,
         /// TLS (default true).
         tls: Option<bool>,
+        /// A PEM file of certificates to trust for this server besides the system's: a network
+        /// or bouncer (ZNC, soju) with its own certificate authority or a self-signed one.
+        ca_file: Option<String>,
         /// The nickname (default `clawline`); a taken nick gets `_` appended until it is free again.
         nick: Option<String>,
         /// The user name sent with USER (default: the nick).
@@ -682,6 +685,8 @@ pub struct IrcSettings {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+    /// Extra trusted certificates (PEM text from `caFile`), checked to hold at least one.
+    pub ca_pem: Option<String>,
     pub nick: String,
     pub username: String,
     pub realname: String,
@@ -1503,6 +1508,39 @@ impl Resolver<'_> {
         if port == 0 {
             issues.push(issue(at.key(acct.port.is_some(), "port"), "0 is not a port", None));
         }
+        let ca_pem = acct.ca_file.as_ref().map(|f| (f, true)).or(top.ca_file.as_ref().map(|f| (f, false))).and_then(
+            |(file, own)| {
+                let key = at.key(own, "caFile");
+                if !tls {
+                    issues.push(issue(
+                        key,
+                        "caFile is for TLS connections",
+                        Some("set tls: true, or drop caFile".into()),
+                    ));
+                    return None;
+                }
+                let p = self.path(file);
+                match (self.read_file)(&p) {
+                    Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Some(text),
+                    Ok(_) => {
+                        issues.push(issue(
+                            key,
+                            format!("{} holds no PEM certificate", p.display()),
+                            Some("it should contain -----BEGIN CERTIFICATE----- blocks".into()),
+                        ));
+                        None
+                    }
+                    Err(e) => {
+                        issues.push(issue(
+                            key,
+                            format!("cannot read {}: {e}", p.display()),
+                            Some("check the path (relative paths start at the config file's folder)".into()),
+                        ));
+                        None
+                    }
+                }
+            },
+        );
         let nick = acct.nick.as_ref().or(top.nick.as_ref()).cloned().unwrap_or_else(|| "clawline".into());
         let nick_ok = |n: &str| {
             !n.is_empty()
@@ -1575,7 +1613,19 @@ impl Resolver<'_> {
             }
             channels.push(c.to_string());
         }
-        Some(IrcSettings { host, port, tls, nick, username, realname, server_password, sasl, nickserv, channels })
+        Some(IrcSettings {
+            host,
+            port,
+            tls,
+            ca_pem,
+            nick,
+            username,
+            realname,
+            server_password,
+            sasl,
+            nickserv,
+            channels,
+        })
     }
 }
 
@@ -1832,6 +1882,10 @@ mod tests {
         let read = |p: &Path| {
             if p == Path::new("/cfg/tg.token") {
                 Ok("42:file-token-abcdefghijklmnopqrstuvwxyz\n".to_string())
+            } else if p == Path::new("/cfg/znc.pem") {
+                Ok("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_string())
+            } else if p == Path::new("/cfg/notes.txt") {
+                Ok("not a certificate".to_string())
             } else {
                 Err("no such file".to_string())
             }
@@ -1961,6 +2015,23 @@ mod tests {
         assert_eq!(e.path, "channels.irc.channels[0]");
         let e = load_with("{ channels: { irc: { host: 'h', botToken: 'x' } } }", &[]).unwrap_err().0.remove(0);
         assert_eq!(e.message, "unknown key `botToken`", "keys of another platform are refused");
+    }
+
+    #[test]
+    fn an_irc_ca_file_is_read_at_load_and_must_hold_a_certificate_for_a_tls_connection() {
+        let c = load_with("{ channels: { irc: { host: 'znc.lan', caFile: 'znc.pem' } } }", &[]).unwrap().config;
+        let Platform::Irc(i) = &c.channels.accounts[0].platform else { panic!() };
+        assert!(i.ca_pem.as_deref().is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+        for (file, tls, says) in [
+            ("notes.txt", "true", "holds no PEM certificate"),
+            ("missing.pem", "true", "cannot read /cfg/missing.pem"),
+            ("znc.pem", "false", "caFile is for TLS connections"),
+        ] {
+            let text = format!("{{ channels: {{ irc: {{ host: 'znc.lan', tls: {tls}, caFile: '{file}' }} }} }}");
+            let e = load_with(&text, &[]).unwrap_err().0.remove(0);
+            assert_eq!(e.path, "channels.irc.caFile");
+            assert!(e.message.contains(says), "{}", e.message);
+        }
     }
 
     #[test]

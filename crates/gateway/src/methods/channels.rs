@@ -147,6 +147,11 @@ pub async fn status_json(state: &crate::AppState, probe: bool, timeout: Duration
         if let Some(p) = probes.iter().find(|p| p.channel == s.channel && p.account_id == s.account_id) {
             snap["probe"] = json!({"ok": p.ok, "info": p.info, "error": p.error});
         }
+        // The published schema types these fields without allowing null: a value
+        // that is not known yet (a web chat has no display name) is left out.
+        if let Some(fields) = snap.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
         let list = accounts.entry(s.channel.clone()).or_insert_with(|| json!([]));
         if let Some(a) = list.as_array_mut() {
             a.push(snap);
