@@ -25,6 +25,7 @@ struct Args {
     idle: Duration,
     json: bool,
     channels: bool,
+    smaps: bool,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +35,7 @@ fn parse_args() -> Args {
         idle: Duration::from_secs(3),
         json: false,
         channels: false,
+        smaps: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -43,8 +45,12 @@ fn parse_args() -> Args {
             "--idle-secs" => a.idle = Duration::from_secs(it.next().and_then(|v| v.parse().ok()).unwrap_or(3)),
             "--json" => a.json = true,
             "--channels" => a.channels = true,
+            "--smaps" => a.smaps = true,
             "-h" | "--help" => {
-                println!("usage: clawline-measure [--bin PATH] [--runs N] [--idle-secs S] [--channels] [--json]");
+                println!(
+                    "usage: clawline-measure [--bin PATH] [--runs N] [--idle-secs S] [--channels] [--smaps] [--json]\n\
+                     --smaps: after the first idle run, print where its resident memory is (/proc/<pid>/smaps)"
+                );
                 std::process::exit(0);
             }
             other => {
@@ -71,6 +77,44 @@ fn ready(port: u16) -> bool {
     }
     let mut buf = [0u8; 16];
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+/// Resident memory by mapping, summed per file (or `[heap]`, `[stack]`, anonymous), split
+/// into clean and dirty pages, largest first: what the idle RSS is made of.
+fn print_smaps(pid: u32) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        eprintln!("cannot read /proc/{pid}/smaps");
+        return;
+    };
+    // name -> (rss, clean, dirty, mappings) in KiB
+    let mut by: std::collections::BTreeMap<String, (u64, u64, u64, u64)> = Default::default();
+    let mut current = String::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping header: range perms offset dev inode [path]
+            let perms = words.next().unwrap_or_default().to_string();
+            let path = words.nth(3).unwrap_or("[anonymous]");
+            current = format!("{path} {perms}");
+            by.entry(current.clone()).or_default().3 += 1;
+            continue;
+        }
+        let kib = words.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let e = by.entry(current.clone()).or_default();
+        match first {
+            "Rss:" => e.0 += kib,
+            "Shared_Clean:" | "Private_Clean:" => e.1 += kib,
+            "Shared_Dirty:" | "Private_Dirty:" => e.2 += kib,
+            _ => {}
+        }
+    }
+    let mut rows: Vec<_> = by.into_iter().filter(|(_, v)| v.0 > 0).collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    println!("resident memory of pid {pid} after idling (KiB): rss clean dirty mappings name perms");
+    for (name, (rss, clean, dirty, n)) in rows.iter().take(15) {
+        println!("  {rss:>7} {clean:>7} {dirty:>7} {n:>4}  {name}");
+    }
 }
 
 fn rss_kib(pid: u32) -> Option<(u64, u64)> {
@@ -178,6 +222,9 @@ fn main() {
             if let Some((r, h)) = rss_kib(child.id()) {
                 rss.push(r as f64);
                 hwm.push(h as f64);
+            }
+            if args.smaps && i == 0 {
+                print_smaps(child.id());
             }
         }
         stop(child);
