@@ -110,7 +110,7 @@ fn print_smaps(pid: u32) {
         }
     }
     let mut rows: Vec<_> = by.into_iter().filter(|(_, v)| v.0 > 0).collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     println!("resident memory of pid {pid} after idling (KiB): rss clean dirty mappings name perms");
     for (name, (rss, clean, dirty, n)) in rows.iter().take(15) {
         println!("  {rss:>7} {clean:>7} {dirty:>7} {n:>4}  {name}");
