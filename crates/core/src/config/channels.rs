@@ -11,6 +11,7 @@
 //! This file is pure: secrets and files come through the resolver.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
@@ -1133,6 +1134,29 @@ impl Resolver<'_> {
         }
     }
 
+    /// The text of a file a key names (relative to the config file's folder), or an issue at
+    /// `key` saying it cannot read that `what` ("secret file", "CA file").
+    pub(crate) fn read_text(
+        &self,
+        file: &str,
+        what: &str,
+        key: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Option<(PathBuf, String)> {
+        let p = self.path(file);
+        match (self.read_file)(&p) {
+            Ok(text) => Some((p, text)),
+            Err(e) => {
+                issues.push(issue(
+                    key,
+                    format!("cannot read {what} {}: {e}", p.display()),
+                    Some("check the path (relative paths start at the config file's folder)".into()),
+                ));
+                None
+            }
+        }
+    }
+
     /// A secret from a `SecretInput` key or a `…File` key (the first one set), by the account's own first.
     fn secret_or_file(
         &self,
@@ -1147,22 +1171,14 @@ impl Resolver<'_> {
                 return Some(self.secret(i, &at.key(own, keys.0), issues));
             }
             let file = file?;
-            let p = self.path(file);
-            Some(match (self.read_file)(&p) {
-                Ok(v) if !v.trim().is_empty() => Some(SecretString::new(v.trim().to_string())),
-                Ok(_) => {
-                    issues.push(issue(at.key(own, keys.1), format!("{} is empty", p.display()), None));
-                    None
+            let key = at.key(own, keys.1);
+            Some(self.read_text(file, "secret file", &key, issues).and_then(|(p, v)| {
+                if v.trim().is_empty() {
+                    issues.push(issue(key, format!("{} is empty", p.display()), None));
+                    return None;
                 }
-                Err(e) => {
-                    issues.push(issue(
-                        at.key(own, keys.1),
-                        format!("cannot read {}: {e}", p.display()),
-                        Some("check the path (relative paths start at the config file's folder)".into()),
-                    ));
-                    None
-                }
-            })
+                Some(SecretString::new(v.trim().to_string()))
+            }))
         };
         match from(own, true, issues) {
             Some(found) => found,
@@ -1519,26 +1535,16 @@ impl Resolver<'_> {
                     ));
                     return None;
                 }
-                let p = self.path(file);
-                match (self.read_file)(&p) {
-                    Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Some(text),
-                    Ok(_) => {
-                        issues.push(issue(
-                            key,
-                            format!("{} holds no PEM certificate", p.display()),
-                            Some("it should contain -----BEGIN CERTIFICATE----- blocks".into()),
-                        ));
-                        None
-                    }
-                    Err(e) => {
-                        issues.push(issue(
-                            key,
-                            format!("cannot read {}: {e}", p.display()),
-                            Some("check the path (relative paths start at the config file's folder)".into()),
-                        ));
-                        None
-                    }
+                let (p, text) = self.read_text(file, "CA file", &key, issues)?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    issues.push(issue(
+                        key,
+                        format!("{} holds no PEM certificate", p.display()),
+                        Some("it should contain -----BEGIN CERTIFICATE----- blocks".into()),
+                    ));
+                    return None;
                 }
+                Some(text)
             },
         );
         let nick = acct.nick.as_ref().or(top.nick.as_ref()).cloned().unwrap_or_else(|| "clawline".into());
@@ -2024,7 +2030,7 @@ mod tests {
         assert!(i.ca_pem.as_deref().is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
         for (file, tls, says) in [
             ("notes.txt", "true", "holds no PEM certificate"),
-            ("missing.pem", "true", "cannot read /cfg/missing.pem"),
+            ("missing.pem", "true", "cannot read CA file /cfg/missing.pem"),
             ("znc.pem", "false", "caFile is for TLS connections"),
         ] {
             let text = format!("{{ channels: {{ irc: {{ host: 'znc.lan', tls: {tls}, caFile: '{file}' }} }} }}");

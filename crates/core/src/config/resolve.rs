@@ -375,22 +375,12 @@ impl Resolver<'_> {
                     }
                 },
                 SecretSource::File => {
-                    let file = self.path(&r.id);
-                    match (self.read_file)(&file) {
-                        Ok(v) if !v.trim().is_empty() => Some(SecretString::new(v.trim().to_string())),
-                        Ok(_) => {
-                            issues.push(issue(path, format!("secret file {} is empty", file.display()), None));
-                            None
-                        }
-                        Err(e) => {
-                            issues.push(issue(
-                                path,
-                                format!("cannot read secret file {}: {e}", file.display()),
-                                Some("check the path (relative paths start at the config file's folder)".into()),
-                            ));
-                            None
-                        }
+                    let (file, v) = self.read_text(&r.id, "secret file", path, issues)?;
+                    if v.trim().is_empty() {
+                        issues.push(issue(path, format!("secret file {} is empty", file.display()), None));
+                        return None;
                     }
+                    Some(SecretString::new(v.trim().to_string()))
                 }
             },
         }
