@@ -954,7 +954,6 @@ fn stream_response(events: Vec<String>, delay: Duration) -> Response {
 
 /// A stream whose headers go out at once and whose text chunks each wait `delay`.
 fn chunked_response(stream: &Stream, chunks: &[String], delay: Duration) -> Response {
-    // Headers go out at once; each content chunk waits `delay`.
     let mut events = stream.open();
     events.extend(stream.text_start(stream.first));
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);

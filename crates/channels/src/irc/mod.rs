@@ -38,8 +38,9 @@ type Outgoing = (String, oneshot::Sender<bool>);
 pub struct IrcChannel {
     account_id: String,
     settings: IrcSettings,
-    /// The TLS configuration trusting `caFile` as well, built once; `None` without one.
-    own_roots: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    /// The TLS configuration trusting `caFile` as well, built on the first TLS connect (it
+    /// loads the system's roots too), then kept; unused without a `caFile`.
+    own_roots: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
     /// The live connection's writer, once registered.
     writer: Mutex<Option<mpsc::Sender<Outgoing>>>,
     /// The nick the server knows us by now.
@@ -59,7 +60,7 @@ impl IrcChannel {
         IrcChannel {
             account_id: account_id.to_string(),
             settings: settings.clone(),
-            own_roots: settings.ca_pem.as_deref().map(crate::tls::config_with_roots),
+            own_roots: std::sync::OnceLock::new(),
             writer: Mutex::new(None),
             nick: Mutex::new(settings.nick.clone()),
             keepalive: config::KEEPALIVE,
@@ -115,7 +116,9 @@ impl IrcChannel {
         if !s.tls {
             return Ok(Box::new(tcp));
         }
-        let wrapped = match &self.own_roots {
+        let own_roots =
+            s.ca_pem.as_deref().map(|pem| self.own_roots.get_or_init(|| crate::tls::config_with_roots(pem)));
+        let wrapped = match own_roots {
             None => crate::tls::wrap(tcp, &s.host).await,
             // A caFile that cannot be used will not get better by retrying.
             Some(Err(e)) => return Err(ConnectionError::Fatal(e.clone())),
