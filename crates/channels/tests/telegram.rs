@@ -150,6 +150,8 @@ async fn an_allowed_dm_is_answered_once_in_html_quoting_it() {
     assert_eq!(asks.len(), 1);
     assert_eq!(asks[0].session_key, "agent:main:main", "DMs share the main session by default");
     assert_eq!(asks[0].agent_id, "main");
+    // The twin records the send before the gateway has read the answer and counted it.
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
     let status = r.channels.status();
     assert_eq!(status[0].status.state, ConnState::Connected);
     assert_eq!(status[0].status.identity.as_deref(), Some("@claw_bot"));

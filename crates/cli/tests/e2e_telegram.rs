@@ -57,9 +57,18 @@ async fn pairing_end_to_end_unknown_sender_gets_a_code_the_cli_approves_the_next
     let sent = tg.wait_sent(3, Duration::from_secs(15)).await;
     assert_eq!(sent[2].plain, "echo: what's new?");
 
-    let status = cli(dir.path(), &["channels", "status", "--json", "--url", &gw.base_url]).await;
-    assert!(status.status.success(), "{}", stderr(&status));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    // The twin records a send before the gateway has read the answer and counted it, so ask
+    // again until the third reply is counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let v = loop {
+        let status = cli(dir.path(), &["channels", "status", "--json", "--url", &gw.base_url]).await;
+        assert!(status.status.success(), "{}", stderr(&status));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+        if v["channelAccounts"]["telegram"][0]["outbound"] == 3 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let acct = &v["channelAccounts"]["telegram"][0];
     assert_eq!(acct["state"], "connected", "{v}");
     assert_eq!(acct["bot"], "@claw_bot");
