@@ -106,6 +106,18 @@ pub trait Channel: Send + Sync + 'static {
         body: &'a OutboundBody,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<Sent, SendError>>;
+    /// Looks for a message this account sent with `idempotency_key` since `since_ms` (Unix ms),
+    /// for a row whose earlier attempt never got an answer (a crash, a cut connection).
+    /// `Ok(None)` when it is not there, or when the platform cannot tell (then the row is sent
+    /// again: at least once). Platforms that drop a repeated key themselves need not look.
+    fn find_sent<'a>(
+        &'a self,
+        _target: &'a Target,
+        _idempotency_key: &'a str,
+        _since_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<Sent>, SendError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Shows "typing…" in the chat for a few seconds.
     fn typing<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<(), SendError>>;
     /// Replaces the text of a message sent before.

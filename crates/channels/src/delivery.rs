@@ -1,9 +1,12 @@
 //! The outbound worker of one account: sends queued rows in order, paced per chat, and
 //! records each outcome before the next send.
 //!
-//! A row is marked sent only after the platform accepted it; a crash in between sends it again
-//! on restart (at least once, never lost; platforms with client-side dedupe keys get the row's
-//! idempotency key so they can drop the repeat). A 429 holds the whole account for the time
+//! A row is marked as being sent before each attempt and marked sent only after the platform
+//! accepted it. A row still marked from an attempt without a recorded answer (a crash, a cut
+//! connection, a timeout) may be on the platform already: the adapter is asked to find it by
+//! its idempotency key first (Slack, through message metadata), and platforms with client-side
+//! dedupe keys get the key so they drop the repeat (Discord nonces, Matrix transaction ids).
+//! Where neither is possible the row is sent again: at least once, never lost. A 429 holds the whole account for the time
 //! the platform asked; other transient failures back off per row (2 s doubling to 5 min); a
 //! refusal that cannot change, or a row past its TTL, goes to the dead-letter list, is logged
 //! and counted in status. The worker also polls the queue every second, so rows queued by
@@ -74,7 +77,7 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: Cancellat
                 continue;
             }
             pacer.take(&target.peer_id, interval, burst, Instant::now());
-            match send_or_replace(ch.as_ref(), &target, &body, &row.idempotency_key).await {
+            match attempt(ch.as_ref(), &store, &row, &target, &body).await {
                 Ok(sent) => {
                     if let Err(e) = store.outbound_sent(row.id, Some(sent.message_id)).await {
                         tracing::error!(error = %e, "could not record a sent message");
@@ -123,6 +126,38 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: Cancellat
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// One attempt at a row: when an earlier attempt's answer was lost, first asks the platform
+/// whether the message is there; otherwise marks the row as being sent and sends it.
+async fn attempt(
+    ch: &dyn crate::channel::Channel,
+    store: &Store,
+    row: &OutboundRow,
+    target: &Target,
+    body: &OutboundBody,
+) -> Result<crate::channel::Sent, SendError> {
+    // Replacing a draft is an edit, which is the same however often it is repeated.
+    if let (Some(since), None) = (row.sending_since, &target.replaces) {
+        if let Some(sent) = ch.find_sent(target, &row.idempotency_key, since).await? {
+            tracing::info!(
+                channel = ch.channel(),
+                key = %row.idempotency_key,
+                "the platform already has this message from an attempt whose answer was lost; not sending it again"
+            );
+            return Ok(sent);
+        }
+    }
+    if let Err(e) = store.outbound_sending(row.id).await {
+        tracing::error!(error = %e, "could not mark a message as being sent; sending it anyway");
+    }
+    let result = send_or_replace(ch, target, body, &row.idempotency_key).await;
+    if matches!(result, Err(SendError::RateLimited { .. })) {
+        // A 429 is an answer: the platform did not take the message (and an earlier attempt
+        // was looked for above and is not there).
+        let _ = store.outbound_not_sent(row.id).await;
+    }
+    result
 }
 
 /// Sends a row, or edits the preview draft it replaces into it. A draft that cannot be

@@ -1,7 +1,8 @@
 //! The Slack adapter against the Slack twin: Socket Mode envelopes journaled before they are
 //! acknowledged, DMs and channel mentions answered in threads, the duplicate app_mention +
 //! message pair answered once, the socket's faults (drops, stalls, disconnect requests,
-//! duplicates, malformed frames, 429s), and the Events API's signature check.
+//! duplicates, malformed frames, 429s), a reply whose answer was lost found by its metadata
+//! instead of posted twice, and the Events API's signature check.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,7 @@ fn config(base: &str, extra: &str) -> Config {
 
 struct Rig {
     slack: SlackServer,
+    store: Store,
     channels: Channels,
     echo: Echo,
     _dir: tempfile::TempDir,
@@ -75,10 +77,10 @@ async fn rig(extra: &str) -> Rig {
         max: Duration::from_millis(200),
         max_after_fatal: Duration::from_millis(500),
     };
-    let channels = Channels::with_adapters(&cfg, store, vec![(adapter, acct)]).with_backoff(fast);
+    let channels = Channels::with_adapters(&cfg, store.clone(), vec![(adapter, acct)]).with_backoff(fast);
     let echo = Echo::default();
     channels.start(Arc::new(echo.clone()));
-    Rig { slack, channels, echo, _dir: dir }
+    Rig { slack, store, channels, echo, _dir: dir }
 }
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -216,5 +218,85 @@ async fn the_events_api_checks_signatures_and_answers_the_url_challenge() {
     until("the asks", || !r.echo.asks.lock().unwrap().is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(r.echo.asks.lock().unwrap().len(), 1, "the retried event was answered once (bot {bot})");
+    r.channels.stop().await;
+}
+
+/// The methods called after the first `chat.postMessage`, in order.
+fn calls_after_first_post(slack: &SlackServer) -> Vec<String> {
+    let calls: Vec<String> = slack.requests().iter().map(|q| q.method.clone()).collect();
+    let first = calls.iter().position(|m| m == "chat.postMessage").expect("a post");
+    calls[first..].iter().filter(|m| *m != "auth.test" && *m != "apps.connections.open").cloned().collect()
+}
+
+#[tokio::test]
+async fn a_reply_whose_answer_was_cut_off_is_found_in_the_history_not_posted_twice() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let im = r.slack.add_im("U7");
+    // Slack takes the post, but the connection breaks before clawline reads the answer.
+    r.slack.cut_next_answer("chat.postMessage");
+    r.slack.push_message(&im, "U7", "one", None);
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    let posted = r.slack.posted();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let key = posted[0].metadata.as_ref().unwrap()["event_payload"]["key"].as_str().unwrap().to_string();
+    assert_eq!(calls_after_first_post(&r.slack), ["chat.postMessage", "conversations.history"]);
+    let lookup = r.slack.requests().into_iter().find(|q| q.method == "conversations.history").unwrap();
+    assert_eq!(
+        (lookup.params["channel"].as_str(), lookup.params["include_all_metadata"].as_bool()),
+        (Some(im.as_str()), Some(true))
+    );
+    let row = r.store.outbound_with_prefix("slack", &key).await.unwrap().remove(0);
+    assert_eq!(row.platform_message_id.as_deref(), Some(posted[0].ts.as_str()), "the found message is the reply");
+    assert_eq!(row.sending_since, None);
+
+    // The next reply is posted straight away: no lookup for a post that was answered.
+    r.slack.push_message(&im, "U7", "two", None);
+    until("the second reply", || r.channels.status()[0].status.outbound == 2).await;
+    assert_eq!(calls_after_first_post(&r.slack), ["chat.postMessage", "conversations.history", "chat.postMessage"]);
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_answer_in_a_thread_is_looked_for_in_the_thread() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    r.slack.cut_next_answer("chat.postMessage");
+    let asked = r.slack.push_mention("C100", "U8", "status?", None);
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    assert_eq!(r.slack.posted().len(), 1);
+    let lookup = r.slack.requests().into_iter().find(|q| q.method == "conversations.replies").expect("a thread lookup");
+    assert_eq!(lookup.params["ts"].as_str(), Some(asked.ts.as_str()));
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn without_history_access_a_cut_reply_is_posted_again_rather_than_lost() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let im = r.slack.add_im("U9");
+    r.slack.cut_next_answer("chat.postMessage");
+    r.slack.fail_next("conversations.history", "missing_scope");
+    r.slack.push_message(&im, "U9", "one", None);
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    let texts: Vec<String> = r.slack.posted().iter().map(|p| p.text.clone()).collect();
+    assert_eq!(texts, ["re: *one*", "re: *one*"], "at least once when Slack will not say");
+    r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_lookup_that_fails_is_retried_before_anything_is_posted() {
+    let r = rig("").await;
+    until("the socket", || r.channels.status()[0].status.state == ConnState::Connected).await;
+    let im = r.slack.add_im("U10");
+    r.slack.cut_next_answer("chat.postMessage");
+    r.slack.fail_next("conversations.history", Fail::Status(503));
+    r.slack.push_message(&im, "U10", "one", None);
+    until("the reply recorded as sent", || r.channels.status()[0].status.outbound == 1).await;
+    assert_eq!(r.slack.posted().len(), 1);
+    assert_eq!(
+        calls_after_first_post(&r.slack),
+        ["chat.postMessage", "conversations.history", "conversations.history"]
+    );
     r.channels.stop().await;
 }

@@ -4,7 +4,9 @@
 //! crash can neither lose a finished reply nor queue it twice. Each row carries an idempotency
 //! key unique per account (the inbound message, the attempt and the chunk), so queueing the same
 //! reply again is a no-op. Rows are retried with the delay the sender chooses until they are
-//! sent or expire into the dead-letter list. This file stores and selects rows; the sending,
+//! sent or expire into the dead-letter list. A row is marked as being sent before each attempt
+//! and the mark is cleared only with a recorded answer, so after a crash or a cut connection the
+//! sender knows which rows the platform may already have. This file stores and selects rows; the sending,
 //! the backoff and the platform's answers are the channel layer's.
 
 use rusqlite::params;
@@ -68,10 +70,13 @@ pub struct OutboundRow {
     pub last_error: Option<String>,
     pub platform_message_id: Option<String>,
     pub created_at: i64,
+    /// When an attempt first started without its answer being recorded (Unix ms): the platform
+    /// may have the message although the row is still pending.
+    pub sending_since: Option<i64>,
 }
 
 const COLUMNS: &str = "id, channel, account_id, idempotency_key, target_json, body_json, state, attempts, next_at, \
-     expires_at, last_error, platform_message_id, created_at";
+     expires_at, last_error, platform_message_id, created_at, sending_since";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
@@ -91,6 +96,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
         last_error: r.get(10)?,
         platform_message_id: r.get(11)?,
         created_at: r.get(12)?,
+        sending_since: r.get(13)?,
     })
 }
 
@@ -189,12 +195,35 @@ impl Store {
         .await
     }
 
+    /// Marks a row as being handed to the platform now, keeping the time of an earlier attempt
+    /// whose outcome is still unknown. Called before every attempt.
+    pub async fn outbound_sending(&self, id: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE channel_outbound SET sending_since = coalesce(sending_since, ?2) WHERE id = ?1",
+                params![id, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records that the platform refused an attempt outright, so it certainly does not have the
+    /// message: the next attempt need not look for it.
+    pub async fn outbound_not_sent(&self, id: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("UPDATE channel_outbound SET sending_since = NULL WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Records a row as sent, with the platform's id for it.
     pub async fn outbound_sent(&self, id: i64, platform_message_id: Option<String>) -> Result<(), StoreError> {
         self.call(move |conn| {
             conn.execute(
                 "UPDATE channel_outbound SET state = 'sent', attempts = attempts + 1, platform_message_id = ?2,
-                     last_error = NULL, updated_at = ?3 WHERE id = ?1",
+                     last_error = NULL, sending_since = NULL, updated_at = ?3 WHERE id = ?1",
                 params![id, platform_message_id, now_ms()],
             )?;
             Ok(())
@@ -203,7 +232,8 @@ impl Store {
     }
 
     /// Records a failed attempt: the row is tried again at `next_at`, or is dead when `next_at`
-    /// is past its expiry or `dead` is set.
+    /// is past its expiry or `dead` is set. The being-sent mark stays: a failure the sender
+    /// cannot be sure of (a timeout, a cut answer) may still have reached the platform.
     pub async fn outbound_failed(
         &self,
         id: i64,
@@ -313,6 +343,30 @@ mod tests {
         store.outbound_sent(due[0].id, Some("77".into())).await.unwrap();
         let due = store.due_outbound("telegram", "default", now_ms(), 10).await.unwrap();
         assert_eq!(due.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_without_an_answer_stays_marked_until_one_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        store.queue_outbound("slack", "default", vec![out("a", now_ms() + 60_000)]).await.unwrap();
+        let due = |store: Store| async move { store.due_outbound("slack", "default", now_ms(), 10).await.unwrap() };
+        let row = due(store.clone()).await.remove(0);
+        assert_eq!(row.sending_since, None, "never tried");
+        store.outbound_sending(row.id).await.unwrap();
+        let first = due(store.clone()).await[0].sending_since.expect("marked");
+        // A failure keeps the mark and a second attempt keeps the first attempt's time.
+        store.outbound_failed(row.id, "timed out", 0, false).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.outbound_sending(row.id).await.unwrap();
+        assert_eq!(due(store.clone()).await[0].sending_since, Some(first));
+        // A refusal clears it; so does a recorded send.
+        store.outbound_not_sent(row.id).await.unwrap();
+        assert_eq!(due(store.clone()).await[0].sending_since, None);
+        store.outbound_sending(row.id).await.unwrap();
+        store.outbound_sent(row.id, Some("1.2".into())).await.unwrap();
+        let sent = store.outbound_with_prefix("slack", "a").await.unwrap().remove(0);
+        assert_eq!((sent.state, sent.sending_since), (OutboundState::Sent, None));
     }
 
     #[tokio::test]

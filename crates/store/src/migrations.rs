@@ -187,6 +187,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX channel_inbound_by_state ON channel_inbound(channel, account_id, state, id);
     "#,
+    // v6: when a queued message was first handed to its platform without an answer recorded
+    // (a crash, a cut connection), so the retry can ask the platform whether it arrived.
+    r#"
+    ALTER TABLE channel_outbound ADD COLUMN sending_since INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

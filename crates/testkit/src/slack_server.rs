@@ -35,7 +35,21 @@
 //!   characters is truncated to 40,000 (as documented: Slack truncates, it does not refuse).
 //!   `ts` values look like `1700000000.000100` and strictly increase. The returned `message`
 //!   carries `type`, `subtype: "bot_message"`, `text`, `user` (the bot user), `bot_id`, `app_id`,
-//!   `team`, `ts` and `thread_ts`/`blocks` when given.
+//!   `team`, `ts` and `thread_ts`/`blocks`/`metadata` when given. `metadata` (an object, or JSON
+//!   text in a form body) that is not an object is `invalid_metadata_format`; one without a
+//!   non-empty `event_type` or with an `event_payload` that is not an object is
+//!   `invalid_metadata_schema`.
+//! - `conversations.history {channel, oldest, latest, inclusive, limit, cursor,
+//!   include_all_metadata}` → `{ok, messages, has_more, response_metadata: {next_cursor}}`: the
+//!   conversation's messages outside threads and thread parents, newest first, strictly between
+//!   `oldest` and `latest` (`inclusive` includes the bounds); `limit` defaults to 100 and is
+//!   capped at 999; `metadata` is in a message only with `include_all_metadata`. Unknown
+//!   conversation: `channel_not_found`; a bound that is not a timestamp: `invalid_ts_oldest`; a
+//!   cursor the twin did not give: `invalid_cursor`. `next_cursor` is empty on the last page.
+//! - `conversations.replies {channel, ts, …}` → the same shape for one thread, oldest first: its
+//!   parent (when inside the bounds) and its replies; `limit` defaults to 1,000. No `ts`, or a
+//!   `ts` that is no message of the conversation, is `thread_not_found`. (The documentation does
+//!   not say whether a parent outside `oldest` is returned; the twin leaves it out.)
 //! - `chat.update {channel, ts, text, blocks}` → `{ok, channel, ts, text, message}`: `channel`
 //!   must be a conversation id (`channel_not_found`), `ts` a stored message (`message_not_found`)
 //!   posted by the bot (`cant_update_message`); text over 4,000 characters is `msg_too_long` (the
@@ -102,6 +116,8 @@
 //!   (10 s by default, "about 10 seconds before the disconnect" in the documentation).
 //! - [`SlackServer::fail_next`]: the next call of a method (or `*`) answers a scripted
 //!   [`Fail`]: an error name with HTTP 200, a 429 with `Retry-After`, or another HTTP status.
+//! - [`SlackServer::cut_next_answer`]: the next successful call of a method takes effect, but
+//!   the connection breaks halfway through its answer (the client cannot know it worked).
 //! - [`SlackServer::set_rate_limit`]: more than N calls of a method within a minute are 429 with
 //!   `Retry-After` (the seconds until the oldest call leaves the window);
 //!   [`SlackServer::set_channel_post_limit`]: more than N `chat.postMessage` per channel within a
@@ -152,7 +168,17 @@ const MAX_BLOCKS: usize = 50;
 /// How old the timestamp of [`SlackServer::deliver_http_stale`] is (receivers refuse > 5 min).
 const STALE_AGE_SECS: i64 = 600;
 const USER_AGENT: &str = "Slackbot 1.0 (+https://api.slack.com/robots)";
-const METHODS: [&str; 5] = ["auth.test", "chat.postMessage", "chat.update", "reactions.add", "apps.connections.open"];
+const METHODS: [&str; 7] = [
+    "auth.test",
+    "chat.postMessage",
+    "chat.update",
+    "reactions.add",
+    "apps.connections.open",
+    "conversations.history",
+    "conversations.replies",
+];
+/// `conversations.history` and `conversations.replies` answer at most this many per page.
+const MAX_PAGE: usize = 999;
 
 // ---------------------------------------------------------------------------------------------
 // Public data types
@@ -225,6 +251,8 @@ pub struct Posted {
     /// Whether the text was longer than 40,000 characters and was cut.
     pub truncated: bool,
     pub reply_broadcast: bool,
+    /// The message metadata (`{event_type, event_payload}`), when the call gave one.
+    pub metadata: Option<Value>,
 }
 
 /// A successful `chat.update`.
@@ -333,6 +361,8 @@ struct StoredMessage {
     from_bot: bool,
     text: String,
     reactions: Vec<String>,
+    thread_ts: Option<String>,
+    metadata: Option<Value>,
 }
 
 struct Channel {
@@ -422,6 +452,7 @@ struct Inner {
     duplicate_next: bool,
     malformed_next: bool,
     scripted: VecDeque<(String, Fail)>,
+    cut_answers: Vec<String>,
     limits: HashMap<String, u32>,
     calls: HashMap<String, VecDeque<Instant>>,
     channel_post_limit: u32,
@@ -517,6 +548,7 @@ impl Inner {
             duplicate_next: false,
             malformed_next: false,
             scripted: VecDeque::new(),
+            cut_answers: Vec::new(),
             limits: HashMap::new(),
             calls: HashMap::new(),
             channel_post_limit: 0,
@@ -696,7 +728,7 @@ impl Inner {
                 event["parent_user_id"] = p.user.clone().into();
             }
         }
-        self.store(channel, &ts, user, false, text);
+        self.store(channel, &ts, user, false, text, thread_ts);
         event
     }
 
@@ -721,11 +753,18 @@ impl Inner {
         event
     }
 
-    fn store(&mut self, channel: &str, ts: &str, user: &str, from_bot: bool, text: &str) {
+    fn store(&mut self, channel: &str, ts: &str, user: &str, from_bot: bool, text: &str, thread_ts: Option<&str>) {
         if let Some(c) = self.channels.get_mut(channel) {
             c.messages.insert(
                 ts.into(),
-                StoredMessage { user: user.into(), from_bot, text: text.into(), reactions: Vec::new() },
+                StoredMessage {
+                    user: user.into(),
+                    from_bot,
+                    text: text.into(),
+                    reactions: Vec::new(),
+                    thread_ts: thread_ts.map(str::to_string),
+                    metadata: None,
+                },
             );
         }
     }
@@ -953,6 +992,11 @@ impl Inner {
             })),
             "chat.postMessage" => self.post_message(p, now),
             "chat.update" => self.update_message(p),
+            "conversations.history" => self.history(p, None),
+            "conversations.replies" => {
+                let ts = p.text("ts").filter(|t| !t.is_empty()).ok_or_else(|| refuse("thread_not_found"))?;
+                self.history(p, Some(&ts))
+            }
             "reactions.add" => self.add_reaction(p),
             _ => {
                 let ticket = self.uuid();
@@ -1026,8 +1070,12 @@ impl Inner {
         let truncated = text.chars().count() > POST_TEXT_LIMIT;
         let text: String = if truncated { text.chars().take(POST_TEXT_LIMIT).collect() } else { text };
         let thread_ts = p.text("thread_ts").filter(|t| !t.is_empty());
+        let metadata = Self::metadata(p)?;
         let ts = self.next_ts();
-        self.store(&channel, &ts, BOT_USER_ID, true, &text);
+        self.store(&channel, &ts, BOT_USER_ID, true, &text, thread_ts.as_deref());
+        if let Some(m) = self.channels.get_mut(&channel).and_then(|c| c.messages.get_mut(&ts)) {
+            m.metadata = metadata.clone();
+        }
         self.posted.push(Posted {
             channel: channel.clone(),
             ts: ts.clone(),
@@ -1037,16 +1085,104 @@ impl Inner {
             blocks: blocks.clone(),
             truncated,
             reply_broadcast: p.flag("reply_broadcast").unwrap_or(false),
+            metadata: metadata.clone(),
         });
         let mut message = Self::bot_message_json(&text, &ts, thread_ts.as_deref());
         if let Some(b) = blocks {
             message["blocks"] = b;
+        }
+        if let Some(m) = metadata {
+            message["metadata"] = m;
         }
         if self.echo_own {
             let event = self.bot_event(&channel, &text, &ts, thread_ts.as_deref());
             self.enqueue(event);
         }
         Ok(json!({"ok": true, "channel": channel, "ts": ts, "message": message}))
+    }
+
+    /// `metadata` of `chat.postMessage`: an object (or JSON text in a form body) with a
+    /// non-empty `event_type` and an object `event_payload`.
+    fn metadata(p: &Params) -> Result<Option<Value>, Refusal> {
+        let Some(m) = p.json("metadata") else { return Ok(None) };
+        let m = m.map_err(|_| refuse("invalid_metadata_format"))?;
+        if !m.is_object() {
+            return Err(refuse("invalid_metadata_format"));
+        }
+        let typed = m["event_type"].as_str().is_some_and(|t| !t.is_empty());
+        if !typed || !m["event_payload"].is_object() {
+            return Err(refuse("invalid_metadata_schema"));
+        }
+        Ok(Some(json!({"event_type": m["event_type"], "event_payload": m["event_payload"]})))
+    }
+
+    /// `conversations.history` (`thread` is `None`: the conversation's top-level messages,
+    /// newest first) or `conversations.replies` (a thread's parent and replies, oldest first),
+    /// paged by an opaque cursor.
+    fn history(&self, p: &Params, thread: Option<&str>) -> Result<Value, Refusal> {
+        let channel = p.text("channel").unwrap_or_default();
+        let conversation = self.channels.get(&channel).ok_or_else(|| refuse("channel_not_found"))?;
+        if let Some(t) = thread
+            && !conversation.messages.contains_key(t)
+        {
+            return Err(refuse("thread_not_found"));
+        }
+        let bound = |name: &str| p.text(name).filter(|v| !v.is_empty());
+        let (oldest, latest) = (bound("oldest"), bound("latest"));
+        for b in [&oldest, &latest].into_iter().flatten() {
+            if b.parse::<f64>().is_err() {
+                return Err(refuse("invalid_ts_oldest"));
+            }
+        }
+        let inclusive = p.flag("inclusive").unwrap_or(false);
+        let with_meta = p.flag("include_all_metadata").unwrap_or(false);
+        let default_limit = if thread.is_some() { 1000 } else { 100 };
+        let limit = p.text("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(default_limit).clamp(1, MAX_PAGE);
+        let offset = match p.text("cursor").filter(|c| !c.is_empty()) {
+            None => 0,
+            Some(c) => decode_cursor(&c).ok_or_else(|| refuse("invalid_cursor"))?,
+        };
+        let after = |ts: &str, b: &str| {
+            let (ts, b) = (ts.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+            ts > b || (inclusive && ts == b)
+        };
+        let mut picked: Vec<(&String, &StoredMessage)> = conversation
+            .messages
+            .iter()
+            .filter(|(ts, m)| match thread {
+                // Top level: messages outside threads and thread parents.
+                None => m.thread_ts.as_deref().is_none_or(|t| t == ts.as_str()),
+                Some(parent) => ts.as_str() == parent || m.thread_ts.as_deref() == Some(parent),
+            })
+            .filter(|(ts, _)| oldest.as_deref().is_none_or(|o| after(ts, o)))
+            .filter(|(ts, _)| latest.as_deref().is_none_or(|l| after(l, ts)))
+            .collect();
+        if thread.is_none() {
+            picked.reverse();
+        }
+        let page: Vec<Value> = picked
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(ts, m)| {
+                let mut v = if m.from_bot {
+                    Self::bot_message_json(&m.text, ts, m.thread_ts.as_deref())
+                } else {
+                    let mut v = json!({"type": "message", "user": m.user, "text": m.text, "ts": ts, "team": TEAM_ID});
+                    if let Some(t) = &m.thread_ts {
+                        v["thread_ts"] = t.clone().into();
+                    }
+                    v
+                };
+                if with_meta && let Some(meta) = &m.metadata {
+                    v["metadata"] = meta.clone();
+                }
+                v
+            })
+            .collect();
+        let has_more = picked.len() > offset + limit;
+        let next = if has_more { encode_cursor(offset + limit) } else { String::new() };
+        Ok(json!({"ok": true, "messages": page, "has_more": has_more, "response_metadata": {"next_cursor": next}}))
     }
 
     fn update_message(&mut self, p: &Params) -> Result<Value, Refusal> {
@@ -1099,6 +1235,18 @@ impl Inner {
         self.reactions.push(ReactionAdded { channel, timestamp, name });
         Ok(json!({"ok": true}))
     }
+}
+
+/// The opaque page cursor of the history methods: base64 of `offset:<n>`.
+fn encode_cursor(offset: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("offset:{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    String::from_utf8(raw).ok()?.strip_prefix("offset:")?.parse().ok()
 }
 
 /// `1700000000.000100`: digits, a dot, digits.
@@ -1271,6 +1419,10 @@ async fn api(
     let kind = TokenKind::of(token.as_deref());
     let token_valid = token.as_deref().is_some_and(|t| t == g.bot_token || t == g.app_token);
     let result = g.answer(&method, &http_method, token.as_deref(), &params, Instant::now());
+    let cut = result.is_ok() && {
+        let at = g.cut_answers.iter().position(|m| *m == method);
+        at.map(|i| g.cut_answers.remove(i)).is_some()
+    };
     let (status, mut body, retry_after) = match result {
         Ok(body) => (200, body, None),
         Err(Refusal::Error(e)) => (200, json!({"ok": false, "error": e}), None),
@@ -1296,6 +1448,18 @@ async fn api(
     });
     drop(g);
     twin.notify.notify_one();
+    if cut {
+        // The headers and the start of the body go out, then the connection breaks.
+        let text = body.to_string();
+        let head = Bytes::copy_from_slice(&text.as_bytes()[..text.len() / 2]);
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the twin cut the answer");
+        let chunks = futures_util::stream::iter([Ok(head), Err(broken)]);
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(Body::from_stream(chunks))
+            .unwrap_or_default();
+    }
     json_response(status, &body, retry_after)
 }
 
@@ -1734,7 +1898,7 @@ impl SlackServer {
     pub fn push_bot_message(&self, channel: &str, text: &str, thread_ts: Option<&str>) -> Pushed {
         self.push(|g| {
             let ts = g.next_ts();
-            g.store(channel, &ts, BOT_USER_ID, true, text);
+            g.store(channel, &ts, BOT_USER_ID, true, text, thread_ts);
             g.bot_event(channel, text, &ts, thread_ts)
         })
     }
@@ -1943,6 +2107,13 @@ impl SlackServer {
     /// The next call of `method` (`*` for any) answers `fail`; queued, in order.
     pub fn fail_next(&self, method: &str, fail: impl Into<Fail>) {
         self.twin.lock().scripted.push_back((method.into(), fail.into()));
+    }
+
+    /// The next successful call of `method` takes effect (a post is stored and counted), but its
+    /// answer is cut off: the connection breaks halfway through the body (the client may see the
+    /// break before or after the status line, as hyper flushes).
+    pub fn cut_next_answer(&self, method: &str) {
+        self.twin.lock().cut_answers.push(method.into());
     }
 
     /// At most `per_minute` calls of `method` within any minute (0: no limit); the excess is 429.
@@ -2393,6 +2564,114 @@ mod tests {
             (d[5].failure.as_deref(), d[6].retry_reason.as_deref()),
             (Some("connection_failed"), Some("connection_failed"))
         );
+    }
+
+    #[tokio::test]
+    async fn slack_history_pages_threads_and_metadata_like_the_server() {
+        let slack = twin().await;
+        let meta = |k: &str| json!({"event_type": "clawline_reply", "event_payload": {"key": k}});
+        let post = |text: &str, thread: Option<&str>, m: Option<Value>| {
+            let mut b = json!({"channel": "C0GENERAL1", "text": text});
+            if let Some(t) = thread {
+                b["thread_ts"] = t.into();
+            }
+            if let Some(m) = m {
+                b["metadata"] = m;
+            }
+            b
+        };
+        let parent = slack.push_message("C0GENERAL1", "U0ADA00001", "question", None).ts;
+        let (_, _, first) = call(&slack, Some(BOT), "chat.postMessage", post("one", None, Some(meta("a")))).await;
+        assert_eq!(first["message"]["metadata"], meta("a"), "the answer echoes the metadata");
+        call(&slack, Some(BOT), "chat.postMessage", post("two", None, None)).await;
+        call(&slack, Some(BOT), "chat.postMessage", post("in thread", Some(&parent), Some(meta("b")))).await;
+        assert_eq!(slack.posted()[0].metadata, Some(meta("a")));
+
+        // Metadata is checked.
+        let bad = |m: Value| post("x", None, Some(m));
+        assert_eq!(error(&slack, Some(BOT), "chat.postMessage", bad(json!("text"))).await, "invalid_metadata_format");
+        assert_eq!(
+            error(&slack, Some(BOT), "chat.postMessage", bad(json!({"event_payload": {}}))).await,
+            "invalid_metadata_schema"
+        );
+        assert_eq!(
+            error(&slack, Some(BOT), "chat.postMessage", bad(json!({"event_type": "t", "event_payload": 1}))).await,
+            "invalid_metadata_schema"
+        );
+
+        // History: top level, newest first, metadata only when asked for, paged.
+        let hist = |extra: Value| {
+            let mut b = json!({"channel": "C0GENERAL1"});
+            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            b
+        };
+        let (_, _, all) = call(&slack, Some(BOT), "conversations.history", hist(json!({}))).await;
+        let texts: Vec<&str> =
+            all["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["two", "one", "question"], "thread replies stay in their thread");
+        assert!(all["messages"][1].get("metadata").is_none());
+        let (_, _, page) =
+            call(&slack, Some(BOT), "conversations.history", hist(json!({"limit": 2, "include_all_metadata": true})))
+                .await;
+        assert_eq!((page["messages"][1]["metadata"].clone(), page["has_more"].clone()), (meta("a"), json!(true)));
+        let cursor = page["response_metadata"]["next_cursor"].as_str().unwrap().to_string();
+        let (_, _, rest) =
+            call(&slack, Some(BOT), "conversations.history", hist(json!({"limit": 2, "cursor": cursor}))).await;
+        assert_eq!((rest["messages"][0]["text"].as_str(), rest["has_more"].as_bool()), (Some("question"), Some(false)));
+        assert_eq!(rest["response_metadata"]["next_cursor"], "");
+        let ts1 = first["ts"].as_str().unwrap();
+        let (_, _, since) = call(&slack, Some(BOT), "conversations.history", hist(json!({"oldest": ts1}))).await;
+        assert_eq!(since["messages"].as_array().unwrap().len(), 1, "oldest is exclusive");
+        let (_, _, since) =
+            call(&slack, Some(BOT), "conversations.history", hist(json!({"oldest": ts1, "inclusive": true}))).await;
+        assert_eq!(since["messages"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            error(&slack, Some(BOT), "conversations.history", hist(json!({"cursor": "made-up"}))).await,
+            "invalid_cursor"
+        );
+        assert_eq!(
+            error(&slack, Some(BOT), "conversations.history", json!({"channel": "C0NOWHERE1"})).await,
+            "channel_not_found"
+        );
+
+        // Replies: the thread, oldest first.
+        let (_, _, thread) = call(
+            &slack,
+            Some(BOT),
+            "conversations.replies",
+            json!({"channel": "C0GENERAL1", "ts": parent, "include_all_metadata": true}),
+        )
+        .await;
+        let texts: Vec<&str> =
+            thread["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["question", "in thread"]);
+        assert_eq!(thread["messages"][1]["metadata"], meta("b"));
+        assert_eq!(
+            error(&slack, Some(BOT), "conversations.replies", json!({"channel": "C0GENERAL1", "ts": "1.000001"})).await,
+            "thread_not_found"
+        );
+    }
+
+    #[tokio::test]
+    async fn slack_a_cut_answer_still_posts() {
+        let slack = twin().await;
+        slack.cut_next_answer("chat.postMessage");
+        let r = client()
+            .post(slack.api_url("chat.postMessage"))
+            .header("content-type", "application/json; charset=utf-8")
+            .header("authorization", format!("Bearer {BOT}"))
+            .body(json!({"channel": "C0GENERAL1", "text": "hi"}).to_string())
+            .send()
+            .await;
+        // Depending on how much hyper had flushed, the break shows before or after the headers.
+        match r {
+            Ok(r) => assert!(r.bytes().await.is_err(), "the body breaks off"),
+            Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+        }
+        assert_eq!(slack.posted().len(), 1, "but the message was posted");
+        let (status, _, body) =
+            call(&slack, Some(BOT), "chat.postMessage", json!({"channel": "C0GENERAL1", "text": "again"})).await;
+        assert_eq!((status, body["ok"].as_bool()), (200, Some(true)), "only one answer is cut");
     }
 
     #[tokio::test]

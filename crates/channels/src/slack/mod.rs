@@ -8,7 +8,9 @@
 //! connection and the supervisor opens a new one. A socket quiet for 30 s is pinged; frames and
 //! pongs are the progress signal, so a silent-but-open socket is replaced. HTTP: the signature
 //! and a five-minute clock window are checked in constant time before anything is read, the
-//! `url_verification` challenge is answered, and events are journaled before 200.
+//! `url_verification` challenge is answered, and events are journaled before 200. A reply whose
+//! `chat.postMessage` answer was lost is looked for by the key in its metadata before it is
+//! posted again.
 
 pub mod api;
 pub mod config;
@@ -27,6 +29,9 @@ use self::api::{Api, ApiError};
 use crate::channel::{Capabilities, Channel, ConnectionError, SendError, Sent, WebhookReply};
 use crate::link::Link;
 use crate::message::{OutboundBody, Target};
+
+/// How many pages of history a lost answer is looked for in before the reply is sent again.
+const LOOKUP_PAGES: usize = 4;
 
 /// One Slack app installation.
 pub struct SlackChannel {
@@ -261,15 +266,60 @@ impl Channel for SlackChannel {
         &'a self,
         target: &'a Target,
         body: &'a OutboundBody,
-        _key: &'a str,
+        key: &'a str,
     ) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
             let v = self
                 .api
-                .call(&self.settings.bot_token, "chat.postMessage", &outbound::post(target, body))
+                .call(&self.settings.bot_token, "chat.postMessage", &outbound::post(target, body, key))
                 .await
                 .map_err(send_error)?;
             Ok(Sent { message_id: v["ts"].as_str().unwrap_or_default().to_string() })
+        })
+    }
+
+    fn find_sent<'a>(
+        &'a self,
+        target: &'a Target,
+        key: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<Sent>, SendError>> {
+        Box::pin(async move {
+            // Slack stamps a message when it takes it, a moment after the attempt started.
+            let since = since_ms - 5_000;
+            let mut cursor = None;
+            for _ in 0..LOOKUP_PAGES {
+                let (method, req) = outbound::recent(target, since, cursor.as_deref());
+                let answer = match self.api.call(&self.settings.bot_token, method, &req).await {
+                    Ok(v) => v,
+                    Err(ApiError::Refused { error, .. })
+                        if matches!(
+                            error.as_str(),
+                            "fatal_error" | "internal_error" | "service_unavailable" | "request_timeout"
+                        ) =>
+                    {
+                        return Err(SendError::Transient(format!("{method}: {error}")));
+                    }
+                    Err(ApiError::Refused { method, error }) => {
+                        tracing::warn!(
+                            account = %self.account_id,
+                            error,
+                            "{method} refused, so clawline cannot check whether Slack already has a reply whose answer was lost; sending it again (give the app the *:history scopes to avoid doubles)"
+                        );
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(send_error(e)),
+                };
+                let (found, next) = outbound::find_in_page(&answer, key);
+                if let Some(ts) = found {
+                    return Ok(Some(Sent { message_id: ts }));
+                }
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => return Ok(None),
+                }
+            }
+            Ok(None)
         })
     }
 
