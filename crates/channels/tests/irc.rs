@@ -1,6 +1,7 @@
 //! The IRC adapter against the IRC server twin: SASL PLAIN, channels and private messages,
 //! line limits and flood control as a strict server enforces them, and the faults that make
-//! bots go deaf (dropped connections, a stalled server, hostile bytes, a refused login).
+//! bots go deaf (dropped connections, a stalled server, hostile bytes, a refused login), and
+//! played-back lines told from new ones by `msgid` and `server-time`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -192,30 +193,80 @@ async fn a_refused_sasl_login_is_a_failure_status_not_a_retry_storm() {
 }
 
 #[tokio::test]
-async fn a_replayed_line_is_a_new_message_unless_the_server_tags_it_with_a_msgid() {
+async fn replays_are_recognized_by_msgid_or_server_time_and_unstamped_repeats_are_not() {
     let r = rig("").await;
     r.irc.wait_joined("#ops", Duration::from_secs(10)).await;
     let ada = r.irc.user("ada");
     let texts = |irc: &IrcServer| irc.received_by("ada").iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let regs = r.irc.registrations();
+    assert!(regs[0].caps.contains(&"server-time".to_string()), "server-time asked for: {regs:?}");
 
-    // IRC lines carry no id: without the server's `msgid` tag each line gets a fresh platform
-    // id (irc/inbound.rs), so a line a bouncer replays cannot be told from a repeated one and is
-    // answered again, as documented.
+    // The twin stamps lines (`server-time`); a line sent twice with one stamp is one message.
     r.irc.duplicate_next_privmsg();
     ada.privmsg("claw", "twice");
     ada.privmsg("claw", "fence");
-    r.irc.wait_received("ada", 3, Duration::from_secs(10)).await;
-    assert_eq!(texts(&r.irc), ["re: twice", "re: twice", "re: fence"]);
-    assert_eq!(r.channels.status()[0].status.duplicates, 0);
+    r.irc.wait_received("ada", 2, Duration::from_secs(10)).await;
+    until("the replay counted", || r.channels.status()[0].status.duplicates == 1).await;
+    assert_eq!(texts(&r.irc), ["re: twice", "re: fence"]);
 
-    // With a `msgid` the replay is recognized and answered once. The twin sends no tags of its
-    // own, so the tagged line is written raw.
+    // An unstamped line without `msgid` cannot be told from a repeat: answered again, as
+    // documented. With a `msgid` the repeat is recognized.
+    let bare = b":ada!~ada@users.clawline.test PRIVMSG claw :bare\r\n";
+    r.irc.send_raw_to_client(bare);
+    r.irc.send_raw_to_client(bare);
     let tagged = b"@msgid=replayed-1 :ada!~ada@users.clawline.test PRIVMSG claw :tagged\r\n";
     r.irc.send_raw_to_client(tagged);
     r.irc.send_raw_to_client(tagged);
     ada.privmsg("claw", "fence two");
-    r.irc.wait_received("ada", 5, Duration::from_secs(10)).await;
-    until("the replay counted", || r.channels.status()[0].status.duplicates == 1).await;
-    assert_eq!(texts(&r.irc), ["re: twice", "re: twice", "re: fence", "re: tagged", "re: fence two"]);
+    r.irc.wait_received("ada", 6, Duration::from_secs(10)).await;
+    until("the msgid replay counted", || r.channels.status()[0].status.duplicates == 2).await;
+    assert_eq!(texts(&r.irc), ["re: twice", "re: fence", "re: bare", "re: bare", "re: tagged", "re: fence two"]);
     r.channels.stop().await;
+}
+
+#[tokio::test]
+async fn a_bouncers_playback_is_not_answered_again_but_what_was_said_while_away_is() {
+    use std::time::SystemTime;
+    let irc = IrcServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let start = |store: Store| {
+        let cfg = config(irc.port(), "");
+        let acct = cfg.channels.accounts[0].clone();
+        let Platform::Irc(settings) = &acct.platform else { panic!() };
+        let adapter: Arc<dyn Channel> = Arc::new(IrcChannel::new(&acct.account_id, settings));
+        let channels = Channels::with_adapters(&cfg, store, vec![(adapter, acct)]);
+        channels.start(Arc::new(Echo::default()));
+        channels
+    };
+    let texts = |irc: &IrcServer| irc.received_by("ada").iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let channels = start(store.clone());
+    irc.wait_joined("#ops", Duration::from_secs(10)).await;
+    let ada = irc.user("ada");
+    // On the first start, a buffer from before clawline ever listened is not answered.
+    irc.replay_privmsg("ada", "from last week", SystemTime::now() - Duration::from_secs(7 * 86_400));
+    ada.privmsg("claw", "live one");
+    irc.wait_received("ada", 1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts(&irc), ["re: live one"]);
+    // The stamp the server gave the live line, to play it back exactly.
+    let stamped = irc.lines_to_client().into_iter().find(|(_, l)| l.ends_with("PRIVMSG claw :live one")).unwrap().1;
+    let heard_live =
+        humantime::parse_rfc3339(stamped.strip_prefix("@time=").unwrap().split(' ').next().unwrap()).unwrap();
+    channels.stop().await;
+
+    // Away: ada says something the bouncer keeps. Back: it plays back its whole buffer.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let said_while_away = SystemTime::now();
+    let channels = start(store.clone());
+    irc.wait_registered(2, Duration::from_secs(10)).await;
+    irc.wait_joined("#ops", Duration::from_secs(10)).await;
+    irc.replay_privmsg("ada", "from last week", SystemTime::now() - Duration::from_secs(7 * 86_400));
+    irc.replay_privmsg("ada", "live one", heard_live);
+    irc.replay_privmsg("ada", "said while away", said_while_away);
+    ada.privmsg("claw", "after the restart");
+    irc.wait_received("ada", 3, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(texts(&irc), ["re: live one", "re: said while away", "re: after the restart"]);
+    channels.stop().await;
 }

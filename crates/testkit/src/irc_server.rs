@@ -118,8 +118,10 @@
 //! - [`IrcServer::kick`]: ChanServ kicks a member from a channel.
 //! - [`IrcServer::send_raw_to_client`]: exact bytes to every client (malformed, over-long or
 //!   not UTF-8 lines, no line ending, …).
-//! - [`IrcServer::duplicate_next_privmsg`]: the next PRIVMSG delivered to a client is sent twice,
-//!   as a bouncer replaying history would.
+//! - [`IrcServer::duplicate_next_privmsg`]: the next PRIVMSG delivered to a client is sent twice
+//!   with the same `server-time` stamp, as a bouncer replaying history would.
+//! - [`IrcServer::replay_privmsg`]: a bouncer's playback of a private message said at a given
+//!   time, stamped with that time.
 //! - [`IrcServer::take_nick`]/[`IrcServer::release_nick`]: a simulated user holds a nick so the
 //!   client collides with it, then quits so the client can take it back.
 //!
@@ -727,11 +729,16 @@ impl State {
 
     // --- Output --------------------------------------------------------------------------
 
-    fn send_to(&mut self, id: u64, mut line: String) {
+    fn send_to(&mut self, id: u64, line: String) {
+        self.send_stamped(id, line, SystemTime::now());
+    }
+
+    /// Sends a line stamped `at` (when the client negotiated `server-time`).
+    fn send_stamped(&mut self, id: u64, mut line: String, at: SystemTime) {
         let Some(c) = self.conns.get(&id) else { return };
         truncate_utf8(&mut line, MAX_LINE - 2);
         if c.caps.contains("server-time") {
-            line = format!("@time={} {line}", iso_time(SystemTime::now()));
+            line = format!("@time={} {line}", iso_time(at));
         }
         let mut bytes = line.clone().into_bytes();
         bytes.extend_from_slice(b"\r\n");
@@ -2249,10 +2256,12 @@ impl State {
     fn deliver_message(&mut self, w: Who, command: &str, line: String) {
         if let Who::Client(id) = w {
             let twice = command == "PRIVMSG" && std::mem::take(&mut self.duplicate_next);
+            // A replay carries the time the line was first said.
+            let at = SystemTime::now();
             if twice {
-                self.send_to(id, line.clone());
+                self.send_stamped(id, line.clone(), at);
             }
-            self.send_to(id, line);
+            self.send_stamped(id, line, at);
         }
     }
 }
@@ -2864,6 +2873,19 @@ impl IrcServer {
     }
 
     /// Writes `bytes` exactly as given (add `\r\n` yourself) to every connected client.
+    /// A bouncer playing back a private message `from` said to the client at `at`: sent to every
+    /// client as `:from!~from@users.clawline.test PRIVMSG <client nick> :text`, stamped `at` for
+    /// clients that negotiated `server-time` (unstamped, it looks like a new line).
+    pub fn replay_privmsg(&self, from: &str, text: &str, at: SystemTime) {
+        let mut st = self.shared.lock();
+        let ids: Vec<u64> = st.conns.keys().copied().collect();
+        for id in ids {
+            let nick = st.target_name(id);
+            let line = build_text(&format!("{from}!~{from}@{USERS_HOST}"), "PRIVMSG", &[&nick], text);
+            st.send_stamped(id, line, at);
+        }
+    }
+
     pub fn send_raw_to_client(&self, bytes: &[u8]) {
         let mut st = self.shared.lock();
         let ids: Vec<u64> = st.conns.keys().copied().collect();

@@ -21,6 +21,10 @@ pub const PREFIX_GUESS: usize = 100;
 /// The longest line read from a server before it is skipped.
 pub const MAX_READ_LINE: usize = 8 * 1024;
 
+/// IRCv3 capabilities asked for when the server offers them (besides `sasl` when configured):
+/// stamps and ids that tell a played-back line from a new one.
+pub const WANTED_CAPS: [&str; 2] = ["server-time", "message-tags"];
+
 /// The nick to try after `current` was refused as taken.
 pub fn next_nick(current: &str) -> String {
     if current.len() < 28 {

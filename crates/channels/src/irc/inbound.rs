@@ -10,6 +10,7 @@
 use clawline_core::routing::PeerKind;
 
 use super::api::{Message, ctcp, fold};
+use super::replay;
 use crate::message::{InboundMessage, Sender};
 
 /// Whether `text` addresses `nick`: `nick: …`, `nick, …`, or the nick as a word anywhere.
@@ -19,8 +20,9 @@ pub fn addresses(text: &str, nick: &str) -> bool {
     folded.split(|c: char| !(c.is_ascii_alphanumeric() || "-_[]\\`^{}|".contains(c))).any(|w| w == nick)
 }
 
-/// The normalized message of a `PRIVMSG`, if it is one clawline answers. `unique` makes the
-/// platform id (the server's `msgid` tag when it sends one).
+/// The normalized message of a `PRIVMSG`, if it is one clawline answers. Its platform id is the
+/// server's `msgid` tag when it sends one, else one made from the line's `server-time` stamp
+/// (so a replayed line repeats it), else one `unique` makes.
 pub fn to_inbound(
     m: &Message,
     account_id: &str,
@@ -40,8 +42,10 @@ pub fn to_inbound(
     }
     let direct = fold(target) == fold(own_nick);
     let (peer_kind, peer_id) = if direct { (PeerKind::Direct, fold(nick)) } else { (PeerKind::Group, fold(target)) };
-    let platform_id = match m.tag("msgid") {
-        Some(id) if !id.is_empty() => format!("msgid:{id}"),
+    let at = replay::server_time_ms(m);
+    let platform_id = match (m.tag("msgid"), at) {
+        (Some(id), _) if !id.is_empty() => format!("msgid:{id}"),
+        (_, Some(at)) => replay::stamped_id(at, &fold(nick), &fold(target), text),
         _ => unique(),
     };
     Some(InboundMessage {
@@ -62,7 +66,7 @@ pub fn to_inbound(
         attachments: Vec::new(),
         reply_to: None,
         button: None,
-        timestamp_ms: clawline_store::now_ms(),
+        timestamp_ms: at.unwrap_or_else(clawline_store::now_ms),
     })
 }
 
@@ -92,6 +96,10 @@ mod tests {
         assert!(!one(":Alice!a@h PRIVMSG #ops :clawing at it").unwrap().mentioned);
         let tagged = one("@msgid=xyz :Alice!a@h PRIVMSG #ops :x").unwrap();
         assert_eq!(tagged.platform_id, "msgid:xyz");
+        let line = "@time=2026-12-03T10:00:00.000Z :Alice!a@h PRIVMSG #ops :x";
+        let (a, b) = (one(line).unwrap(), one(line).unwrap());
+        assert_eq!(a.platform_id, b.platform_id, "a stamped line played back twice is the same message");
+        assert_eq!(a.timestamp_ms, 1_796_292_000_000);
     }
 
     #[test]

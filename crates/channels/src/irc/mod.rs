@@ -7,12 +7,15 @@
 //! keepalive interval a PING is sent, so a silent-but-open socket shows up as a stall and the
 //! supervisor replaces it. Lines go out through one writer that paces them (a burst, then one
 //! per 700 ms) so the server never disconnects us for flooding, and a send returns only once
-//! its lines are written. IRC has no history: what is said while disconnected is not seen.
+//! its lines are written. Plain IRC has no history: what is said while disconnected is not
+//! seen. A server or bouncer that offers `server-time` gets it asked for, and its played-back
+//! buffer is told from new lines by the stamps (`replay.rs`).
 
 pub mod api;
 pub mod config;
 pub mod inbound;
 pub mod outbound;
+pub mod replay;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,15 @@ use crate::link::Link;
 use crate::message::{OutboundBody, Target};
 
 use crate::tls::Io;
+
+/// What one connection knows about the server's `server-time` stamps.
+struct Stamps {
+    /// Stamped messages older than this (Unix ms) are played back, not new; `None` when the
+    /// server does not stamp.
+    since: Option<i64>,
+    /// The newest stamp journaled (the next connection's watermark).
+    newest: i64,
+}
 
 /// A line to write and who to tell once it is on the socket.
 type Outgoing = (String, oneshot::Sender<bool>);
@@ -144,7 +156,8 @@ impl IrcChannel {
         let pacer = tokio::spawn(write_paced(writer, rx, data_rx, self.flood));
         let result = async {
             let mut lines = LineReader::default();
-            self.register(&mut reader, &mut lines, &tx).await?;
+            let caps = self.register(&mut reader, &mut lines, &tx).await?;
+            let mut stamps = self.stamps(link, &caps).await?;
             link.health().progress();
             link.health().set_identity(self.current_nick());
             if let Some((service, password)) = &self.settings.nickserv {
@@ -159,7 +172,7 @@ impl IrcChannel {
                 }
             }
             self.set_writer(Some(data_tx.clone()));
-            self.read_loop(link, &mut reader, &mut lines, &tx).await
+            self.read_loop(link, &mut reader, &mut lines, &tx, &mut stamps).await
         }
         .await;
         self.set_writer(None);
@@ -172,11 +185,13 @@ impl IrcChannel {
         reader: &mut (impl AsyncRead + Unpin),
         lines: &mut LineReader,
         tx: &mpsc::Sender<Outgoing>,
-    ) -> Result<(), ConnectionError> {
+    ) -> Result<Vec<String>, ConnectionError> {
         let s = &self.settings;
-        if s.sasl.is_some() {
-            send_line(tx, "CAP", &["LS", "302"]).await?;
-        }
+        // Capability negotiation: a server without it answers 421 and registers as usual.
+        send_line(tx, "CAP", &["LS", "302"]).await?;
+        let mut offered: Vec<String> = Vec::new();
+        let mut pending_reqs = 0usize;
+        let mut acked: Vec<String> = Vec::new();
         if let Some(p) = &s.server_password {
             send_line(tx, "PASS", &[p.expose()]).await?;
         }
@@ -198,19 +213,58 @@ impl IrcChannel {
                 "CAP" => {
                     let sub = m.param(1).unwrap_or_default().to_ascii_uppercase();
                     let caps = m.params.last().map(String::as_str).unwrap_or_default();
+                    let listed = || caps.split(' ').filter(|c| !c.is_empty()).map(|c| c.split('=').next().unwrap_or(c));
                     match sub.as_str() {
-                        "LS" if m.param(2) == Some("*") => {}
-                        "LS" if caps.split(' ').any(|c| c == "sasl" || c.starts_with("sasl=")) => {
-                            send_line(tx, "CAP", &["REQ", "sasl"]).await?
-                        }
                         "LS" => {
-                            return Err(ConnectionError::Fatal(format!(
-                                "{} does not offer SASL, which channels.irc.sasl asks for",
-                                s.host
-                            )));
+                            offered.extend(listed().map(str::to_string));
+                            // `CAP * LS * :…` says more lines follow.
+                            if m.param(2) == Some("*") {
+                                continue;
+                            }
+                            let wanted: Vec<&str> = config::WANTED_CAPS
+                                .iter()
+                                .copied()
+                                .filter(|w| offered.iter().any(|o| o == w))
+                                .collect();
+                            if !wanted.is_empty() {
+                                send_line(tx, "CAP", &["REQ", &wanted.join(" ")]).await?;
+                                pending_reqs += 1;
+                            }
+                            if s.sasl.is_some() {
+                                if !offered.iter().any(|o| o == "sasl") {
+                                    return Err(ConnectionError::Fatal(format!(
+                                        "{} does not offer SASL, which channels.irc.sasl asks for",
+                                        s.host
+                                    )));
+                                }
+                                send_line(tx, "CAP", &["REQ", "sasl"]).await?;
+                                pending_reqs += 1;
+                            }
+                            if pending_reqs == 0 {
+                                send_line(tx, "CAP", &["END"]).await?;
+                            }
                         }
-                        "ACK" => send_line(tx, "AUTHENTICATE", &["PLAIN"]).await?,
-                        "NAK" => return Err(ConnectionError::Fatal(format!("{} refused the SASL capability", s.host))),
+                        "ACK" | "NAK" => {
+                            pending_reqs = pending_reqs.saturating_sub(1);
+                            let sasl = listed().any(|c| c == "sasl");
+                            if sub == "ACK" {
+                                acked.extend(listed().map(str::to_string));
+                            }
+                            match (sub.as_str(), sasl) {
+                                ("NAK", true) => {
+                                    return Err(ConnectionError::Fatal(format!(
+                                        "{} refused the SASL capability",
+                                        s.host
+                                    )));
+                                }
+                                ("ACK", true) => send_line(tx, "AUTHENTICATE", &["PLAIN"]).await?,
+                                // Without SASL in flight, the last answer ends negotiation.
+                                _ if pending_reqs == 0 && !acked.iter().any(|c| c == "sasl") => {
+                                    send_line(tx, "CAP", &["END"]).await?
+                                }
+                                _ => {}
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -249,7 +303,7 @@ impl IrcChannel {
                     if let Some(n) = m.param(0) {
                         self.set_nick(n);
                     }
-                    return Ok(());
+                    return Ok(acked);
                 }
                 "ERROR" => return Err(transient(format!("the server said: {}", m.params.join(" ")))),
                 _ => {}
@@ -263,6 +317,7 @@ impl IrcChannel {
         reader: &mut (impl AsyncRead + Unpin),
         lines: &mut LineReader,
         tx: &mpsc::Sender<Outgoing>,
+        stamps: &mut Stamps,
     ) -> Result<(), ConnectionError> {
         let mut last_heard = Instant::now();
         let mut pinged = false;
@@ -280,7 +335,7 @@ impl IrcChannel {
                     last_heard = Instant::now();
                     pinged = false;
                     link.health().progress();
-                    self.handle(link, &m, tx).await?;
+                    self.handle(link, &m, tx, stamps).await?;
                 }
                 _ = tokio::time::sleep(quiet_for), if !pinged => {
                     // Quiet: ask the server for a sign of life; the watchdog judges the answer.
@@ -296,7 +351,33 @@ impl IrcChannel {
         }
     }
 
-    async fn handle(&self, link: &Link, m: &Message, tx: &mpsc::Sender<Outgoing>) -> Result<(), ConnectionError> {
+    /// The replay watermark of a connection whose server stamps lines: the stored one, or on
+    /// the first start ever the local clock, stored at once.
+    async fn stamps(&self, link: &Link, caps: &[String]) -> Result<Stamps, ConnectionError> {
+        if !caps.iter().any(|c| c == "server-time") {
+            return Ok(Stamps { since: None, newest: 0 });
+        }
+        let stored = link.cursor().await.map_err(|e| transient(format!("could not read the journal cursor: {e}")))?;
+        let since = match replay::watermark(stored.as_deref()) {
+            Some(w) => w,
+            None => {
+                let now = clawline_store::now_ms();
+                link.accept(Vec::new(), Some(replay::cursor(now)))
+                    .await
+                    .map_err(|e| transient(format!("could not store the journal cursor: {e}")))?;
+                now
+            }
+        };
+        Ok(Stamps { since: Some(since), newest: since })
+    }
+
+    async fn handle(
+        &self,
+        link: &Link,
+        m: &Message,
+        tx: &mpsc::Sender<Outgoing>,
+        stamps: &mut Stamps,
+    ) -> Result<(), ConnectionError> {
         match m.command.as_str() {
             "PING" => send_line(tx, "PONG", &[m.param(0).unwrap_or_default()]).await?,
             "NICK" => {
@@ -311,7 +392,18 @@ impl IrcChannel {
                 let own = self.current_nick();
                 let mut unique = || self.unique();
                 if let Some(msg) = inbound::to_inbound(m, &self.account_id, &own, &mut unique) {
-                    link.accept(vec![msg], None)
+                    let at = stamps.since.and(replay::server_time_ms(m));
+                    if let Some(since) = stamps.since
+                        && replay::is_replayed(at, since)
+                    {
+                        tracing::debug!(account = %self.account_id, peer = %msg.peer_id, "a line played back from before clawline last listened; not answered");
+                        return Ok(());
+                    }
+                    let cursor = at.filter(|t| *t > stamps.newest).map(|t| {
+                        stamps.newest = t;
+                        replay::cursor(t)
+                    });
+                    link.accept(vec![msg], cursor)
                         .await
                         .map_err(|e| transient(format!("could not journal a message: {e}")))?;
                 }
