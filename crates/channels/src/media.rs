@@ -1,9 +1,9 @@
 //! Files in replies: the `MEDIA:<path or URL>` lines an agent writes (OpenClaw's convention,
 //! one per line, outside code blocks) taken out of the text, and the kind of file each names.
 //!
-//! Text work, and reading a queued file for an adapter's upload. Deciding whether a path may
-//! be sent (it must stay inside the agent's workspace) is the responder's job; sending is the
-//! adapter's.
+//! Text work, and reading a queued file for an adapter's upload (refusing a path that changed
+//! into a link since it was checked). Deciding whether a path may be sent (it must stay inside
+//! the agent's workspace) is the responder's job; sending is the adapter's.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +25,46 @@ pub struct Media {
 
 /// Reads a queued file for an upload of at most `max_bytes` (`platform` names the limit's
 /// owner in the error). Missing or too large is permanent: retrying cannot help.
+///
+/// The path was checked to be inside the workspace when the reply was written, and stored in
+/// canonical form. Between then and now a part of it could have been replaced by a link to a
+/// file elsewhere, so the path is resolved again and must still be itself, and on Linux the
+/// file actually opened must be the one at that path (`/proc/self/fd`): a swap after the check
+/// is refused instead of uploading what the link points at.
 pub async fn read_upload(path: &str, max_bytes: u64, platform: &str) -> Result<Vec<u8>, crate::channel::SendError> {
+    let (path, platform) = (path.to_string(), platform.to_string());
+    tokio::task::spawn_blocking(move || read_confined(&path, max_bytes, &platform))
+        .await
+        .map_err(|e| crate::channel::SendError::Transient(format!("reading a file failed: {e}")))?
+}
+
+fn read_confined(path: &str, max_bytes: u64, platform: &str) -> Result<Vec<u8>, crate::channel::SendError> {
+    use std::io::Read as _;
+
     use crate::channel::SendError;
-    let meta = tokio::fs::metadata(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))?;
+    let unreadable = |e: std::io::Error| SendError::Permanent(format!("cannot read {path}: {e}"));
+    let moved = || {
+        SendError::Permanent(format!(
+            "{path} changed since the reply was written (a part of it is now a link elsewhere); not sent"
+        ))
+    };
+    let wanted = std::path::Path::new(path);
+    if std::fs::canonicalize(wanted).map_err(unreadable)? != wanted {
+        return Err(moved());
+    }
+    let mut file = std::fs::File::open(wanted).map_err(unreadable)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(unreadable)?;
+        if opened != wanted {
+            return Err(moved());
+        }
+    }
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(SendError::Permanent(format!("{path} is not a regular file")));
+    }
     if meta.len() > max_bytes {
         return Err(SendError::Permanent(format!(
             "{path} is {} MB; {platform} takes at most {} MB from bots",
@@ -35,7 +72,13 @@ pub async fn read_upload(path: &str, max_bytes: u64, platform: &str) -> Result<V
             max_bytes / (1024 * 1024)
         )));
     }
-    tokio::fs::read(path).await.map_err(|e| SendError::Permanent(format!("cannot read {path}: {e}")))
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file that grows after the size check is still cut at the limit.
+    (&mut file).take(max_bytes + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(SendError::Permanent(format!("{path} grew past {platform}'s limit while being read")));
+    }
+    Ok(bytes)
 }
 
 /// The reply without its `MEDIA:` lines, and what those lines named, in order. Lines inside
@@ -111,6 +154,41 @@ pub fn display_name(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_upload_is_read_only_from_the_path_that_was_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let file = root.join("a.txt");
+        std::fs::write(&file, b"inside").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(read_upload(f, 100, "Twin").await.unwrap(), b"inside");
+        let e = read_upload(f, 3, "Twin").await.unwrap_err().to_string();
+        assert!(e.contains("takes at most"), "{e}");
+
+        // The checked file is replaced by a link to one outside: refused, not followed.
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"private").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(&secret, &file).unwrap();
+        let e = read_upload(f, 100, "Twin").await.unwrap_err().to_string();
+        assert!(e.contains("changed since the reply was written"), "{e}");
+
+        // So is a directory on the way that became a link.
+        let sub = root.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("b.txt"), b"b").unwrap();
+        let b = sub.join("b.txt");
+        std::fs::rename(&sub, root.join("sub-moved")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &sub).unwrap();
+        std::fs::write(outside.path().join("b.txt"), b"elsewhere").unwrap();
+        let e = read_upload(b.to_str().unwrap(), 100, "Twin").await.unwrap_err().to_string();
+        assert!(e.contains("changed since"), "{e}");
+        let e = read_upload(root.join("gone").to_str().unwrap(), 100, "Twin").await.unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
+    }
     use proptest::prelude::*;
 
     #[test]
