@@ -138,15 +138,15 @@ async fn attempt(
     body: &OutboundBody,
 ) -> Result<crate::channel::Sent, SendError> {
     // Replacing a draft is an edit, which is the same however often it is repeated.
-    if let (Some(since), None) = (row.sending_since, &target.replaces) {
-        if let Some(sent) = ch.find_sent(target, &row.idempotency_key, since).await? {
-            tracing::info!(
-                channel = ch.channel(),
-                key = %row.idempotency_key,
-                "the platform already has this message from an attempt whose answer was lost; not sending it again"
-            );
-            return Ok(sent);
-        }
+    if let (Some(since), None) = (row.sending_since, &target.replaces)
+        && let Some(sent) = ch.find_sent(target, &row.idempotency_key, since).await?
+    {
+        tracing::info!(
+            channel = ch.channel(),
+            key = %row.idempotency_key,
+            "the platform already has this message from an attempt whose answer was lost; not sending it again"
+        );
+        return Ok(sent);
     }
     if let Err(e) = store.outbound_sending(row.id).await {
         tracing::error!(error = %e, "could not mark a message as being sent; sending it anyway");
