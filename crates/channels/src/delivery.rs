@@ -6,8 +6,8 @@
 //! connection, a timeout) may be on the platform already: the adapter is asked to find it by
 //! its idempotency key first (Slack, through message metadata), and platforms with client-side
 //! dedupe keys get the key so they drop the repeat (Discord nonces, Matrix transaction ids).
-//! Where neither is possible the row is sent again: at least once, never lost. A 429 holds the whole account for the time
-//! the platform asked; other transient failures back off per row (2 s doubling to 5 min); a
+//! Where neither is possible the row is sent again: at least once, never lost. A 429 holds
+//! the whole account for the time the platform asked; other transient failures back off per row (2 s doubling to 5 min); a
 //! refusal that cannot change, or a row past its TTL, goes to the dead-letter list, is logged
 //! and counted in status. The worker also polls the queue every second, so rows queued by
 //! another process (a CLI approving a pairing) go out without a restart.

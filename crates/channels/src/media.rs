@@ -153,6 +153,8 @@ pub fn display_name(reference: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[cfg(unix)]
@@ -189,7 +191,6 @@ mod tests {
         let e = read_upload(root.join("gone").to_str().unwrap(), 100, "Twin").await.unwrap_err().to_string();
         assert!(e.contains("cannot read"), "{e}");
     }
-    use proptest::prelude::*;
 
     #[test]
     fn media_lines_leave_the_text_but_not_inside_code() {
