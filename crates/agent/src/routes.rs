@@ -223,6 +223,7 @@ mod tests {
             bootstrap_max_chars: 1,
             bootstrap_total_max_chars: 1,
             user_timezone: None,
+            budget: Default::default(),
         };
         let routes = table.routes(&agent, &reqwest::Client::new());
         let got: Vec<String> = routes.iter().map(|r| format!("{} {}", r.model, r.profile)).collect();

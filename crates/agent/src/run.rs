@@ -3,14 +3,19 @@
 //! Every finished step is written before the next one starts: the assistant message after its
 //! stream ends, each tool result as soon as its tool returns. A crash therefore loses at most
 //! the step in flight, never a finished one, and never leaves half a record. The loop stops
-//! when the model answers without tool calls, at `maxTurns` model calls, at the run timeout, or
-//! on a provider error; each ending is recorded in the transcript and reported as one final
-//! [`RunEvent`].
+//! when the model answers without tool calls, at `maxTurns` model calls, when the agent's daily
+//! budget is spent (checked before every model call), when the tool-loop guard sees the same
+//! call too often or too many failures in a row, at the run timeout, or on a provider error;
+//! each ending is recorded in the transcript and reported as one final [`RunEvent`]. Every
+//! model call, tool call and the run itself are reported to the [`Observer`] as they finish.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use clawline_core::config::{BudgetSettings, LoopDetection};
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage};
 use clawline_core::transcript::NewRecord;
+use clawline_observe::{ModelCallRow, Record, RunRow, ToolCallRow, metrics};
 use clawline_providers::{ModelRequest, Router, StreamEvent};
 use clawline_store::{RunStatus, Store, UsageDelta};
 use serde_json::json;
@@ -19,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::RunEvent;
 use crate::lanes::LaneGuard;
+use crate::loop_guard::LoopGuard;
+use crate::observer::Observer;
 use crate::tools::{self, ToolContext};
 
 const PREVIEW_CHARS: usize = 2000;
@@ -26,6 +33,9 @@ const PREVIEW_CHARS: usize = 2000;
 /// Everything one run needs.
 pub(crate) struct RunParams {
     pub run_id: String,
+    pub agent_id: String,
+    /// Where the turn came from (`telegram`, `webchat`, `openai`, `cli`, …), for the numbers.
+    pub channel: String,
     pub session_key: String,
     pub model_label: String,
     /// The routes (model × credential) each model call may take, primary first.
@@ -33,6 +43,9 @@ pub(crate) struct RunParams {
     pub request: ModelRequest,
     pub tool_ctx: ToolContext,
     pub max_turns: u32,
+    pub budget: BudgetSettings,
+    pub loops: Option<LoopDetection>,
+    pub observer: Arc<Observer>,
     pub timeout: Duration,
     pub store: Store,
     pub events: UnboundedSender<RunEvent>,
@@ -49,6 +62,7 @@ struct State {
     partial: String,
     usage: Usage,
     model_calls: u32,
+    tool_calls: u32,
     last_stop: Option<StopReason>,
     /// Whether the user was told that a fallback model answered.
     fallback_told: bool,
@@ -103,7 +117,21 @@ impl RunParams {
             _ => {}
         };
         state.model_calls += 1;
+        let (started, started_ms) = (Instant::now(), now_ms());
         let result = self.router.stream(&self.request, &mut on_event).await;
+        match &result {
+            Ok(answer) => {
+                let m = &answer.message;
+                self.observe_call(started, started_ms, &m.provider, &m.model, Some(&m.usage), "ok").await;
+            }
+            Err(err) => {
+                let (provider, model) = self.router.current().map_or_else(
+                    || (String::new(), self.request.model.clone()),
+                    |r| (r.model.provider.clone(), r.model.model.clone()),
+                );
+                self.observe_call(started, started_ms, &provider, &model, None, err.kind.as_str()).await;
+            }
+        }
         match result {
             Ok(answer) => {
                 // Saved with the message: a later timeout must not save this text again.
@@ -135,6 +163,77 @@ impl RunParams {
         }
     }
 
+    /// Reports one model call: metrics, the journal row, and the charge against the budget.
+    async fn observe_call(
+        &self,
+        started: Instant,
+        started_ms: i64,
+        provider: &str,
+        model: &str,
+        usage: Option<&Usage>,
+        outcome: &str,
+    ) {
+        let elapsed = started.elapsed();
+        let m = self.observer.metrics();
+        let label = format!("{provider}/{model}");
+        m.inc(&metrics::MODEL_CALLS, &[provider, model, outcome]);
+        m.observe(&metrics::MODEL_LATENCY, &[provider, model], elapsed.as_secs_f64());
+        if outcome != "ok" {
+            m.inc(&metrics::ERRORS, &[outcome]);
+        }
+        let u = usage.cloned().unwrap_or_default();
+        for (kind, n) in
+            [("input", u.input), ("output", u.output), ("cache_read", u.cache_read), ("cache_write", u.cache_write)]
+        {
+            if n > 0 {
+                m.add(&metrics::MODEL_TOKENS, &[&self.agent_id, &label, kind], n as f64);
+            }
+        }
+        if u.cost.total > 0.0 {
+            m.add(&metrics::MODEL_COST, &[&self.agent_id, &label], u.cost.total);
+        }
+        let tokens = u.input + u.output + u.cache_read + u.cache_write;
+        self.observer.ledger().charge(&self.agent_id, tokens, u.cost.total, now_ms());
+        self.observer
+            .record(Record::ModelCall(ModelCallRow {
+                run_id: self.run_id.clone(),
+                agent: self.agent_id.clone(),
+                channel: self.channel.clone(),
+                provider: provider.to_string(),
+                model: model.to_string(),
+                started_ms,
+                duration_ms: elapsed.as_millis() as u64,
+                input_tokens: u.input,
+                output_tokens: u.output,
+                cache_read_tokens: u.cache_read,
+                cache_write_tokens: u.cache_write,
+                cost_usd: u.cost.total,
+                outcome: outcome.to_string(),
+            }))
+            .await;
+    }
+
+    /// Reports one tool call.
+    async fn observe_tool(&self, name: &str, started_ms: i64, elapsed: Duration, outcome: &str) {
+        let m = self.observer.metrics();
+        // The name came from the model: only known tools get their own series.
+        let label = if tools::is_known(name) { name } else { "unknown" };
+        m.inc(&metrics::TOOL_CALLS, &[label, outcome]);
+        if outcome == "error" {
+            m.inc(&metrics::ERRORS, &["tool"]);
+        }
+        self.observer
+            .record(Record::ToolCall(ToolCallRow {
+                run_id: self.run_id.clone(),
+                agent: self.agent_id.clone(),
+                tool: label.to_string(),
+                started_ms,
+                duration_ms: elapsed.as_millis() as u64,
+                outcome: outcome.to_string(),
+            }))
+            .await;
+    }
+
     fn partial_message(&self, text: &str, stop: StopReason, error: Option<String>) -> AssistantMessage {
         let (api, provider, model) = match self.router.current() {
             Some(r) => (r.client.settings().api.as_str().to_string(), r.model.provider.clone(), r.model.model.clone()),
@@ -154,9 +253,14 @@ impl RunParams {
     }
 
     async fn run_loop(&mut self, state: &mut State) -> Result<Ending, Ending> {
+        let mut guard = LoopGuard::new(self.loops);
         loop {
             if state.model_calls >= self.max_turns {
                 return Ok(Ending::MaxTurns);
+            }
+            if let Err(over) = self.observer.check_budget(&self.agent_id, &self.budget, now_ms()).await {
+                self.observer.metrics().inc(&metrics::BUDGET_STOPS, &[&self.agent_id, over.limit.as_str()]);
+                return Ok(Ending::Failed { kind: "budget".into(), message: over.message(), hint: Some(over.hint()) });
             }
             let msg = self.one_call(state).await?;
             if !msg.text().is_empty() {
@@ -185,18 +289,47 @@ impl RunParams {
                 }
                 return Ok(Ending::Finished);
             }
-            for (id, name, arguments) in calls {
+            for (i, (id, name, arguments)) in calls.iter().enumerate() {
+                if let Err(stop) = guard.before(name, arguments) {
+                    return self.stop_for_loop(&calls[i..], stop.message).await;
+                }
                 self.emit(RunEvent::ToolStart { id: id.clone(), name: name.clone(), arguments: arguments.clone() });
-                let out = tools::call(&name, &arguments, &self.tool_ctx).await;
+                let (started, started_ms) = (Instant::now(), now_ms());
+                let out = tools::call(name, arguments, &self.tool_ctx).await;
+                state.tool_calls += 1;
+                let is_error = out.is_error;
+                self.observe_tool(name, started_ms, started.elapsed(), if is_error { "error" } else { "ok" }).await;
                 self.emit(RunEvent::ToolEnd {
                     id: id.clone(),
                     name: name.clone(),
-                    is_error: out.is_error,
+                    is_error,
                     output: preview(&out.text),
                 });
-                self.record_result(&id, &name, out).await?;
+                self.record_result(id, name, out).await?;
+                if let Err(stop) = guard.after(is_error) {
+                    return self.stop_for_loop(&calls[i + 1..], stop.message).await;
+                }
             }
         }
+    }
+
+    /// Ends the run for a tool loop: the calls not run get a result saying so (the transcript
+    /// never holds an unanswered call), then the run stops with `message`.
+    async fn stop_for_loop(
+        &mut self,
+        not_run: &[(String, String, serde_json::Value)],
+        message: String,
+    ) -> Result<Ending, Ending> {
+        for (id, name, _) in not_run {
+            self.observe_tool(name, now_ms(), Duration::ZERO, "not_run").await;
+            self.record_result(id, name, tools::ToolOutput::err(format!("Not run: {message}"))).await?;
+        }
+        self.observer.metrics().inc(&metrics::BUDGET_STOPS, &[&self.agent_id, "tool_loop"]);
+        Ok(Ending::Failed {
+            kind: "tool_loop".into(),
+            message,
+            hint: Some("ask again with a different approach, or change tools.loopDetection".into()),
+        })
     }
 
     async fn record_result(&mut self, id: &str, name: &str, out: tools::ToolOutput) -> Result<(), Ending> {
@@ -241,6 +374,8 @@ pub(crate) async fn fail_before_start(
 /// Runs to the end, records the outcome, and sends the final event.
 pub(crate) async fn execute(mut p: RunParams) {
     let mut state = State::default();
+    let started_ms = now_ms();
+    p.observer.metrics().add(&metrics::RUNS_ACTIVE, &[], 1.0);
     let timeout = p.timeout;
     let cancel = p.cancel.clone();
     let outcome = tokio::select! {
@@ -281,6 +416,7 @@ pub(crate) async fn execute(mut p: RunParams) {
             (RunStatus::Ok, (event, result), None)
         }
         Ending::MaxTurns => {
+            p.observer.metrics().inc(&metrics::BUDGET_STOPS, &[&p.agent_id, "max_turns"]);
             let message = format!("stopped after {} model calls (agents.defaults.maxTurns)", state.model_calls);
             let note =
                 NewRecord::CustomMessage { custom_type: "max-turns".into(), content: message.clone(), details: None };
@@ -312,6 +448,34 @@ pub(crate) async fn execute(mut p: RunParams) {
         tracing::error!(run_id = %p.run_id, error = %e, "could not record how the run ended");
     }
     let (event, result) = event;
+    let outcome = match &event {
+        RunEvent::Error { kind, .. } => kind.clone(),
+        _ => "ok".to_string(),
+    };
+    let m = p.observer.metrics();
+    m.inc(&metrics::TURNS, &[&p.agent_id, &p.channel, &outcome]);
+    if outcome != "ok" && outcome != "aborted" {
+        // Model-call failures were counted per call; these are the run-level stops.
+        m.inc(&metrics::ERRORS, &[&format!("run_{outcome}")]);
+    }
+    m.add(&metrics::RUNS_ACTIVE, &[], -1.0);
+    p.observer
+        .record(Record::Run(RunRow {
+            run_id: p.run_id.clone(),
+            agent: p.agent_id.clone(),
+            session_key: p.session_key.clone(),
+            channel: p.channel.clone(),
+            model: p.model_label.clone(),
+            started_ms,
+            ended_ms: now_ms(),
+            outcome,
+            model_calls: state.model_calls,
+            tool_calls: state.tool_calls,
+            input_tokens: state.usage.input + state.usage.cache_read + state.usage.cache_write,
+            output_tokens: state.usage.output,
+            cost_usd: state.usage.cost.total,
+        }))
+        .await;
     if let Err(e) = p.store.finish_run(&p.run_id, status, result).await {
         tracing::error!(run_id = %p.run_id, error = %e, "could not record the run's status");
     }

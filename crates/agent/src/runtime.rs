@@ -25,6 +25,7 @@ use crate::context;
 use crate::error::TurnError;
 use crate::events::RunEvent;
 use crate::lanes::Lanes;
+use crate::observer::Observer;
 use crate::routes::CredentialTable;
 use crate::run::{self, RunParams};
 use crate::tools::{self, ToolContext};
@@ -50,6 +51,10 @@ pub struct TurnRequest {
     /// How long to wait for a busy session; `None` waits as long as it takes. Past the wait the
     /// turn is refused with [`TurnError::Busy`] and nothing is stored.
     pub lane_wait: Option<Duration>,
+    /// Where the turn came from, for metrics and `clawline usage`: the chat platform
+    /// (`telegram`, …) or the entry point (`webchat`, `openai`, `responses`, `ws`, `hooks`,
+    /// `api`, `cli`). `None` counts as `other`.
+    pub channel: Option<String>,
 }
 
 /// A run that started.
@@ -85,6 +90,7 @@ struct Inner {
     workspaces: HashMap<String, PathBuf>,
     http: OnceLock<reqwest::Client>,
     memories: Arc<crate::memory::Memories>,
+    observer: Arc<Observer>,
 }
 
 /// Shared state for all runs. Cheap to clone.
@@ -107,6 +113,8 @@ impl Runtime {
         let providers: HashMap<String, Arc<ProviderSettings>> =
             config.providers.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect();
         let credentials = RwLock::new(Arc::new(CredentialTable::build(&providers, &[])));
+        let observer =
+            Arc::new(Observer::new(Some(clawline_store::StatePaths::new(&config.state_dir).observability())));
         Ok(Runtime {
             inner: Arc::new(Inner {
                 config,
@@ -119,6 +127,7 @@ impl Runtime {
                 workspaces,
                 http: OnceLock::new(),
                 memories: Arc::default(),
+                observer,
             }),
         })
     }
@@ -133,6 +142,11 @@ impl Runtime {
 
     pub fn lanes(&self) -> &Lanes {
         &self.inner.lanes
+    }
+
+    /// Metrics, the observability store and the budget ledger.
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.inner.observer
     }
 
     /// Makes the stored auth profiles usable (called at start and whenever they change).
@@ -423,12 +437,17 @@ impl Runtime {
         let router = Router::new(routes, self.inner.cooldowns.clone(), Default::default());
         run::execute(RunParams {
             run_id: run_id.clone(),
+            agent_id: agent.id.clone(),
+            channel: req.channel.clone().unwrap_or_else(|| "other".into()),
             session_key: key.to_string(),
             model_label,
             router,
             request,
             tool_ctx: ToolContext { workspace, settings: config.tools.clone(), memory },
             max_turns: agent.max_turns,
+            budget: agent.budget,
+            loops: config.tools.loop_detection,
+            observer: self.inner.observer.clone(),
             timeout: Duration::from_secs(agent.timeout_secs),
             store: self.inner.store.clone(),
             events: tx,

@@ -244,6 +244,7 @@ impl Dispatcher {
                 return Ok(());
             }
             let ask = Ask {
+                channel: msg.channel.clone(),
                 agent_id: agent_id.clone(),
                 session_key: session_key.clone(),
                 text: text.clone(),

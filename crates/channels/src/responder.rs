@@ -11,6 +11,8 @@ use futures_util::future::BoxFuture;
 /// A message to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ask {
+    /// The platform the message came from (`telegram`, `webchat`, …).
+    pub channel: String,
     pub agent_id: String,
     pub session_key: String,
     /// What the agent sees as the user's message (files that came with it are in `files`).

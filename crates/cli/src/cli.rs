@@ -87,6 +87,26 @@ pub enum Command {
     /// config file; the config names them as `{ source: "store", id: "<ID>" }`.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+
+    /// What the models cost: runs, calls, tokens and dollars, from <state>/observability.sqlite.
+    ///
+    /// Costs come from the prices in the config (`models.providers.<id>.models[].cost`, or the
+    /// built-in catalog); a model without prices counts tokens only.
+    Usage(UsageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    /// From when: `today` (since 00:00 UTC, as budgets count), a duration back from now (`24h`,
+    /// `7d`, `30m`), or a UTC date (`2026-12-01`).
+    #[arg(long, default_value = "today", value_name = "WHEN")]
+    pub since: String,
+    /// One line per `agent`, `model` (as actually called), `channel` (where turns came from) or `day`.
+    #[arg(long, default_value = "agent", value_name = "WHAT")]
+    pub by: String,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]

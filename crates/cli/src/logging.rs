@@ -73,6 +73,7 @@ impl Drop for LineWriter {
             return;
         }
         let line = self.redactor.scrub(&String::from_utf8_lossy(&self.buf));
+        crate::crash::remember(&line);
         match &self.sink {
             Sink::Stderr => {
                 let _ = std::io::stderr().write_all(line.as_bytes());

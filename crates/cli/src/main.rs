@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod commands;
+mod crash;
 mod logging;
 mod setup;
 

@@ -61,6 +61,7 @@ impl Responder for AgentResponder {
                 (other, _) => other,
             };
             let req = TurnRequest {
+                channel: Some(ask.channel),
                 agent_id: Some(ask.agent_id),
                 session_key: Some(ask.session_key),
                 message,

@@ -17,7 +17,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 fn needs_auth(path: &str) -> bool {
-    ["/v1", "/api", "/tools"].iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+    ["/v1", "/api", "/tools", "/metrics"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 fn host_name(host: &str) -> &str {

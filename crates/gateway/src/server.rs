@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::guard::guard;
-use crate::routes::{api, hooks, openai, probes, responses, tools, ui, webchat};
+use crate::routes::{api, hooks, metrics, openai, probes, responses, tools, ui, webchat};
 use crate::state::AppState;
 
 /// All routes behind the guard.
@@ -22,6 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/health", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/ready", get(probes::readyz))
         .route("/", get(root))
         .route("/webchat", get(ui::index))

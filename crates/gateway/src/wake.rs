@@ -38,6 +38,7 @@ pub async fn wake(
         message: text.to_string(),
         extra_system: Some(WAKE_NOTE.into()),
         run_id: Some(uuid::Uuid::new_v4().to_string()),
+        channel: Some("wake".into()),
         ..Default::default()
     };
     turn_start::start(state, req, lane_wait).await.map_err(turn_start::turn_error)

@@ -195,6 +195,22 @@ impl Store {
         .await
     }
 
+    /// Rows waiting, for `/metrics`: `(inbound messages not yet answered, replies not yet
+    /// delivered)`, over every channel.
+    pub async fn channel_queue_depths(&self) -> Result<(u64, u64), StoreError> {
+        self.call(|conn| {
+            let inbound: i64 = conn.query_row(
+                "SELECT count(*) FROM channel_inbound WHERE state IN ('pending', 'running')",
+                [],
+                |r| r.get(0),
+            )?;
+            let outbound: i64 =
+                conn.query_row("SELECT count(*) FROM channel_outbound WHERE state = 'pending'", [], |r| r.get(0))?;
+            Ok((inbound as u64, outbound as u64))
+        })
+        .await
+    }
+
     /// Marks a row as being handed to the platform now, keeping the time of an earlier attempt
     /// whose outcome is still unknown. Called before every attempt.
     pub async fn outbound_sending(&self, id: i64) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 //! <state>/state/clawline.sqlite  sessions, transcripts, runs, secrets (+ -wal, -shm)
 //! <state>/credentials/master.key key that encrypts the secrets (0600), or
 //! <state>/credentials/master.key.keyring  where in the OS keyring it is (no secret)
+//! <state>/observability.sqlite    one row per run, model call and tool call (`clawline usage`)
 //! <state>/logs/                  JSON-lines logs
 //! <state>/workspace/             the default agent's workspace
 //! ```
@@ -34,6 +35,11 @@ impl StatePaths {
 
     pub fn master_key(&self) -> PathBuf {
         self.root.join("credentials").join("master.key")
+    }
+
+    /// Written by `clawline-observe` (see the agent's `observer`), read by `clawline usage`.
+    pub fn observability(&self) -> PathBuf {
+        self.root.join("observability.sqlite")
     }
 
     pub fn logs(&self) -> PathBuf {

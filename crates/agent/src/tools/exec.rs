@@ -380,6 +380,7 @@ mod tests {
                 timeout_secs: 30,
                 max_output_chars: 1000,
             },
+            loop_detection: None,
         };
         settings.exec.security = ExecSecurity::Full;
         let ctx = ToolContext { workspace: ws, settings, memory: None };

@@ -81,6 +81,11 @@ pub const BUILTIN: &[&str] = &["read", "write", "edit", "ls", "exec"];
 /// The memory tools, offered after the built-ins when the agent has memory.
 pub const MEMORY: &[&str] = &["memory_search", "memory_get"];
 
+/// Whether `name` is one of clawline's tools (offered or not).
+pub fn is_known(name: &str) -> bool {
+    BUILTIN.contains(&name) || MEMORY.contains(&name)
+}
+
 fn spec(name: &str) -> Option<ToolSpec> {
     let (description, parameters) = match name {
         "read" => read::schema(),

@@ -171,6 +171,7 @@ async fn local(paths: &Paths, args: &AgentArgs) -> Result<ExitCode> {
         session_key: args.session_key.clone(),
         message: args.message.clone(),
         idempotency_key: None,
+        channel: Some("cli".into()),
         ..Default::default()
     };
     let mut printer = Printer::new(args.json);
@@ -184,5 +185,7 @@ async fn local(paths: &Paths, args: &AgentArgs) -> Result<ExitCode> {
         }
         TurnStart::Duplicate(_) => return Err(anyhow!("this turn already ran")),
     }
+    // The run's observability rows are queued; they reach the file before the process ends.
+    runtime.observer().flush().await;
     Ok(printer.finish())
 }

@@ -52,6 +52,11 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
         Some((config.logging.level, config.logging.dir.clone())),
         redactor.clone(),
     );
+    crate::crash::install(&paths.state.root, &paths.config_file, redactor.clone());
+    for report in crate::crash::unseen(&paths.state.root) {
+        tracing::warn!(report = %report.display(), "clawline crashed since the last start");
+        println!("clawline crashed since the last start; the report is {}", report.display());
+    }
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -153,11 +158,16 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     }
     println!("clawline gateway listening on {base}");
     tracing::info!(addr = %bound, state_dir = %paths.state.root.display(), "gateway ready");
+    // Debug builds only: lets the end-to-end tests see a real crash and its report.
+    if cfg!(debug_assertions) && std::env::var("CLAWLINE_TEST_PANIC").is_ok_and(|v| v == "after-ready") {
+        panic!("a panic asked for by CLAWLINE_TEST_PANIC; the token {} must not reach the report", token.expose());
+    }
 
     clawline_gateway::serve(state, listener, shutdown_signal()).await.context("the server failed")?;
     if let Some(ch) = &channels {
         ch.stop().await;
     }
+    runtime.observer().flush().await;
     tracing::info!("gateway stopped");
     Ok(ExitCode::SUCCESS)
 }

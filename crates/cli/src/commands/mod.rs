@@ -12,6 +12,7 @@ mod pairing;
 mod secrets;
 mod sessions;
 mod token;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -35,5 +36,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Channels(cmd) => channels::run(&paths, cmd).await,
         Command::Pairing(cmd) => pairing::run(&paths, cmd).await,
         Command::Secrets(cmd) => secrets::run(&paths, cmd).await,
+        Command::Usage(args) => usage::run(&paths, args).await,
     }
 }

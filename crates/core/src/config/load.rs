@@ -645,4 +645,30 @@ mod tests {
         assert_eq!(c.agents["main"].workspace, PathBuf::from("/state/workspace-main"));
         assert_eq!(c.agents["main"].max_turns, 5);
     }
+
+    #[test]
+    fn budgets_and_loop_detection_are_on_by_default_and_overridable_per_agent() {
+        let text = r#"{
+          models: { providers: { p: { baseUrl: 'http://h/v1', models: [{ id: 'a' }] } } },
+          agents: {
+            defaults: { model: 'p/a', budget: { dailyCostUsd: 3 } },
+            entries: { ops: { budget: { dailyTokens: 0 } }, main: {} },
+          },
+        }"#;
+        let c = load_with(text, &[]).unwrap().config;
+        assert_eq!(c.agents["main"].budget.daily_tokens, Some(crate::config::DEFAULT_DAILY_TOKENS));
+        assert_eq!(c.agents["main"].budget.daily_cost_usd, Some(3.0));
+        assert_eq!(c.agents["ops"].budget.daily_tokens, None, "0 is no limit");
+        assert_eq!(c.agents["ops"].budget.daily_cost_usd, Some(3.0));
+        let loops = c.tools.loop_detection.expect("on by default");
+        assert_eq!((loops.max_identical_calls, loops.max_consecutive_errors), (3, 8));
+
+        let e = first_error("{ agents: { entries: { main: { budget: { dailyCostUsd: -1 } } } } }", &[]);
+        assert_eq!(e.path, "agents.entries.main.budget.dailyCostUsd");
+        let e = first_error("{ tools: { loopDetection: { maxIdenticalCalls: 0 } } }", &[]);
+        assert_eq!(e.path, "tools.loopDetection.maxIdenticalCalls");
+        let e = first_error("{ tools: { loopDetection: { maxRepeats: 2 } } }", &[]);
+        assert!(e.to_string().contains("maxRepeats"), "{e}");
+        assert!(e.line > 0, "{e}");
+    }
 }

@@ -23,7 +23,8 @@ pub mod template;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadContext, Loaded, StoredSecret, load, secret_paths};
 pub use resolve::{
-    AgentSettings, ApiKind, AuthMode, AwsCredentials, Config, DEFAULT_AGENT_ID, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT,
-    DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings, HookSettings, LogSettings, ModelRef, ProviderSettings,
-    RateLimitSettings, ToolSettings, provider_key_var,
+    AgentSettings, ApiKind, AuthMode, AwsCredentials, BudgetSettings, Config, DEFAULT_AGENT_ID, DEFAULT_DAILY_COST_USD,
+    DEFAULT_DAILY_TOKENS, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT, DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings,
+    HookSettings, LogSettings, LoopDetection, ModelRef, ProviderSettings, RateLimitSettings, ToolSettings,
+    provider_key_var,
 };

@@ -216,6 +216,26 @@ pub struct AgentSettings {
     pub bootstrap_max_chars: usize,
     pub bootstrap_total_max_chars: usize,
     pub user_timezone: Option<String>,
+    pub budget: BudgetSettings,
+}
+
+/// An agent's daily limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BudgetSettings {
+    pub daily_tokens: Option<u64>,
+    pub daily_cost_usd: Option<f64>,
+}
+
+/// Default daily token limit per agent.
+pub const DEFAULT_DAILY_TOKENS: u64 = 5_000_000;
+/// Default daily cost limit per agent, in US dollars.
+pub const DEFAULT_DAILY_COST_USD: f64 = 25.0;
+
+/// When a run counts as looping; `None` when detection is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopDetection {
+    pub max_identical_calls: u32,
+    pub max_consecutive_errors: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +251,7 @@ pub struct ToolSettings {
     pub deny: Vec<String>,
     pub allow: Option<Vec<String>>,
     pub exec: ExecSettings,
+    pub loop_detection: Option<LoopDetection>,
 }
 
 #[derive(Debug, Clone)]
@@ -995,6 +1016,7 @@ impl Resolver<'_> {
                     bootstrap_max_chars: d.bootstrap_max_chars.unwrap_or(20_000),
                     bootstrap_total_max_chars: d.bootstrap_total_max_chars.unwrap_or(60_000),
                     user_timezone: d.user_timezone.clone(),
+                    budget: budget(&d.budget, &entry.budget, &base, issues),
                 },
             );
         }
@@ -1010,6 +1032,29 @@ fn api_issue(path: &str, value: &str) -> Issue {
         format!("unknown API `{value}`")
     };
     issue(path, message, Some(format!("supported: {}", supported.join(", "))))
+}
+
+/// An agent's limits: its own where it sets them, else the defaults, else clawline's. `0`
+/// turns a limit off.
+fn budget(defaults: &BudgetFile, own: &BudgetFile, base: &str, issues: &mut Vec<Issue>) -> BudgetSettings {
+    let tokens = own.daily_tokens.or(defaults.daily_tokens).unwrap_or(DEFAULT_DAILY_TOKENS);
+    let cost = own.daily_cost_usd.or(defaults.daily_cost_usd).unwrap_or(DEFAULT_DAILY_COST_USD);
+    if !cost.is_finite() || cost < 0.0 {
+        let path = if own.daily_cost_usd.is_some() {
+            format!("{base}.budget.dailyCostUsd")
+        } else {
+            "agents.defaults.budget.dailyCostUsd".to_string()
+        };
+        issues.push(issue(
+            path,
+            format!("{cost} is not a cost"),
+            Some("use dollars, e.g. 25, or 0 for no limit".into()),
+        ));
+    }
+    BudgetSettings {
+        daily_tokens: (tokens > 0).then_some(tokens),
+        daily_cost_usd: (cost.is_finite() && cost > 0.0).then_some(cost),
+    }
 }
 
 fn check_range(path: &str, v: u64, min: u64, max: u64, issues: &mut Vec<Issue>) {
@@ -1089,7 +1134,14 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
     }
     let timeout = t.exec.timeout_seconds.unwrap_or(30);
     check_range("tools.exec.timeoutSeconds", timeout, 1, 3600, issues);
+    let loops = &t.loop_detection;
+    let max_identical = loops.max_identical_calls.unwrap_or(3);
+    check_range("tools.loopDetection.maxIdenticalCalls", max_identical.into(), 1, 1000, issues);
+    let max_errors = loops.max_consecutive_errors.unwrap_or(8);
+    check_range("tools.loopDetection.maxConsecutiveErrors", max_errors.into(), 1, 1000, issues);
     ToolSettings {
+        loop_detection: (loops.enabled != Some(false))
+            .then_some(LoopDetection { max_identical_calls: max_identical, max_consecutive_errors: max_errors }),
         deny: t.deny.clone(),
         allow: t.allow.clone(),
         exec: ExecSettings {

@@ -444,6 +444,20 @@ pub struct AgentDefaultsFile {
     pub max_tokens: Option<u32>,
     /// IANA zone for the time shown to the model (default UTC).
     pub user_timezone: Option<String>,
+    /// Daily spending limits per agent (on by default).
+    #[serde(default)]
+    pub budget: BudgetFile,
+}
+
+/// `agents.defaults.budget` / `agents.entries.<id>.budget`: what one agent may spend in a
+/// UTC day before its runs are stopped. `0` means no limit.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BudgetFile {
+    /// Tokens of every kind (input, output, cache reads and writes) per day (default 5000000).
+    pub daily_tokens: Option<u64>,
+    /// US dollars per day, from the models' configured prices (default 25).
+    pub daily_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -457,6 +471,9 @@ pub struct AgentEntryFile {
     pub default: Option<bool>,
     pub max_turns: Option<u32>,
     pub timeout_seconds: Option<u64>,
+    /// Overrides `agents.defaults.budget`, limit by limit.
+    #[serde(default)]
+    pub budget: BudgetFile,
 }
 
 /// A model choice: `"provider/model"` or `{ primary: "provider/model", fallbacks: [...] }`.
@@ -628,6 +645,21 @@ pub struct ToolsFile {
     pub allow: Option<Vec<String>>,
     #[serde(default)]
     pub exec: ExecFile,
+    #[serde(default)]
+    pub loop_detection: LoopDetectionFile,
+}
+
+/// `tools.loopDetection.*`: stopping a run whose model keeps doing the same thing (on by
+/// default, unlike OpenClaw's).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoopDetectionFile {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// The same tool with the same arguments runs at most this often in one run (default 3).
+    pub max_identical_calls: Option<u32>,
+    /// Tool calls failing in a row before the run stops (default 8).
+    pub max_consecutive_errors: Option<u32>,
 }
 
 /// `tools.exec.*`: the command runner.

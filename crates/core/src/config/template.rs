@@ -40,6 +40,8 @@ pub const DEFAULT_CONFIG: &str = r#"// clawline configuration (JSON5: comments a
       // workspace: "~/.clawline/workspace",
       // maxTurns: 24,                           // model calls per turn before the run stops
       // timeoutSeconds: 600,
+      // Per agent and UTC day, checked before every model call (0 = no limit):
+      // budget: { dailyTokens: 5000000, dailyCostUsd: 25 },
     },
     // entries: { main: { name: "Main" } },
   },
@@ -50,6 +52,8 @@ pub const DEFAULT_CONFIG: &str = r#"// clawline configuration (JSON5: comments a
       // safeBins: ["cat", "date", "echo", "grep", "head", "ls", "pwd", "sort", "tail", "uniq", "wc"],
       // timeoutSeconds: 30,
     },
+    // A run stops when the same call repeats or calls keep failing:
+    // loopDetection: { enabled: true, maxIdenticalCalls: 3, maxConsecutiveErrors: 8 },
   },
 
   // logging: { level: "info" },

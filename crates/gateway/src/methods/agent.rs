@@ -158,6 +158,7 @@ async fn agent(ctx: Ctx, p: Value) -> Reply {
         idempotency_key: Some(p.idempotency_key.clone()),
         run_id: Some(p.idempotency_key.clone()),
         extra_system: p.extra_system_prompt,
+        channel: Some("ws".into()),
         ..Default::default()
     };
     let (run_id, tracked) = match start_for_protocol(state, req).await? {

@@ -151,6 +151,7 @@ async fn send(ctx: Ctx, p: Value) -> Reply {
         message: p.message,
         idempotency_key: Some(p.idempotency_key.clone()),
         run_id: Some(p.idempotency_key),
+        channel: Some("ws".into()),
         ..Default::default()
     };
     match start_for_protocol(&ctx.state, req).await? {

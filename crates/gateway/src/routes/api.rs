@@ -55,6 +55,7 @@ pub async fn chat(
         session_key: turn.session_key,
         message: turn.message,
         idempotency_key: turn.idempotency_key,
+        channel: Some("api".into()),
         ..Default::default()
     };
     match state.runtime.start_turn(req).await? {

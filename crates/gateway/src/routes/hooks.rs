@@ -230,6 +230,7 @@ async fn agent(state: &Arc<AppState>, hooks: &HookSettings, body: AgentHook) -> 
         message: body.message,
         idempotency_key: body.idempotency_key.clone(),
         run_id: Some(uuid::Uuid::new_v4().to_string()),
+        channel: Some("hooks".into()),
         ..Default::default()
     };
     match turn_start::start(state, req, HOOK_LANE_WAIT).await {

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod control_ui;
 pub mod hooks;
+pub mod metrics;
 pub mod openai;
 pub mod probes;
 pub mod responses;

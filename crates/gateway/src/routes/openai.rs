@@ -184,10 +184,15 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         run_id: None,
         // An HTTP caller waits for a busy session as long as it stays connected.
         lane_wait: None,
+        channel: Some("openai".into()),
     })
 }
 
 pub(super) fn run_error(kind: &str, message: &str) -> ApiError {
+    if kind == "budget" {
+        // The agent's daily budget is spent: OpenAI's own answer for a spent quota.
+        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", message).code(kind);
+    }
     let status = match kind {
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,

@@ -179,6 +179,7 @@ async fn turn_request(state: &AppState, headers: &HeaderMap, req: &ResponsesRequ
         run_id: Some(uuid::Uuid::new_v4().to_string()),
         // An HTTP caller waits for a busy session as long as it stays connected.
         lane_wait: None,
+        channel: Some("responses".into()),
     })
 }
 

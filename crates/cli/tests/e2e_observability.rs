@@ -1,0 +1,166 @@
+//! End-to-end: what the gateway reports about itself — `/metrics` (behind the token, valid
+//! Prometheus text), `clawline usage` read while the gateway runs, and a daily budget that
+//! stops a turn over the OpenAI-compatible API with OpenAI's quota error.
+
+mod common;
+
+use std::time::Duration;
+
+use clawline_testkit::model_server::{Api, ModelServer, Reply};
+use clawline_testkit::prometheus_text;
+use common::*;
+use serde_json::{Value, json};
+
+async fn scrape(base: &str) -> prometheus_text::Exposition {
+    let resp = http().get(format!("{base}/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+    let text = resp.text().await.unwrap();
+    prometheus_text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+async fn complete(base: &str, message: &str) -> reqwest::Response {
+    http()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": message}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_token_parse_and_count_a_turn_and_usage_reads_the_journal() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.push(Reply::text("Hello there."));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    let gw = spawn(dir.path()).await;
+    let base = gw.base_url.clone();
+
+    let anon = http().get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+    let wrong = http().get(format!("{base}/metrics")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let before = scrape(&base).await;
+    assert_eq!(before.families["clawline_turns_total"].kind, "counter");
+    assert!(before.families["clawline_turns_total"].samples.is_empty());
+    assert!(before.value("clawline_process_resident_memory_bytes", &[]).unwrap_or(0.0) > 1e6);
+    assert_eq!(before.value("clawline_runs_active", &[]), Some(0.0));
+    assert_eq!(before.value("clawline_queue_depth", &[("queue", "channel_outbound")]), Some(0.0));
+    assert_eq!(before.value("clawline_channel_up", &[("channel", "webchat")]), Some(1.0));
+
+    let resp = complete(&base, "hi").await;
+    assert_eq!(resp.status(), 200);
+    let after = scrape(&base).await;
+    let turn = [("agent", "main"), ("channel", "openai"), ("outcome", "ok")];
+    assert_eq!(after.value("clawline_turns_total", &turn), Some(1.0));
+    assert_eq!(
+        after.value("clawline_model_calls_total", &[("provider", "twin"), ("model", "twin-model"), ("outcome", "ok")]),
+        Some(1.0)
+    );
+    assert!(after.value("clawline_model_tokens_total", &[("kind", "input")]).unwrap_or(0.0) > 0.0);
+    assert!(after.value("clawline_model_cost_usd_total", &[("agent", "main")]).unwrap_or(0.0) > 0.0);
+    assert_eq!(after.value("clawline_model_latency_seconds_count", &[("model", "twin-model")]), Some(1.0));
+
+    // `clawline usage` reads the journal the running gateway writes.
+    let mut report = Value::Null;
+    for _ in 0..50 {
+        let out = cli(dir.path(), &["usage", "--json", "--by", "channel"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        report = serde_json::from_str(&stdout(&out)).unwrap();
+        if report["total"]["runs"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(report["lines"][0]["key"], "openai", "{report:#}");
+    assert_eq!(report["lines"][0]["modelCalls"], 1);
+    assert!(report["total"]["costUsd"].as_f64().unwrap_or(0.0) > 0.0);
+    let text = cli(dir.path(), &["usage"]).await;
+    let shown = stdout(&text);
+    assert!(shown.contains("AGENT") && shown.contains("main") && shown.contains("COST"), "{shown}");
+    let bad = cli(dir.path(), &["usage", "--by", "planet"]).await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("use agent, model, channel or day"), "{}", stderr(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_answers_openai_clients_with_insufficient_quota() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.set_fallback(Reply::text("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    let config = std::fs::read_to_string(dir.path().join("clawline.json")).unwrap();
+    let config = config.replace(
+        "agents: { defaults: { model: \"twin/twin-model\" } }",
+        "agents: { defaults: { model: \"twin/twin-model\", budget: { dailyTokens: 10 } } }",
+    );
+    std::fs::write(dir.path().join("clawline.json"), config).unwrap();
+    let gw = spawn(dir.path()).await;
+
+    assert_eq!(complete(&gw.base_url, "one").await.status(), 200);
+    let refused = complete(&gw.base_url, "two").await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "insufficient_quota", "{body}");
+    assert_eq!(body["error"]["code"], "budget");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("its daily limit is 10 (budget.dailyTokens)"), "{message}");
+    assert_eq!(server.requests().len(), 1);
+    let m = scrape(&gw.base_url).await;
+    assert_eq!(m.value("clawline_budget_stops_total", &[("agent", "main"), ("limit", "daily_tokens")]), Some(1.0));
+    // Everything else still answers.
+    assert_eq!(http().get(format!("{}/readyz", gw.base_url)).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_leaves_a_redacted_report_and_the_next_start_mentions_it() {
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    let state = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        clawline_testkit::gateway::command(&bin(), &state)
+            .args(["gateway", "--port", "0"])
+            .env("E2E_TOKEN", TOKEN)
+            .env("TWIN_KEY", KEY)
+            .env("CLAWLINE_TEST_PANIC", "after-ready")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(101), "a panic ends the process as a panic does");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a crash report was written to"), "{err}");
+
+    let reports: Vec<_> = std::fs::read_dir(dir.path().join("crashes"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = std::fs::read_to_string(&reports[0]).unwrap();
+    assert!(report.starts_with("clawline crash report\nversion: "), "{report:.300}");
+    assert!(report.contains("panic: a panic asked for by CLAWLINE_TEST_PANIC"), "{report:.600}");
+    assert!(report.contains("config: sha256:"), "{report:.600}");
+    assert!(report.contains("\nbacktrace:\n") && report.contains("\nlast log lines:\n"), "{report:.600}");
+    assert!(report.contains("gateway ready"), "the last log lines are in it");
+    assert!(!report.contains(TOKEN) && !report.contains(KEY), "secrets are redacted");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&reports[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // The next start says so, once.
+    let gw = spawn(dir.path()).await;
+    let said = gw.lines().join("\n");
+    assert!(said.contains("clawline crashed since the last start; the report is"), "{said}");
+    drop(gw);
+    let gw = spawn(dir.path()).await;
+    assert!(!gw.lines().join("\n").contains("crashed since the last start"));
+}

@@ -1,0 +1,24 @@
+//! What clawline measures about itself, and where it keeps it.
+//!
+//! - [`metrics`]: counters, gauges and histograms kept in memory, read by `/metrics`.
+//! - [`exposition`]: the Prometheus text format (version 0.0.4) those are written in.
+//! - [`journal`]: `<state>/observability.sqlite`, one row per run, model call and tool call,
+//!   written by a thread of its own so no run waits on it.
+//! - [`usage`]: the report `clawline usage` prints, read from that file.
+//! - [`process`]: this process's resident memory and CPU time, from `/proc`.
+//!
+//! Nothing here decides anything: budgets, limits and alerts live with the code they protect,
+//! and read these numbers. Nothing here holds message text, tool arguments or secrets: only
+//! names, counts, timings and outcomes.
+
+pub mod exposition;
+pub mod journal;
+pub mod metrics;
+pub mod process;
+pub mod usage;
+
+mod error;
+
+pub use error::ObserveError;
+pub use journal::{Journal, ModelCallRow, Record, RunRow, ToolCallRow};
+pub use metrics::Metrics;
