@@ -46,6 +46,7 @@ pub mod hf_server;
 pub mod http_proxy;
 pub mod irc_server;
 pub mod keyring_session;
+pub mod load;
 pub mod matrix_server;
 pub mod minimax_oauth_server;
 pub mod model_server;
