@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawline_observe::trace::{Span, SpanSink};
 use clawline_observe::{Journal, Metrics, Record, metrics};
 use tokio::sync::OnceCell;
 
@@ -21,6 +22,7 @@ pub struct Observer {
     path: Option<PathBuf>,
     journal: OnceCell<Option<Journal>>,
     ledger: Ledger,
+    spans: std::sync::OnceLock<Arc<dyn SpanSink>>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -32,7 +34,13 @@ impl std::fmt::Debug for Observer {
 impl Observer {
     /// Records into `path` (`None`: metrics and budgets only, nothing written).
     pub fn new(path: Option<PathBuf>) -> Self {
-        Observer { metrics: Arc::new(Metrics::new()), path, journal: OnceCell::new(), ledger: Ledger::default() }
+        Observer {
+            metrics: Arc::new(Metrics::new()),
+            path,
+            journal: OnceCell::new(),
+            ledger: Ledger::default(),
+            spans: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -41,6 +49,23 @@ impl Observer {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Sends finished spans to `sink` from now on (an OTLP exporter; set once, at start).
+    pub fn set_span_sink(&self, sink: Arc<dyn SpanSink>) {
+        let _ = self.spans.set(sink);
+    }
+
+    /// Whether spans are exported.
+    pub fn tracing(&self) -> bool {
+        self.spans.get().is_some()
+    }
+
+    /// Hands a finished span to the exporter, if there is one.
+    pub fn span(&self, span: Span) {
+        if let Some(sink) = self.spans.get() {
+            sink.export(span);
+        }
     }
 
     /// The store, opened (and the ledger seeded) on first call.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use clawline_core::config::{BudgetSettings, LoopDetection};
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage};
 use clawline_core::transcript::NewRecord;
+use clawline_observe::trace::{Attr, Span, SpanKind, TraceContext, now_unix_nanos};
 use clawline_observe::{ModelCallRow, Record, RunRow, ToolCallRow, metrics};
 use clawline_providers::{ModelRequest, Router, StreamEvent};
 use clawline_store::{RunStatus, Store, UsageDelta};
@@ -46,6 +47,9 @@ pub(crate) struct RunParams {
     pub budget: BudgetSettings,
     pub loops: Option<LoopDetection>,
     pub observer: Arc<Observer>,
+    /// This run's span, and the caller's span it continues (a request's `traceparent`).
+    pub trace: TraceContext,
+    pub trace_parent: Option<[u8; 8]>,
     pub timeout: Duration,
     pub store: Store,
     pub events: UnboundedSender<RunEvent>,
@@ -117,8 +121,51 @@ impl RunParams {
             _ => {}
         };
         state.model_calls += 1;
-        let (started, started_ms) = (Instant::now(), now_ms());
+        let (started, started_ms, start_ns) = (Instant::now(), now_ms(), now_unix_nanos());
+        // The model call's own span; its id goes to the provider so the two traces join.
+        let call_span = self.trace.child();
+        if self.observer.tracing() || self.trace_parent.is_some() {
+            self.request.traceparent = Some(call_span.header());
+        }
         let result = self.router.stream(&self.request, &mut on_event).await;
+        if self.observer.tracing() {
+            let (provider, model, usage, error) = match &result {
+                Ok(a) => (a.message.provider.clone(), a.message.model.clone(), Some(a.message.usage), None),
+                Err(e) => {
+                    let (p, m) = self.router.current().map_or_else(
+                        || (String::new(), self.request.model.clone()),
+                        |r| (r.model.provider.clone(), r.model.model.clone()),
+                    );
+                    (p, m, None, Some(e.kind.as_str().to_string()))
+                }
+            };
+            let mut attributes = vec![
+                ("gen_ai.operation.name", Attr::Str("chat".into())),
+                ("gen_ai.provider.name", Attr::Str(provider)),
+                ("gen_ai.request.model", Attr::Str(self.request.model.clone())),
+                ("gen_ai.response.model", Attr::Str(model.clone())),
+                ("clawline.run_id", Attr::Str(self.run_id.clone())),
+            ];
+            if let Some(u) = usage {
+                attributes
+                    .push(("gen_ai.usage.input_tokens", Attr::Int((u.input + u.cache_read + u.cache_write) as i64)));
+                attributes.push(("gen_ai.usage.output_tokens", Attr::Int(u.output as i64)));
+                attributes.push(("clawline.cost_usd", Attr::Double(u.cost.total)));
+            }
+            if let Some(kind) = &error {
+                attributes.push(("error.type", Attr::Str(kind.clone())));
+            }
+            self.observer.span(Span {
+                context: call_span,
+                parent_span_id: Some(self.trace.span_id),
+                name: format!("chat {model}"),
+                kind: SpanKind::Client,
+                start_unix_nanos: start_ns,
+                end_unix_nanos: now_unix_nanos(),
+                attributes,
+                error,
+            });
+        }
         match &result {
             Ok(answer) => {
                 let m = &answer.message;
@@ -181,7 +228,7 @@ impl RunParams {
         if outcome != "ok" {
             m.inc(&metrics::ERRORS, &[outcome]);
         }
-        let u = usage.cloned().unwrap_or_default();
+        let u = usage.copied().unwrap_or_default();
         for (kind, n) in
             [("input", u.input), ("output", u.output), ("cache_read", u.cache_read), ("cache_write", u.cache_write)]
         {
@@ -218,6 +265,24 @@ impl RunParams {
         let m = self.observer.metrics();
         // The name came from the model: only known tools get their own series.
         let label = if tools::is_known(name) { name } else { "unknown" };
+        if self.observer.tracing() {
+            let end = now_unix_nanos();
+            self.observer.span(Span {
+                context: self.trace.child(),
+                parent_span_id: Some(self.trace.span_id),
+                name: format!("execute_tool {label}"),
+                kind: SpanKind::Internal,
+                start_unix_nanos: end.saturating_sub(elapsed.as_nanos() as u64),
+                end_unix_nanos: end,
+                attributes: vec![
+                    ("gen_ai.operation.name", Attr::Str("execute_tool".into())),
+                    ("gen_ai.tool.name", Attr::Str(label.to_string())),
+                    ("clawline.outcome", Attr::Str(outcome.to_string())),
+                    ("clawline.run_id", Attr::Str(self.run_id.clone())),
+                ],
+                error: (outcome == "error").then(|| "the tool reported an error".to_string()),
+            });
+        }
         m.inc(&metrics::TOOL_CALLS, &[label, outcome]);
         if outcome == "error" {
             m.inc(&metrics::ERRORS, &["tool"]);
@@ -374,7 +439,7 @@ pub(crate) async fn fail_before_start(
 /// Runs to the end, records the outcome, and sends the final event.
 pub(crate) async fn execute(mut p: RunParams) {
     let mut state = State::default();
-    let started_ms = now_ms();
+    let (started_ms, start_ns) = (now_ms(), now_unix_nanos());
     p.observer.metrics().add(&metrics::RUNS_ACTIVE, &[], 1.0);
     let timeout = p.timeout;
     let cancel = p.cancel.clone();
@@ -459,6 +524,32 @@ pub(crate) async fn execute(mut p: RunParams) {
         m.inc(&metrics::ERRORS, &[&format!("run_{outcome}")]);
     }
     m.add(&metrics::RUNS_ACTIVE, &[], -1.0);
+    if p.observer.tracing() {
+        p.observer.span(Span {
+            context: p.trace,
+            parent_span_id: p.trace_parent,
+            name: format!("invoke_agent {}", p.agent_id),
+            kind: SpanKind::Server,
+            start_unix_nanos: start_ns,
+            end_unix_nanos: now_unix_nanos(),
+            attributes: vec![
+                ("gen_ai.operation.name", Attr::Str("invoke_agent".into())),
+                ("gen_ai.agent.id", Attr::Str(p.agent_id.clone())),
+                ("gen_ai.request.model", Attr::Str(p.model_label.clone())),
+                (
+                    "gen_ai.usage.input_tokens",
+                    Attr::Int((state.usage.input + state.usage.cache_read + state.usage.cache_write) as i64),
+                ),
+                ("gen_ai.usage.output_tokens", Attr::Int(state.usage.output as i64)),
+                ("clawline.run_id", Attr::Str(p.run_id.clone())),
+                ("clawline.channel", Attr::Str(p.channel.clone())),
+                ("clawline.outcome", Attr::Str(outcome.clone())),
+                ("clawline.model_calls", Attr::Int(state.model_calls.into())),
+                ("clawline.tool_calls", Attr::Int(state.tool_calls.into())),
+            ],
+            error: (outcome != "ok").then(|| outcome.clone()),
+        });
+    }
     p.observer
         .record(Record::Run(RunRow {
             run_id: p.run_id.clone(),

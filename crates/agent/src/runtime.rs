@@ -55,6 +55,9 @@ pub struct TurnRequest {
     /// (`telegram`, …) or the entry point (`webchat`, `openai`, `responses`, `ws`, `hooks`,
     /// `api`, `cli`). `None` counts as `other`.
     pub channel: Option<String>,
+    /// The caller's W3C `traceparent`: the run's span continues that trace (a malformed one
+    /// is ignored and the run starts a trace of its own).
+    pub traceparent: Option<String>,
 }
 
 /// A run that started.
@@ -435,6 +438,11 @@ impl Runtime {
             ..Default::default()
         };
         let router = Router::new(routes, self.inner.cooldowns.clone(), Default::default());
+        let incoming = req.traceparent.as_deref().and_then(clawline_observe::trace::TraceContext::parse);
+        let (trace, trace_parent) = match incoming {
+            Some(caller) => (caller.child(), Some(caller.span_id)),
+            None => (clawline_observe::trace::TraceContext::root(true), None),
+        };
         run::execute(RunParams {
             run_id: run_id.clone(),
             agent_id: agent.id.clone(),
@@ -448,6 +456,8 @@ impl Runtime {
             budget: agent.budget,
             loops: config.tools.loop_detection,
             observer: self.inner.observer.clone(),
+            trace,
+            trace_parent,
             timeout: Duration::from_secs(agent.timeout_secs),
             store: self.inner.store.clone(),
             events: tx,

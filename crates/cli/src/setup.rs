@@ -186,6 +186,7 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     out.extend(config.gateway.token.iter().map(|t| t.expose().to_string()));
     out.extend(config.gateway.password.iter().map(|t| t.expose().to_string()));
     out.extend(config.hooks.iter().map(|h| h.token.expose().to_string()));
+    out.extend(config.otel.iter().flat_map(|o| o.headers.iter().map(|(_, v)| v.clone())));
     for a in &config.channels.accounts {
         out.extend(a.secrets().iter().map(|s| s.expose().to_string()));
     }

@@ -164,3 +164,122 @@ async fn a_crash_leaves_a_redacted_report_and_the_next_start_mentions_it() {
     let gw = spawn(dir.path()).await;
     assert!(!gw.lines().join("\n").contains("crashed since the last start"));
 }
+
+/// Traces: a turn over the OpenAI-compatible API that carries a `traceparent` becomes an
+/// `invoke_agent` span in the caller's trace, with its model calls and tool call as children,
+/// and each model request carries the model call's own `traceparent`.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_is_exported_as_a_trace_joined_to_the_callers() {
+    use clawline_testkit::model_server::ToolCall;
+    use clawline_testkit::otlp_server::OtlpServer;
+
+    let otlp = OtlpServer::start().await;
+    otlp.require_header("x-tenant", "t-42");
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.push(Reply::Tools { text: None, calls: vec![ToolCall::new("c1", "ls", json!({}))] });
+    server.push(Reply::text("Listed."));
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "diagnostics: {{ otel: {{ enabled: true, endpoint: \"{}\", flushIntervalMs: 50, serviceName: \"claw-e2e\",
+                               headers: {{ \"x-tenant\": \"t-42\" }} }} }},",
+        otlp.endpoint()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    let gw = spawn(dir.path()).await;
+
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", gw.base_url))
+        .bearer_auth(TOKEN)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "list the workspace"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let turn = otlp.wait_spans("invoke_agent main", 1, Duration::from_secs(10)).await.remove(0);
+    let calls = otlp.wait_spans("chat twin-model", 2, Duration::from_secs(10)).await;
+    let tools = otlp.wait_spans("execute_tool ls", 1, Duration::from_secs(10)).await;
+    assert!(otlp.rejections().is_empty(), "{:?}", otlp.rejections());
+
+    assert_eq!(turn.trace_id, caller_trace);
+    assert_eq!(turn.parent_span_id, caller_span, "the turn continues the caller's span");
+    assert_eq!(turn.kind, 2);
+    assert_eq!(turn.status_code, 1);
+    assert_eq!(turn.attr("gen_ai.operation.name"), Some(&json!("invoke_agent")));
+    assert_eq!(turn.attr("clawline.channel"), Some(&json!("openai")));
+    assert_eq!(turn.attr("clawline.model_calls"), Some(&json!(2)));
+    assert_eq!(turn.attr("clawline.tool_calls"), Some(&json!(1)));
+    assert_eq!(turn.resource.get("service.name"), Some(&json!("claw-e2e")));
+    for c in calls.iter().chain(&tools) {
+        assert_eq!(c.trace_id, caller_trace);
+        assert_eq!(c.parent_span_id, turn.span_id, "{} is the turn's child", c.name);
+        assert!(c.start_nanos >= turn.start_nanos && c.end_nanos <= turn.end_nanos, "{} inside the turn", c.name);
+    }
+    assert_eq!(calls[0].kind, 3);
+    assert_eq!(calls[0].attr("gen_ai.provider.name"), Some(&json!("twin")));
+    assert!(calls[0].attr("gen_ai.usage.input_tokens").and_then(Value::as_i64).unwrap_or(0) > 0);
+    assert_eq!(tools[0].attr("gen_ai.tool.name"), Some(&json!("ls")));
+
+    // The model saw each call's own span as its parent.
+    let sent: Vec<String> =
+        server.requests().iter().filter_map(|r| r.header("traceparent").map(str::to_string)).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let mut ids: Vec<&str> = calls.iter().map(|c| c.span_id.as_str()).collect();
+    ids.sort();
+    let mut propagated: Vec<&str> = sent.iter().map(|t| &t[36..52]).collect();
+    propagated.sort();
+    assert!(sent.iter().all(|t| t.starts_with(&format!("00-{caller_trace}-")) && t.ends_with("-01")), "{sent:?}");
+    assert_eq!(ids, propagated);
+
+    // Nothing of the conversation is in the spans.
+    let all = format!("{:?}", otlp.spans());
+    assert!(!all.contains("list the workspace") && !all.contains("Listed."), "content leaked into spans");
+
+    // Over the WebSocket protocol the request frame's `traceparent` does the same.
+    server.push(Reply::text("Over the socket."));
+    let ws_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let url = gw.base_url.replacen("http://", "ws://", 1);
+    let params = clawline_testkit::ws_client::cli_params(TOKEN, &["operator.admin"]);
+    let (mut c, res) = clawline_testkit::ws_client::Client::connect(&url, &[], params, None).await.unwrap();
+    assert_eq!(res["ok"], true, "{res}");
+    let frame = json!({"type": "req", "id": "w1", "method": "agent", "traceparent": format!("00-{ws_trace}-00f067aa0ba902b7-01"),
+                       "params": {"message": "hello socket", "agentId": "main", "idempotencyKey": "ws-trace-1"}});
+    c.send_text(frame.to_string()).await.unwrap();
+    let accepted = c.response("w1", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(accepted["ok"], true, "{accepted}");
+    let done = c.response("w1", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(done["payload"]["status"], "ok", "{done}");
+    let turns = otlp.wait_spans("invoke_agent main", 2, Duration::from_secs(10)).await;
+    let ws_turn = turns.iter().find(|s| s.trace_id == ws_trace).expect("the socket turn joined the frame's trace");
+    assert_eq!(ws_turn.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(ws_turn.attr("clawline.channel"), Some(&json!("ws")));
+}
+
+/// A collector that is down costs the gateway nothing: the turn answers, the spans are lost.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_refuses_does_not_hold_up_turns() {
+    use clawline_testkit::otlp_server::OtlpServer;
+
+    let otlp = OtlpServer::start().await;
+    otlp.fail_next(503);
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.set_fallback(Reply::text("fine"));
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "diagnostics: {{ otel: {{ enabled: true, endpoint: \"{}\", flushIntervalMs: 50 }} }},",
+        otlp.endpoint()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    let gw = spawn(dir.path()).await;
+    assert_eq!(complete(&gw.base_url, "one").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(complete(&gw.base_url, "two").await.status(), 200);
+    let turns = otlp.wait_spans("invoke_agent main", 1, Duration::from_secs(10)).await;
+    assert_eq!(turns.len(), 1, "the first turn's batch was refused and not retried");
+    assert!(gw.lines().iter().any(|l| l.contains("the collector refused spans")), "{:?}", gw.lines());
+}

@@ -6,6 +6,8 @@
 //!   written by a thread of its own so no run waits on it.
 //! - [`usage`]: the report `clawline usage` prints, read from that file.
 //! - [`process`]: this process's resident memory and CPU time, from `/proc`.
+//! - [`trace`]: W3C trace context and finished spans; [`otlp`]: their OTLP/HTTP JSON encoding
+//!   and (feature `otel`) the exporter.
 //!
 //! Nothing here decides anything: budgets, limits and alerts live with the code they protect,
 //! and read these numbers. Nothing here holds message text, tool arguments or secrets: only
@@ -14,7 +16,9 @@
 pub mod exposition;
 pub mod journal;
 pub mod metrics;
+pub mod otlp;
 pub mod process;
+pub mod trace;
 pub mod usage;
 
 mod error;

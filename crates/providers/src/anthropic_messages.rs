@@ -399,7 +399,8 @@ pub(crate) async fn call(
         .post(endpoint(&settings.base_url))
         .header("anthropic-version", VERSION)
         .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&request_body(req));
+        .json(&request_body(req))
+        .headers(crate::http_util::trace_headers(req));
     match (key, settings.bearer) {
         // OAuth access tokens and setup tokens go as a bearer token, with the OAuth beta flag.
         (Some(k), true) => builder = builder.bearer_auth(k).header("anthropic-beta", OAUTH_BETA),

@@ -723,7 +723,8 @@ pub(crate) async fn call(
     let mut builder = http
         .post(endpoint(&settings.base_url, &req.model))
         .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&request_body(req));
+        .json(&request_body(req))
+        .headers(crate::http_util::trace_headers(req));
     match (key, settings.bearer) {
         // An OAuth access token (a Google sign-in) instead of an API key.
         (Some(k), true) => builder = builder.bearer_auth(k),

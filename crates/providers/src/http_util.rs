@@ -21,6 +21,15 @@ pub fn build_http_client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// Parses `retry-after-ms` or `retry-after` (seconds or an HTTP date).
+/// The W3C `traceparent` header for a model request that carries one.
+pub(crate) fn trace_headers(req: &crate::ModelRequest) -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(v) = req.traceparent.as_deref().and_then(|t| reqwest::header::HeaderValue::from_str(t).ok()) {
+        h.insert("traceparent", v);
+    }
+    h
+}
+
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     if let Some(ms) =
         headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())

@@ -540,7 +540,8 @@ pub(crate) async fn call(
     let builder = http
         .post(endpoint(&settings.base_url))
         .header(reqwest::header::ACCEPT, "application/x-ndjson")
-        .json(&request_body(req));
+        .json(&request_body(req))
+        .headers(crate::http_util::trace_headers(req));
     let (resp, idle) =
         crate::http_util::send_model_request(with_auth(builder, settings), settings, key, |status, body| {
             error_from(provider, Some(status), body, key, &req.model)

@@ -739,7 +739,8 @@ pub(crate) async fn call(
     let mut builder = http
         .post(endpoint(&settings.base_url))
         .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&request_body(req));
+        .json(&request_body(req))
+        .headers(crate::http_util::trace_headers(req));
     if let Some(k) = key {
         builder = builder.bearer_auth(k);
         // A ChatGPT sign-in (Codex): the backend wants the account the token belongs to.

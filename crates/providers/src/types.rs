@@ -27,6 +27,8 @@ pub struct ModelRequest {
     /// Ask the model to think first, with at most this many tokens of reasoning (`None`: the
     /// provider's default, which for most models is no visible reasoning).
     pub thinking_budget: Option<u32>,
+    /// The W3C `traceparent` of this call's span, sent as a header (not part of the body).
+    pub traceparent: Option<String>,
 }
 
 /// Output as it arrives. The finished message is returned separately when the call ends.

@@ -53,6 +53,7 @@ pub mod model_server;
 pub mod oauth_server;
 pub mod ollama_server;
 pub mod openai_responses_server;
+pub mod otlp_server;
 pub mod prometheus_text;
 pub mod slack_server;
 pub mod sse_client;

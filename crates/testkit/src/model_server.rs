@@ -217,6 +217,12 @@ impl ModelServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind model server");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
+            // Without TCP_NODELAY a streamed answer's later chunks wait for the client's
+            // delayed ACK (40 ms on Linux): a real API's edge does not do that to its callers.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         ModelServer { addr, inner, task }

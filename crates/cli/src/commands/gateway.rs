@@ -67,6 +67,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
 
     let runtime =
         Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
+    start_trace_export(&config, &runtime);
     runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
     let refresher = setup::oauth_refresher(&config, &assembled.store, setup::master_key(paths)?);
     refresher.refresh_due().await;
@@ -170,6 +171,32 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     runtime.observer().flush().await;
     tracing::info!("gateway stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the OpenTelemetry exporter when `diagnostics.otel` asks for it (and this build has it).
+#[cfg(feature = "otel")]
+fn start_trace_export(config: &clawline_core::config::Config, runtime: &Runtime) {
+    let Some(o) = &config.otel else { return };
+    let settings = clawline_observe::otlp::ExporterSettings {
+        traces_url: o.traces_url.clone(),
+        headers: o.headers.clone(),
+        service_name: o.service_name.clone(),
+        flush_interval: std::time::Duration::from_millis(o.flush_interval_ms),
+        sample_rate: o.sample_rate,
+    };
+    let exporter = clawline_observe::otlp::Exporter::start(settings, runtime.http_client());
+    runtime.observer().set_span_sink(exporter);
+    tracing::info!(url = %o.traces_url, "exporting traces over OTLP/HTTP");
+}
+
+#[cfg(not(feature = "otel"))]
+fn start_trace_export(config: &clawline_core::config::Config, _runtime: &Runtime) {
+    if config.otel.is_some() {
+        tracing::warn!(
+            "diagnostics.otel is on, but this clawline was built without OpenTelemetry export; \
+             rebuild with `cargo build --release --features otel`"
+        );
+    }
 }
 
 /// Picks up profiles that `clawline auth add|remove` changed while the gateway runs (checked

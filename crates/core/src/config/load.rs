@@ -52,7 +52,6 @@ const OPENCLAW_SECTIONS: &[&str] = &[
     "commands",
     "cron",
     "desktop",
-    "diagnostics",
     "discovery",
     "env",
     "hooks",

@@ -25,6 +25,6 @@ pub use load::{LoadContext, Loaded, StoredSecret, load, secret_paths};
 pub use resolve::{
     AgentSettings, ApiKind, AuthMode, AwsCredentials, BudgetSettings, Config, DEFAULT_AGENT_ID, DEFAULT_DAILY_COST_USD,
     DEFAULT_DAILY_TOKENS, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT, DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings,
-    HookSettings, LogSettings, LoopDetection, ModelRef, ProviderSettings, RateLimitSettings, ToolSettings,
-    provider_key_var,
+    HookSettings, LogSettings, LoopDetection, ModelRef, OtelSettings, ProviderSettings, RateLimitSettings,
+    ToolSettings, provider_key_var,
 };

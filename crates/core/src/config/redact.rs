@@ -1,7 +1,7 @@
 //! Hiding the secrets written in a config file, and putting them back.
 //!
 //! Secrets live at known key paths (the gateway token and password, the hooks token, every
-//! provider's `apiKey` and header values). A secret written literally is hidden; a reference (`"${VAR}"`,
+//! provider's `apiKey` and header values, the OpenTelemetry export's header values). A secret written literally is hidden; a reference (`"${VAR}"`,
 //! `{source, id}`) is not a secret and is shown. Redacting the *text* keeps comments and layout,
 //! so a client can edit the redacted text and send it back: [`restore_text`] then puts the real
 //! values back wherever the marker still stands, so a round trip never loses a secret and never
@@ -31,6 +31,9 @@ pub fn secret_paths_in(tree: &Node) -> Vec<Segments> {
                 out.extend(headers.iter().map(|(h, _)| segs(&["models", "providers", &id.name, "headers", &h.name])));
             }
         }
+    }
+    if let Some(Value::Object(headers)) = tree.at_path("diagnostics.otel.headers").map(|n| &n.value) {
+        out.extend(headers.iter().map(|(h, _)| segs(&["diagnostics", "otel", "headers", &h.name])));
     }
     out
 }

@@ -219,6 +219,16 @@ pub struct AgentSettings {
     pub budget: BudgetSettings,
 }
 
+/// Where spans are exported (`diagnostics.otel`, on and with traces).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelSettings {
+    pub traces_url: String,
+    pub headers: Vec<(String, String)>,
+    pub service_name: String,
+    pub sample_rate: f64,
+    pub flush_interval_ms: u64,
+}
+
 /// An agent's daily limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct BudgetSettings {
@@ -284,6 +294,8 @@ pub struct Config {
     pub channels: super::channels::ChannelSettings,
     /// The state directory the config was loaded for.
     pub state_dir: PathBuf,
+    /// `None` unless OpenTelemetry export is on.
+    pub otel: Option<OtelSettings>,
 }
 
 impl Config {
@@ -420,6 +432,7 @@ impl Resolver<'_> {
         };
         let hooks = self.hooks(&file.hooks, &gateway, &mut issues);
         let memory = self.memory(&file.memory.search, &providers, &mut issues);
+        let otel = self.otel(&file.diagnostics, &mut issues);
         let agent_ids: Vec<String> = agents.keys().cloned().collect();
         let mut channels = self.channels(&file.channels, &file.bindings, &file.session, &agent_ids, &mut issues);
         if !gateway.control_ui_enabled {
@@ -430,6 +443,7 @@ impl Resolver<'_> {
         }
         let state_dir = self.state_dir.to_path_buf();
         Ok(Config {
+            otel,
             file,
             gateway,
             agents,
@@ -916,6 +930,71 @@ impl Resolver<'_> {
             return None;
         }
         Some(r)
+    }
+
+    fn otel(&self, d: &DiagnosticsFile, issues: &mut Vec<Issue>) -> Option<OtelSettings> {
+        let o = &d.otel;
+        if o.capture_content == Some(true) {
+            issues.push(issue(
+                "diagnostics.otel.captureContent",
+                "clawline never exports message or tool content".to_string(),
+                Some("remove the key (spans carry names, counts, timings and outcomes)".into()),
+            ));
+        }
+        if let Some(p) = o.protocol.as_deref()
+            && p != "http/json"
+            && p != "http/protobuf"
+        {
+            issues.push(issue(
+                "diagnostics.otel.protocol",
+                format!("unknown protocol `{p}`"),
+                Some("use \"http/json\" (or OpenClaw's \"http/protobuf\"; clawline sends JSON either way)".into()),
+            ));
+        }
+        let rate = o.sample_rate.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&rate) {
+            issues.push(issue(
+                "diagnostics.otel.sampleRate",
+                format!("{rate} is not a fraction"),
+                Some("use 0 to 1".into()),
+            ));
+        }
+        let flush = o.flush_interval_ms.unwrap_or(5000);
+        check_range("diagnostics.otel.flushIntervalMs", flush, 10, 600_000, issues);
+        if d.enabled == Some(false) || o.enabled != Some(true) || o.traces == Some(false) {
+            return None;
+        }
+        let (url, key) = match (&o.traces_endpoint, (self.env)("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), &o.endpoint) {
+            (Some(t), _, _) => (t.clone(), "diagnostics.otel.tracesEndpoint"),
+            (None, Some(t), _) => (t, "diagnostics.otel.tracesEndpoint"),
+            (None, None, Some(e)) => (format!("{}/v1/traces", e.trim_end_matches('/')), "diagnostics.otel.endpoint"),
+            (None, None, None) => match (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(e) => (format!("{}/v1/traces", e.trim_end_matches('/')), "diagnostics.otel.endpoint"),
+                None => {
+                    issues.push(issue(
+                        "diagnostics.otel.endpoint",
+                        "OpenTelemetry export is on but no collector is named".to_string(),
+                        Some("set diagnostics.otel.endpoint, e.g. \"http://127.0.0.1:4318\", or OTEL_EXPORTER_OTLP_ENDPOINT".into()),
+                    ));
+                    return None;
+                }
+            },
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            issues.push(issue(
+                key,
+                format!("`{url}` is not an http(s) URL"),
+                Some("e.g. \"http://127.0.0.1:4318\"".into()),
+            ));
+            return None;
+        }
+        Some(OtelSettings {
+            traces_url: url,
+            headers: o.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            service_name: o.service_name.clone().unwrap_or_else(|| "clawline".into()),
+            sample_rate: rate,
+            flush_interval_ms: flush,
+        })
     }
 
     fn agents(

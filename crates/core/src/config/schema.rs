@@ -45,9 +45,62 @@ pub struct ConfigFile {
     /// How conversations map to sessions.
     #[serde(default)]
     pub session: super::channels::SessionFile,
+    #[serde(default)]
+    pub diagnostics: DiagnosticsFile,
 }
 
 /// `memory.*`: long-term memory.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DiagnosticsFile {
+    /// OpenClaw's master switch; `false` turns the OpenTelemetry export off too.
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub otel: OtelFile,
+}
+
+/// `diagnostics.otel.*`: OpenTelemetry export over OTLP/HTTP (OpenClaw's keys). clawline
+/// exports traces (metrics are scraped from `/metrics`), in OTLP's JSON encoding.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OtelFile {
+    /// Default false.
+    pub enabled: Option<bool>,
+    /// The collector, e.g. `http://127.0.0.1:4318` (traces go to `<endpoint>/v1/traces`);
+    /// default `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// The full traces URL; overrides `endpoint` (default `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    pub traces_endpoint: Option<String>,
+    /// Accepted for OpenClaw's files; not used (metrics are scraped from `/metrics`).
+    pub metrics_endpoint: Option<String>,
+    /// Accepted for OpenClaw's files; not used yet.
+    pub logs_endpoint: Option<String>,
+    /// `http/json` (what clawline sends) or `http/protobuf` (OpenClaw's value: the same
+    /// collector endpoint accepts both encodings, and clawline sends JSON).
+    pub protocol: Option<String>,
+    /// Extra request headers, e.g. a tenant's auth token (use `${ENV}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `service.name` (default `clawline`).
+    pub service_name: Option<String>,
+    /// Accepted for OpenClaw's files; not used.
+    pub metric_name_prefix: Option<String>,
+    /// Default true when export is on.
+    pub traces: Option<bool>,
+    /// Accepted; not exported yet.
+    pub metrics: Option<bool>,
+    /// Accepted; not exported yet.
+    pub logs: Option<bool>,
+    /// Accepted for OpenClaw's files; not used.
+    pub logs_exporter: Option<String>,
+    /// Fraction of traces kept, 0 to 1 (default 1).
+    pub sample_rate: Option<f64>,
+    /// How often spans are sent, in milliseconds (default 5000).
+    pub flush_interval_ms: Option<u64>,
+    /// Must stay false: clawline never exports message content.
+    pub capture_content: Option<bool>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MemoryFile {

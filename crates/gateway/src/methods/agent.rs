@@ -159,6 +159,7 @@ async fn agent(ctx: Ctx, p: Value) -> Reply {
         run_id: Some(p.idempotency_key.clone()),
         extra_system: p.extra_system_prompt,
         channel: Some("ws".into()),
+        traceparent: ctx.traceparent.clone(),
         ..Default::default()
     };
     let (run_id, tracked) = match start_for_protocol(state, req).await? {

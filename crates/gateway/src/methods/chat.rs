@@ -152,6 +152,7 @@ async fn send(ctx: Ctx, p: Value) -> Reply {
         idempotency_key: Some(p.idempotency_key.clone()),
         run_id: Some(p.idempotency_key),
         channel: Some("ws".into()),
+        traceparent: ctx.traceparent.clone(),
         ..Default::default()
     };
     match start_for_protocol(&ctx.state, req).await? {

@@ -60,6 +60,8 @@ pub struct Ctx {
     pub conn: Arc<Conn>,
     /// The request id (for methods that answer more than once).
     pub id: String,
+    /// The request frame's `traceparent`.
+    pub traceparent: Option<String>,
     after: Arc<std::sync::Mutex<Vec<AfterResponse>>>,
 }
 
@@ -167,7 +169,7 @@ const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 
 /// Answers one request: checks, then the handler.
 pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
-    let Request { id, method, params } = req;
+    let Request { id, method, params, traceparent } = req;
     // `health` is for everyone who got in; everything else is for operators. A client that
     // keeps calling what its role may not is closed.
     if method != "health" && conn.role != Role::Operator {
@@ -180,7 +182,7 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     }
     conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
     let after = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let reply = check_and_run(state, conn.clone(), &id, &method, params, after.clone()).await;
+    let reply = check_and_run(state, conn.clone(), (&id, traceparent), &method, params, after.clone()).await;
     let hooks: Vec<AfterResponse> = std::mem::take(&mut *after.lock().unwrap_or_else(|p| p.into_inner()));
     match reply {
         Ok(v) => {
@@ -201,7 +203,7 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
 async fn check_and_run(
     state: Arc<AppState>,
     conn: Arc<Conn>,
-    id: &str,
+    (id, traceparent): (&str, Option<String>),
     name: &str,
     params: Value,
     after: Arc<std::sync::Mutex<Vec<AfterResponse>>>,
@@ -235,7 +237,7 @@ async fn check_and_run(
     if let Err(why) = schema::validate(&m.params, &for_check) {
         return Err(RpcError::invalid_params(name, &why));
     }
-    (m.run)(Ctx { state, conn, id: id.to_string(), after }, for_check).await
+    (m.run)(Ctx { state, conn, id: id.to_string(), traceparent, after }, for_check).await
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Request {
     pub method: String,
     /// `Value::Null` when the frame had no `params` (methods treat that like `{}`).
     pub params: Value,
+    /// The frame's W3C `traceparent`, if it carried one: runs the request starts join that trace.
+    pub traceparent: Option<String>,
 }
 
 /// Why a text message was not a request.
@@ -56,7 +58,8 @@ pub fn parse_request(text: &str) -> Result<Request, FrameError> {
     }
     let method = value.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
     let params = value.get_mut("params").map(Value::take).unwrap_or(Value::Null);
-    Ok(Request { id: id.unwrap_or_default(), method, params })
+    let traceparent = value.get("traceparent").and_then(Value::as_str).map(str::to_string);
+    Ok(Request { id: id.unwrap_or_default(), method, params, traceparent })
 }
 
 #[derive(Serialize)]
@@ -151,6 +154,10 @@ mod tests {
     fn parses_requests_and_words_frame_errors() {
         let r = parse_request(r#"{"type":"req","id":"1:a","method":"health"}"#).unwrap();
         assert_eq!((r.id.as_str(), r.method.as_str(), &r.params), ("1:a", "health", &Value::Null));
+        assert_eq!(r.traceparent, None);
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let r = parse_request(&format!(r#"{{"type":"req","id":"t","method":"agent","traceparent":"{tp}"}}"#)).unwrap();
+        assert_eq!(r.traceparent.as_deref(), Some(tp));
         let r =
             parse_request(r#"{"type":"req","id":"c1","method":"chat.history","params":{"sessionKey":"k"}}"#).unwrap();
         assert_eq!(r.params, json!({"sessionKey": "k"}));

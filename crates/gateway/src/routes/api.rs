@@ -48,6 +48,7 @@ fn to_sse(e: RunEvent) -> Result<Event, Infallible> {
 /// `POST /api/chat`.
 pub async fn chat(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     JsonBody(turn): JsonBody<ChatTurn>,
 ) -> Result<Response, ApiError> {
     let req = TurnRequest {
@@ -56,6 +57,7 @@ pub async fn chat(
         message: turn.message,
         idempotency_key: turn.idempotency_key,
         channel: Some("api".into()),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()).map(String::from),
         ..Default::default()
     };
     match state.runtime.start_turn(req).await? {

@@ -185,6 +185,7 @@ fn turn_request(state: &AppState, headers: &HeaderMap, req: &ChatRequest) -> Res
         // An HTTP caller waits for a busy session as long as it stays connected.
         lane_wait: None,
         channel: Some("openai".into()),
+        traceparent: header(headers, &["traceparent"]).map(String::from),
     })
 }
 

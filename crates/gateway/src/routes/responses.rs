@@ -180,6 +180,7 @@ async fn turn_request(state: &AppState, headers: &HeaderMap, req: &ResponsesRequ
         // An HTTP caller waits for a busy session as long as it stays connected.
         lane_wait: None,
         channel: Some("responses".into()),
+        traceparent: header(headers, &["traceparent"]).map(String::from),
     })
 }
 

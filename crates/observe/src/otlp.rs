@@ -1,0 +1,203 @@
+//! Spans in OTLP/HTTP's JSON encoding (the protobuf JSON mapping: ids as lowercase hex,
+//! 64-bit integers and nanosecond times as decimal strings, enums as numbers), and, with the
+//! `otel` feature, the exporter that posts them to a collector's `/v1/traces`.
+//!
+//! The exporter is a bounded queue and one task: spans are batched (up to [`BATCH`] or every
+//! flush interval) and posted; when the collector is down or slow, spans beyond the queue are
+//! dropped and counted, and a failed post is logged, never retried in a loop. It must never
+//! hold up a run.
+
+use serde_json::{Value, json};
+
+use crate::trace::{Attr, Span};
+
+/// Spans per request at most.
+pub const BATCH: usize = 512;
+
+fn attr_json(key: &str, v: &Attr) -> Value {
+    let value = match v {
+        Attr::Str(s) => json!({"stringValue": s}),
+        Attr::Int(i) => json!({"intValue": i.to_string()}),
+        Attr::Double(d) => json!({"doubleValue": d}),
+        Attr::Bool(b) => json!({"boolValue": b}),
+    };
+    json!({"key": key, "value": value})
+}
+
+fn span_json(s: &Span) -> Value {
+    let mut v = json!({
+        "traceId": s.context.trace_hex(),
+        "spanId": s.context.span_hex(),
+        "name": s.name,
+        "kind": s.kind as i32,
+        "startTimeUnixNano": s.start_unix_nanos.to_string(),
+        "endTimeUnixNano": s.end_unix_nanos.max(s.start_unix_nanos).to_string(),
+        "attributes": s.attributes.iter().map(|(k, a)| attr_json(k, a)).collect::<Vec<_>>(),
+        "status": match &s.error {
+            None => json!({"code": 1}),
+            Some(m) => json!({"code": 2, "message": m}),
+        },
+    });
+    if let Some(p) = s.parent_span_id {
+        v["parentSpanId"] = json!(p.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    }
+    v
+}
+
+/// One `ExportTraceServiceRequest` for `spans`, from `service_name`.
+pub fn traces_request(service_name: &str, spans: &[Span]) -> Value {
+    json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [
+                attr_json("service.name", &Attr::Str(service_name.to_string())),
+                attr_json("service.version", &Attr::Str(env!("CARGO_PKG_VERSION").to_string())),
+            ]},
+            "scopeSpans": [{
+                "scope": {"name": "clawline", "version": env!("CARGO_PKG_VERSION")},
+                "spans": spans.iter().map(span_json).collect::<Vec<_>>(),
+            }],
+        }],
+    })
+}
+
+#[cfg(feature = "otel")]
+pub use exporter::{Exporter, ExporterSettings};
+
+#[cfg(feature = "otel")]
+mod exporter {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::{BATCH, traces_request};
+    use crate::trace::{Span, SpanSink};
+
+    /// Where and how to export.
+    #[derive(Debug, Clone)]
+    pub struct ExporterSettings {
+        /// The full traces URL (`<endpoint>/v1/traces`, or `tracesEndpoint` as given).
+        pub traces_url: String,
+        pub headers: Vec<(String, String)>,
+        pub service_name: String,
+        pub flush_interval: Duration,
+        /// Fraction of traces kept (by trace id, so a trace is kept or dropped whole).
+        pub sample_rate: f64,
+    }
+
+    /// The exporter's handle: cheap, non-blocking.
+    pub struct Exporter {
+        tx: mpsc::Sender<Span>,
+        dropped: Arc<AtomicU64>,
+        sample_below: u64,
+    }
+
+    impl Exporter {
+        /// Starts the exporting task on the current Tokio runtime.
+        pub fn start(settings: ExporterSettings, http: reqwest::Client) -> Arc<Exporter> {
+            let (tx, rx) = mpsc::channel(4 * BATCH);
+            let rate = settings.sample_rate.clamp(0.0, 1.0);
+            let sample_below = if rate >= 1.0 { u64::MAX } else { (rate * u64::MAX as f64) as u64 };
+            tokio::spawn(run(settings, http, rx));
+            Arc::new(Exporter { tx, dropped: Arc::default(), sample_below })
+        }
+
+        /// Spans dropped because the queue was full.
+        pub fn dropped(&self) -> u64 {
+            self.dropped.load(Ordering::Relaxed)
+        }
+    }
+
+    impl SpanSink for Exporter {
+        fn export(&self, span: Span) {
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&span.context.trace_id[8..]);
+            if u64::from_be_bytes(head) > self.sample_below {
+                return;
+            }
+            if self.tx.try_send(span).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("the OpenTelemetry exporter fell behind; spans are being dropped");
+            }
+        }
+    }
+
+    async fn post(settings: &ExporterSettings, http: &reqwest::Client, batch: &[Span]) {
+        let body = traces_request(&settings.service_name, batch);
+        let mut req = http.post(&settings.traces_url).json(&body).timeout(Duration::from_secs(10));
+        for (k, v) in &settings.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                let status = r.status();
+                let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+                tracing::warn!(url = %settings.traces_url, %status, body = %text, spans = batch.len(), "the collector refused spans");
+            }
+            Err(e) => {
+                tracing::warn!(url = %settings.traces_url, error = %e, spans = batch.len(), "could not export spans")
+            }
+        }
+    }
+
+    async fn run(settings: ExporterSettings, http: reqwest::Client, mut rx: mpsc::Receiver<Span>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut tick = tokio::time::interval(settings.flush_interval.max(Duration::from_millis(10)));
+        loop {
+            tokio::select! {
+                span = rx.recv() => match span {
+                    Some(s) => {
+                        batch.push(s);
+                        if batch.len() >= BATCH {
+                            post(&settings, &http, &batch).await;
+                            batch.clear();
+                        }
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if !batch.is_empty() {
+                        post(&settings, &http, &batch).await;
+                        batch.clear();
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            post(&settings, &http, &batch).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{SpanKind, TraceContext};
+
+    #[test]
+    fn encodes_the_json_mapping() {
+        let root = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let child = root.child();
+        let span = Span {
+            context: child,
+            parent_span_id: Some(root.span_id),
+            name: "chat m".into(),
+            kind: SpanKind::Client,
+            start_unix_nanos: 1_700_000_000_000_000_000,
+            end_unix_nanos: 1_700_000_000_500_000_000,
+            attributes: vec![("gen_ai.usage.input_tokens", Attr::Int(12)), ("ok", Attr::Bool(true))],
+            error: Some("rate_limited".into()),
+        };
+        let v = traces_request("clawline", &[span]);
+        let s = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(s["parentSpanId"], "00f067aa0ba902b7");
+        assert_eq!(s["spanId"].as_str().map(str::len), Some(16));
+        assert_eq!(s["kind"], 3);
+        assert_eq!(s["startTimeUnixNano"], "1700000000000000000");
+        assert_eq!(s["attributes"][0], json!({"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}}));
+        assert_eq!(s["status"], json!({"code": 2, "message": "rate_limited"}));
+        assert_eq!(v["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"], "clawline");
+    }
+}
