@@ -16,7 +16,7 @@ use clawline_core::config::{BudgetSettings, LoopDetection};
 use clawline_core::message::{AssistantMessage, ContentBlock, Message, StopReason, ToolResultMessage, Usage};
 use clawline_core::transcript::NewRecord;
 use clawline_observe::trace::{Attr, Span, SpanKind, TraceContext, now_unix_nanos};
-use clawline_observe::{ModelCallRow, Record, RunRow, ToolCallRow, metrics};
+use clawline_observe::{AuditRow, ModelCallRow, Record, RunRow, ToolCallRow, metrics};
 use clawline_providers::{ModelRequest, Router, StreamEvent};
 use clawline_store::{RunStatus, Store, UsageDelta};
 use serde_json::json;
@@ -364,6 +364,13 @@ impl RunParams {
                 state.tool_calls += 1;
                 let is_error = out.is_error;
                 self.observe_tool(name, started_ms, started.elapsed(), if is_error { "error" } else { "ok" }).await;
+                if name == "exec" {
+                    // Every command the agent ran (or tried to) is in the audit log.
+                    let command = arguments.get("command").and_then(serde_json::Value::as_str).unwrap_or_default();
+                    let actor = format!("agent:{}", self.agent_id);
+                    let row = AuditRow::now(actor, "tool.exec", command, if is_error { "error" } else { "ok" });
+                    self.observer.record(Record::Audit(row.detail(format!("run {}", self.run_id)))).await;
+                }
                 self.emit(RunEvent::ToolEnd {
                     id: id.clone(),
                     name: name.clone(),

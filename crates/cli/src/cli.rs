@@ -93,6 +93,23 @@ pub enum Command {
     /// Costs come from the prices in the config (`models.providers.<id>.models[].cost`, or the
     /// built-in catalog); a model without prices counts tokens only.
     Usage(UsageArgs),
+
+    /// The audit log: config changes, pairing and device decisions, credential and token
+    /// changes, and every command the agent's `exec` ran, newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only this far back (`24h`, `7d`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 //! Errors reach the user as one clear message with what to do next; `anyhow` is used only here,
 //! at the edge.
 
+mod audit_log;
 mod cli;
 mod client;
 mod commands;

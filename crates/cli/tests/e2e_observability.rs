@@ -283,3 +283,68 @@ async fn a_collector_that_refuses_does_not_hold_up_turns() {
     assert_eq!(turns.len(), 1, "the first turn's batch was refused and not retried");
     assert!(gw.lines().iter().any(|l| l.contains("the collector refused spans")), "{:?}", gw.lines());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileged_actions_are_in_the_audit_log() {
+    use clawline_testkit::model_server::ToolCall;
+
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.push(Reply::Tools {
+        text: None,
+        calls: vec![ToolCall::new("c1", "exec", json!({"command": "echo audited"}))],
+    });
+    server.push(Reply::text("Ran it."));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &server, Api::OpenAi, "");
+    let gw = spawn(dir.path()).await;
+
+    // The agent's exec run.
+    assert_eq!(complete(&gw.base_url, "run echo").await.status(), 200);
+    // A refused device approval over the protocol.
+    let url = gw.base_url.replacen("http://", "ws://", 1);
+    let params = clawline_testkit::ws_client::cli_params(TOKEN, &["operator.admin"]);
+    let (mut c, res) = clawline_testkit::ws_client::Client::connect(&url, &[], params, None).await.unwrap();
+    assert_eq!(res["ok"], true, "{res}");
+    let refused = c.request("device.pair.approve", json!({"requestId": "no-such-request"})).await.unwrap();
+    assert_eq!(refused["ok"], false, "{refused}");
+    // A CLI command that stores a secret (its value never reaches the log).
+    let out = cli_env(
+        dir.path(),
+        &["secrets", "set", "tg-bot", "--from-env", "SECRET_VALUE"],
+        &[("SECRET_VALUE", "s3cr3t-value-xyz")],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut rows = Value::Null;
+    for _ in 0..50 {
+        let out = cli(dir.path(), &["audit", "--json"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        rows = serde_json::from_str(&stdout(&out)).unwrap();
+        if rows.as_array().map_or(0, Vec::len) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = rows.as_array().unwrap().clone();
+    let find = |action: &str| {
+        rows.iter().find(|r| r["action"] == action).cloned().unwrap_or_else(|| panic!("{action}: {rows:#?}"))
+    };
+    let exec = find("tool.exec");
+    assert_eq!(exec["actor"], "agent:main");
+    assert_eq!(exec["target"], "echo audited");
+    assert_eq!(exec["outcome"], "ok");
+    let approve = find("device.pair.approve");
+    assert_eq!(approve["target"], "requestId=no-such-request");
+    assert!(approve["actor"].as_str().unwrap_or_default().starts_with("ws:cli"), "{approve}");
+    assert_ne!(approve["outcome"], "ok");
+    let secret = find("secrets.set");
+    assert_eq!(
+        (secret["actor"].as_str(), secret["target"].as_str(), secret["outcome"].as_str()),
+        (Some("cli"), Some("tg-bot"), Some("ok"))
+    );
+    let all = serde_json::to_string(&rows).unwrap();
+    assert!(!all.contains("s3cr3t-value-xyz") && !all.contains(TOKEN));
+    let text = stdout(&cli(dir.path(), &["audit"]).await);
+    assert!(text.contains("tool.exec") && text.contains("agent:main echo audited (run "), "{text}");
+}

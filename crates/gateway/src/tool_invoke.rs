@@ -127,7 +127,17 @@ pub async fn run(
     };
     let call = async {
         tracing::info!(tool = name, agent = id, caller, "tool invoked directly");
+        let command = args.get("command").and_then(Value::as_str).unwrap_or_default().to_string();
         let out = tools::call(name, &Value::Object(args), &ctx).await;
+        if name == "exec" {
+            let row = clawline_observe::AuditRow::now(
+                caller,
+                "tool.exec",
+                &command,
+                if out.is_error { "error" } else { "ok" },
+            );
+            state.runtime.observer().record(clawline_observe::Record::Audit(row.detail(format!("agent {id}")))).await;
+        }
         Outcome { text: out.text, is_error: out.is_error }
     };
     let Some(slot) = slot else { return Ok(call.await) };

@@ -1,4 +1,5 @@
-//! `<state>/observability.sqlite`: one row per run, model call and tool call.
+//! `<state>/observability.sqlite`: one row per run, model call and tool call, and the audit
+//! log of privileged actions.
 //!
 //! Rows are handed to a writer thread through a bounded queue and written in batches, one
 //! transaction per batch, so a run never waits on this file. The file is diagnostics, not the
@@ -6,8 +7,10 @@
 //! than [`QUEUE`] rows, new rows are dropped and counted rather than slowing the runs down.
 //! [`Journal::flush`] waits until everything handed over so far is on disk (shutdown, tests).
 //!
-//! It must never hold message text, tool arguments or secrets: names, counts, timings and
-//! outcome classes only. The file is created readable by its owner alone.
+//! It must never hold message text or secrets: names, counts, timings and outcome classes,
+//! plus, in the audit log, what a privileged action acted on (a device id, a pairing code, the
+//! command line of an `exec` run, cut at 300 characters). The file is created readable by its
+//! owner alone.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +28,7 @@ pub const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 /// Rows older than this are deleted when the file is opened.
 const RETENTION_MS: i64 = 400 * 24 * 3600 * 1000;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -72,6 +75,16 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tool_calls_started ON tool_calls(started_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at_ms);
 ";
 
 /// How one run ended, written when it ends.
@@ -126,12 +139,54 @@ pub struct ToolCallRow {
     pub outcome: String,
 }
 
+/// One privileged action: a config change, a pairing or device decision, a credential or
+/// token change, an `exec` run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRow {
+    pub at_ms: i64,
+    /// Who: `cli`, `ws:<client>` (with its device id when it has one), `http`, `agent:<id>`.
+    pub actor: String,
+    /// What: the RPC method or CLI command (`config.set`, `pairing.approve`, `tool.exec`, …).
+    pub action: String,
+    /// What it acted on (a device or request id, `channel code`, the command line), if anything.
+    pub target: String,
+    /// `ok`, or why it was refused or failed.
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl AuditRow {
+    /// A row stamped now; `target` is cut at 300 characters.
+    pub fn now(actor: impl Into<String>, action: impl Into<String>, target: &str, outcome: impl Into<String>) -> Self {
+        let mut cut: String = target.chars().take(300).collect();
+        if cut.len() < target.len() {
+            cut.push('…');
+        }
+        let target = cut;
+        AuditRow {
+            at_ms: now_ms(),
+            actor: actor.into(),
+            action: action.into(),
+            target,
+            outcome: outcome.into(),
+            detail: String::new(),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
 /// A row for the journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Run(RunRow),
     ModelCall(ModelCallRow),
     ToolCall(ToolCallRow),
+    Audit(AuditRow),
 }
 
 type QueryJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -191,6 +246,7 @@ fn open_for_writing(path: &Path) -> Result<Connection, ObserveError> {
     for table in ["runs", "model_calls", "tool_calls"] {
         conn.execute(&format!("DELETE FROM {table} WHERE started_ms < ?1"), [cutoff]).map_err(sqlite(path))?;
     }
+    conn.execute("DELETE FROM audit WHERE at_ms < ?1", [cutoff]).map_err(sqlite(path))?;
     Ok(conn)
 }
 
@@ -258,6 +314,12 @@ fn write(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![t.run_id, t.agent, t.tool, t.started_ms, t.duration_ms as i64, t.outcome])
+            .map(|_| ()),
+        Record::Audit(a) => conn
+            .prepare_cached(
+                "INSERT INTO audit (at_ms, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![a.at_ms, a.actor, a.action, a.target, a.outcome, a.detail])
             .map(|_| ()),
     }
 }

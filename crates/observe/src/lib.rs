@@ -4,7 +4,8 @@
 //! - [`exposition`]: the Prometheus text format (version 0.0.4) those are written in.
 //! - [`journal`]: `<state>/observability.sqlite`, one row per run, model call and tool call,
 //!   written by a thread of its own so no run waits on it.
-//! - [`usage`]: the report `clawline usage` prints, read from that file.
+//! - [`usage`]: the report `clawline usage` prints, read from that file; [`audit`]: the audit
+//!   log `clawline audit` prints.
 //! - [`process`]: this process's resident memory and CPU time, from `/proc`.
 //! - [`trace`]: W3C trace context and finished spans; [`otlp`]: their OTLP/HTTP JSON encoding
 //!   and (feature `otel`) the exporter.
@@ -13,6 +14,7 @@
 //! and read these numbers. Nothing here holds message text, tool arguments or secrets: only
 //! names, counts, timings and outcomes.
 
+pub mod audit;
 pub mod exposition;
 pub mod journal;
 pub mod metrics;
@@ -24,5 +26,5 @@ pub mod usage;
 mod error;
 
 pub use error::ObserveError;
-pub use journal::{Journal, ModelCallRow, Record, RunRow, ToolCallRow};
+pub use journal::{AuditRow, Journal, ModelCallRow, Record, RunRow, ToolCallRow};
 pub use metrics::Metrics;

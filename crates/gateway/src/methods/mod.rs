@@ -21,6 +21,7 @@
 //! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
 
 mod agent;
+mod audit;
 mod catalog;
 mod channels;
 mod chat;
@@ -182,7 +183,11 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     }
     conn.unauthorized_streak.store(0, std::sync::atomic::Ordering::Release);
     let after = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let reply = check_and_run(state, conn.clone(), (&id, traceparent), &method, params, after.clone()).await;
+    let audited = audit::is_audited(&method).then(|| audit::target(&params));
+    let reply = check_and_run(state.clone(), conn.clone(), (&id, traceparent), &method, params, after.clone()).await;
+    if let Some(target) = audited {
+        audit::record(&state, &conn, &method, &target, &reply).await;
+    }
     let hooks: Vec<AfterResponse> = std::mem::take(&mut *after.lock().unwrap_or_else(|p| p.into_inner()));
     match reply {
         Ok(v) => {
