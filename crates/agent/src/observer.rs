@@ -23,7 +23,11 @@ pub struct Observer {
     journal: OnceCell<Option<Journal>>,
     ledger: Ledger,
     spans: std::sync::OnceLock<Arc<dyn SpanSink>>,
+    scrub: std::sync::OnceLock<Scrubber>,
 }
+
+/// Replaces known secrets in text (the log redactor's list).
+pub type Scrubber = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,6 +44,7 @@ impl Observer {
             journal: OnceCell::new(),
             ledger: Ledger::default(),
             spans: std::sync::OnceLock::new(),
+            scrub: std::sync::OnceLock::new(),
         }
     }
 
@@ -54,6 +59,11 @@ impl Observer {
     /// Sends finished spans to `sink` from now on (an OTLP exporter; set once, at start).
     pub fn set_span_sink(&self, sink: Arc<dyn SpanSink>) {
         let _ = self.spans.set(sink);
+    }
+
+    /// Audit rows pass through `scrub` from now on (set once, at start, with the log redactor).
+    pub fn set_scrubber(&self, scrub: Scrubber) {
+        let _ = self.scrub.set(scrub);
     }
 
     /// Whether spans are exported.
@@ -116,7 +126,13 @@ impl Observer {
     }
 
     /// Hands a row to the store (if it is open) and counts a drop.
-    pub async fn record(&self, r: Record) {
+    pub async fn record(&self, mut r: Record) {
+        if let (Record::Audit(a), Some(scrub)) = (&mut r, self.scrub.get()) {
+            // A command line or an error may hold a key the model or a user typed.
+            a.target = scrub(&a.target);
+            a.outcome = scrub(&a.outcome);
+            a.detail = scrub(&a.detail);
+        }
         if let Some(j) = self.journal().await
             && !j.record(r)
         {

@@ -260,6 +260,13 @@ impl RunParams {
             .await;
     }
 
+    /// An audit row for an `exec` call: every command the agent ran, or tried to.
+    async fn audit_exec(&self, arguments: &serde_json::Value, outcome: &str) {
+        let command = arguments.get("command").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let row = AuditRow::now(format!("agent:{}", self.agent_id), "tool.exec", command, outcome);
+        self.observer.record(Record::Audit(row.detail(format!("run {}", self.run_id)))).await;
+    }
+
     /// Reports one tool call.
     async fn observe_tool(&self, name: &str, started_ms: i64, elapsed: Duration, outcome: &str) {
         let m = self.observer.metrics();
@@ -360,16 +367,16 @@ impl RunParams {
                 }
                 self.emit(RunEvent::ToolStart { id: id.clone(), name: name.clone(), arguments: arguments.clone() });
                 let (started, started_ms) = (Instant::now(), now_ms());
+                if name == "exec" {
+                    // One row before it runs (an abort may cut it off), one when it ends.
+                    self.audit_exec(arguments, "started").await;
+                }
                 let out = tools::call(name, arguments, &self.tool_ctx).await;
                 state.tool_calls += 1;
                 let is_error = out.is_error;
                 self.observe_tool(name, started_ms, started.elapsed(), if is_error { "error" } else { "ok" }).await;
                 if name == "exec" {
-                    // Every command the agent ran (or tried to) is in the audit log.
-                    let command = arguments.get("command").and_then(serde_json::Value::as_str).unwrap_or_default();
-                    let actor = format!("agent:{}", self.agent_id);
-                    let row = AuditRow::now(actor, "tool.exec", command, if is_error { "error" } else { "ok" });
-                    self.observer.record(Record::Audit(row.detail(format!("run {}", self.run_id)))).await;
+                    self.audit_exec(arguments, if is_error { "error" } else { "ok" }).await;
                 }
                 self.emit(RunEvent::ToolEnd {
                     id: id.clone(),

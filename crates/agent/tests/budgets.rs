@@ -45,6 +45,12 @@ fn rows(state: &std::path::Path, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_spent_daily_token_budget_stops_the_next_run_before_any_model_call_even_after_a_restart() {
+    // The day is UTC's; a run across midnight would start a new one halfway through.
+    const DAY: i64 = 24 * 3600 * 1000;
+    let into_day = clawline_store::now_ms().rem_euclid(DAY);
+    if into_day > DAY - 30_000 {
+        tokio::time::sleep(std::time::Duration::from_millis((DAY - into_day + 1000) as u64)).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
     server.set_fallback(Reply::text("fine"));

@@ -276,11 +276,26 @@ async fn a_collector_that_refuses_does_not_hold_up_turns() {
     );
     write_config(dir.path(), &server, Api::OpenAi, &extra);
     let gw = spawn(dir.path()).await;
-    assert_eq!(complete(&gw.base_url, "one").await.status(), 200);
+    let traced = |n: u128, message: &'static str| {
+        http()
+            .post(format!("{}/v1/chat/completions", gw.base_url))
+            .bearer_auth(TOKEN)
+            .header("traceparent", format!("00-{:032x}-00f067aa0ba902b7-01", n + 0xabc0))
+            .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": message}]}))
+            .send()
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(traced(1, "one").await.unwrap().status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(complete(&gw.base_url, "two").await.status(), 200);
-    let turns = otlp.wait_spans("invoke_agent main", 1, Duration::from_secs(10)).await;
-    assert_eq!(turns.len(), 1, "the first turn's batch was refused and not retried");
+    assert_eq!(traced(2, "two").await.unwrap().status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "the refusal did not hold the turns up");
+    let second = format!("{:032x}", 2u128 + 0xabc0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !otlp.spans().iter().any(|s| s.trace_id == second && s.name == "invoke_agent main") {
+        assert!(std::time::Instant::now() < deadline, "the second turn's span never arrived: {:?}", otlp.spans());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(otlp.requests() >= 2, "the refused post was not the last");
     assert!(gw.lines().iter().any(|l| l.contains("the collector refused spans")), "{:?}", gw.lines());
 }
 
@@ -291,7 +306,7 @@ async fn privileged_actions_are_in_the_audit_log() {
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
     server.push(Reply::Tools {
         text: None,
-        calls: vec![ToolCall::new("c1", "exec", json!({"command": "echo audited"}))],
+        calls: vec![ToolCall::new("c1", "exec", json!({"command": format!("echo audited {KEY}")}))],
     });
     server.push(Reply::text("Ran it."));
     let dir = tempfile::tempdir().unwrap();
@@ -321,7 +336,7 @@ async fn privileged_actions_are_in_the_audit_log() {
         let out = cli(dir.path(), &["audit", "--json"]).await;
         assert!(out.status.success(), "{}", stderr(&out));
         rows = serde_json::from_str(&stdout(&out)).unwrap();
-        if rows.as_array().map_or(0, Vec::len) >= 3 {
+        if rows.as_array().map_or(0, Vec::len) >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -332,8 +347,9 @@ async fn privileged_actions_are_in_the_audit_log() {
     };
     let exec = find("tool.exec");
     assert_eq!(exec["actor"], "agent:main");
-    assert_eq!(exec["target"], "echo audited");
+    assert_eq!(exec["target"], "echo audited [redacted]", "the provider key in the command is scrubbed");
     assert_eq!(exec["outcome"], "ok");
+    assert!(rows.iter().any(|r| r["action"] == "tool.exec" && r["outcome"] == "started"), "a row before it ran");
     let approve = find("device.pair.approve");
     assert_eq!(approve["target"], "requestId=no-such-request");
     assert!(approve["actor"].as_str().unwrap_or_default().starts_with("ws:cli"), "{approve}");
@@ -346,5 +362,5 @@ async fn privileged_actions_are_in_the_audit_log() {
     let all = serde_json::to_string(&rows).unwrap();
     assert!(!all.contains("s3cr3t-value-xyz") && !all.contains(TOKEN));
     let text = stdout(&cli(dir.path(), &["audit"]).await);
-    assert!(text.contains("tool.exec") && text.contains("agent:main echo audited (run "), "{text}");
+    assert!(text.contains("tool.exec") && text.contains("agent:main echo audited [redacted] (run "), "{text}");
 }

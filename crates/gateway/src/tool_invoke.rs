@@ -128,15 +128,17 @@ pub async fn run(
     let call = async {
         tracing::info!(tool = name, agent = id, caller, "tool invoked directly");
         let command = args.get("command").and_then(Value::as_str).unwrap_or_default().to_string();
+        let audit = |outcome: &'static str| {
+            let row = clawline_observe::AuditRow::now(caller, "tool.exec", &command, outcome);
+            state.runtime.observer().record(clawline_observe::Record::Audit(row.detail(format!("agent {id}"))))
+        };
+        if name == "exec" {
+            // One row before it runs (the caller may go away mid-run), one when it ends.
+            audit("started").await;
+        }
         let out = tools::call(name, &Value::Object(args), &ctx).await;
         if name == "exec" {
-            let row = clawline_observe::AuditRow::now(
-                caller,
-                "tool.exec",
-                &command,
-                if out.is_error { "error" } else { "ok" },
-            );
-            state.runtime.observer().record(clawline_observe::Record::Audit(row.detail(format!("agent {id}")))).await;
+            audit(if out.is_error { "error" } else { "ok" }).await;
         }
         Outcome { text: out.text, is_error: out.is_error }
     };

@@ -44,6 +44,25 @@ fn span_json(s: &Span) -> Value {
     v
 }
 
+/// The sampling threshold for `rate` (0 to 1) over the 56 trace-id bits [`sampled`] reads.
+pub fn sample_threshold(rate: f64) -> u64 {
+    let rate = rate.clamp(0.0, 1.0);
+    if rate >= 1.0 { 1 << 56 } else { (rate * (1u64 << 56) as f64) as u64 }
+}
+
+/// Whether `span` is exported: its trace is sampled (the caller's `traceparent` flag is
+/// honoured) and its trace id falls under `threshold`. The last 7 bytes of the id are read
+/// (W3C's "random" part; a UUID v4's fixed bits are all in the first 9), so a trace is kept or
+/// dropped whole, here and in any other service sampling the same way.
+pub fn sampled(span: &Span, threshold: u64) -> bool {
+    if !span.context.sampled {
+        return false;
+    }
+    let mut low = [0u8; 8];
+    low[1..].copy_from_slice(&span.context.trace_id[9..]);
+    u64::from_be_bytes(low) < threshold
+}
+
 /// One `ExportTraceServiceRequest` for `spans`, from `service_name`.
 pub fn traces_request(service_name: &str, spans: &[Span]) -> Value {
     json!({
@@ -98,7 +117,7 @@ mod exporter {
         pub fn start(settings: ExporterSettings, http: reqwest::Client) -> Arc<Exporter> {
             let (tx, rx) = mpsc::channel(4 * BATCH);
             let rate = settings.sample_rate.clamp(0.0, 1.0);
-            let sample_below = if rate >= 1.0 { u64::MAX } else { (rate * u64::MAX as f64) as u64 };
+            let sample_below = super::sample_threshold(rate);
             tokio::spawn(run(settings, http, rx));
             Arc::new(Exporter { tx, dropped: Arc::default(), sample_below })
         }
@@ -111,9 +130,7 @@ mod exporter {
 
     impl SpanSink for Exporter {
         fn export(&self, span: Span) {
-            let mut head = [0u8; 8];
-            head.copy_from_slice(&span.context.trace_id[8..]);
-            if u64::from_be_bytes(head) > self.sample_below {
+            if !super::sampled(&span, self.sample_below) {
                 return;
             }
             if self.tx.try_send(span).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -174,6 +191,28 @@ mod exporter {
 mod tests {
     use super::*;
     use crate::trace::{SpanKind, TraceContext};
+
+    #[test]
+    fn sampling_keeps_the_asked_share_and_honours_the_callers_flag() {
+        let span = |ctx: TraceContext| Span {
+            context: ctx,
+            parent_span_id: None,
+            name: "x".into(),
+            kind: SpanKind::Internal,
+            start_unix_nanos: 0,
+            end_unix_nanos: 0,
+            attributes: vec![],
+            error: None,
+        };
+        for rate in [0.0, 0.1, 0.25, 0.6, 1.0] {
+            let t = sample_threshold(rate);
+            let kept = (0..10_000).filter(|_| sampled(&span(TraceContext::root(true)), t)).count();
+            let share = kept as f64 / 10_000.0;
+            assert!((share - rate).abs() < 0.03, "rate {rate}: kept {share}");
+        }
+        let unsampled = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!sampled(&span(unsampled), sample_threshold(1.0)));
+    }
 
     #[test]
     fn encodes_the_json_mapping() {

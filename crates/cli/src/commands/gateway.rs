@@ -68,6 +68,8 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     let runtime =
         Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
     start_trace_export(&config, &runtime);
+    let scrubber = redactor.clone();
+    runtime.observer().set_scrubber(Arc::new(move |s: &str| scrubber.scrub(s)));
     runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
     let refresher = setup::oauth_refresher(&config, &assembled.store, setup::master_key(paths)?);
     refresher.refresh_due().await;

@@ -174,7 +174,11 @@ pub async fn dispatch(state: Arc<AppState>, conn: Arc<Conn>, req: Request) {
     // `health` is for everyone who got in; everything else is for operators. A client that
     // keeps calling what its role may not is closed.
     if method != "health" && conn.role != Role::Operator {
-        conn.respond_err(&id, &RpcError::invalid(format!("unauthorized role: {}", conn.role.as_str())));
+        let refusal = RpcError::invalid(format!("unauthorized role: {}", conn.role.as_str()));
+        if audit::is_audited(&method) {
+            audit::record(&state, &conn, &method, &audit::target(&params), &Err(refusal.clone())).await;
+        }
+        conn.respond_err(&id, &refusal);
         let streak = conn.unauthorized_streak.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
         if streak > MAX_UNAUTHORIZED_STREAK {
             conn.out.close(1008, "repeated unauthorized calls");
