@@ -235,6 +235,25 @@ async fn a_turn_is_exported_as_a_trace_joined_to_the_callers() {
     assert!(sent.iter().all(|t| t.starts_with(&format!("00-{caller_trace}-")) && t.ends_with("-01")), "{sent:?}");
     assert_eq!(ids, propagated);
 
+    // The registry is exported too, as cumulative sums and histograms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let points = otlp.points();
+        let turns = points
+            .iter()
+            .rev()
+            .find(|p| p.metric == "clawline_turns" && p.attributes.get("channel") == Some(&json!("openai")));
+        let latency = points.iter().rev().find(|p| p.metric == "clawline_model_latency_seconds");
+        if let (Some(t), Some(l)) = (turns, latency) {
+            assert_eq!((t.kind.as_str(), t.value), ("sum", 1.0));
+            assert_eq!(t.attributes.get("outcome"), Some(&json!("ok")));
+            assert_eq!((l.kind.as_str(), l.value), ("histogram", 2.0));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics: {points:?} {:?}", otlp.rejections());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Nothing of the conversation is in the spans.
     let all = format!("{:?}", otlp.spans());
     assert!(!all.contains("list the workspace") && !all.contains("Listed."), "content leaked into spans");

@@ -8,7 +8,7 @@
 //!   log `clawline audit` prints.
 //! - [`process`]: this process's resident memory and CPU time, from `/proc`.
 //! - [`trace`]: W3C trace context and finished spans; [`otlp`]: their OTLP/HTTP JSON encoding
-//!   and (feature `otel`) the exporter.
+//!   and (feature `otel`) the exporter; [`otlp_metrics`]: the registry the same way.
 //!
 //! Nothing here decides anything: budgets, limits and alerts live with the code they protect,
 //! and read these numbers. Nothing here holds message text, tool arguments or secrets: only
@@ -19,6 +19,7 @@ pub mod exposition;
 pub mod journal;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_metrics;
 pub mod process;
 pub mod trace;
 pub mod usage;

@@ -216,6 +216,20 @@ enum Value {
 
 type Series = BTreeMap<Vec<String>, Value>;
 
+/// One series' value in a [`Metrics::snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Point {
+    Scalar(f64),
+    /// Per-bucket counts (not cumulative; one more than [`LATENCY_BUCKETS`]) and the sum.
+    Histogram {
+        counts: Vec<u64>,
+        sum: f64,
+    },
+}
+
+/// One series: its family, its labels by name, its value.
+pub type SeriesPoint = (&'static Family, Vec<(&'static str, String)>, Point);
+
 /// The in-memory values. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -295,6 +309,23 @@ impl Metrics {
             Value::Scalar(v) => Some(*v),
             Value::Histogram { counts, .. } => Some(counts.iter().sum::<u64>() as f64),
         }
+    }
+
+    /// Every series this registry counts, family by family (for the OTLP metrics export).
+    pub fn snapshot(&self) -> Vec<SeriesPoint> {
+        let all = self.series.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = Vec::new();
+        for family in COUNTED {
+            for (key, value) in all.get(family.name).into_iter().flatten() {
+                let labels = family.labels.iter().copied().zip(key.iter().cloned()).collect();
+                let point = match value {
+                    Value::Scalar(v) => Point::Scalar(*v),
+                    Value::Histogram { counts, sum } => Point::Histogram { counts: counts.clone(), sum: *sum },
+                };
+                out.push((*family, labels, point));
+            }
+        }
+        out
     }
 
     /// Writes every family this registry counts, with its samples.

@@ -1,6 +1,12 @@
-//! A twin of an OpenTelemetry collector's OTLP/HTTP traces receiver (`POST /v1/traces`, JSON
-//! encoding), strict about what the specification requires so an exporter that drifts fails
-//! here rather than in a user's collector.
+//! A twin of an OpenTelemetry collector's OTLP/HTTP receiver (`POST /v1/traces` and
+//! `POST /v1/metrics`, JSON encoding), strict about what the specification requires so an
+//! exporter that drifts fails here rather than in a user's collector.
+//!
+//! Metrics: `resourceMetrics[].scopeMetrics[].metrics[]`, each with a name and exactly one of
+//! `sum` (with `aggregationTemporality` 1 or 2 and `isMonotonic`), `gauge` or `histogram`;
+//! points with decimal-string times, `asDouble` (a number) or `asInt` (a string); histogram
+//! points with `count` and `bucketCounts` as decimal strings, one more bucket than
+//! `explicitBounds`, bounds increasing and buckets adding up to `count`.
 //!
 //! Checked on every request: `Content-Type: application/json`; the body is an
 //! `ExportTraceServiceRequest` in the protobuf JSON mapping — `resourceSpans[].scopeSpans[].spans[]`,
@@ -49,8 +55,20 @@ impl ReceivedSpan {
     }
 }
 
+/// One received metric point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedPoint {
+    pub metric: String,
+    /// `sum`, `gauge` or `histogram`.
+    pub kind: String,
+    pub attributes: BTreeMap<String, Value>,
+    /// The value; a histogram's count.
+    pub value: f64,
+}
+
 #[derive(Default)]
 struct Inner {
+    points: Vec<ReceivedPoint>,
     spans: Vec<ReceivedSpan>,
     rejections: Vec<String>,
     fail_next: Vec<u16>,
@@ -164,6 +182,97 @@ fn parse(body: &Value) -> Result<Vec<ReceivedSpan>, String> {
     Ok(out)
 }
 
+fn parse_metrics(body: &Value) -> Result<Vec<ReceivedPoint>, String> {
+    let resources = body["resourceMetrics"].as_array().ok_or("resourceMetrics must be an array")?;
+    let mut out = Vec::new();
+    for rm in resources {
+        attributes(&rm["resource"]["attributes"], "resource")?;
+        let scopes = rm["scopeMetrics"].as_array().ok_or("scopeMetrics must be an array")?;
+        for sm in scopes {
+            for m in sm["metrics"].as_array().ok_or("metrics must be an array")? {
+                let name = m["name"].as_str().filter(|n| !n.is_empty()).ok_or("a metric without a name")?;
+                let kinds: Vec<&str> =
+                    ["sum", "gauge", "histogram"].into_iter().filter(|k| m.get(*k).is_some()).collect();
+                let [kind] = kinds.as_slice() else {
+                    return Err(format!("{name}: needs exactly one of sum, gauge, histogram"));
+                };
+                let data = &m[*kind];
+                if *kind != "gauge" && !matches!(data["aggregationTemporality"].as_i64(), Some(1 | 2)) {
+                    return Err(format!("{name}: aggregationTemporality must be 1 or 2"));
+                }
+                if *kind == "sum" && !data["isMonotonic"].is_boolean() {
+                    return Err(format!("{name}: a sum needs isMonotonic"));
+                }
+                for p in data["dataPoints"].as_array().ok_or(format!("{name}: dataPoints must be an array"))? {
+                    nanos(&p["timeUnixNano"], &format!("{name}.timeUnixNano"))?;
+                    if !p["startTimeUnixNano"].is_null() {
+                        nanos(&p["startTimeUnixNano"], &format!("{name}.startTimeUnixNano"))?;
+                    }
+                    let value = if *kind == "histogram" {
+                        let count = nanos(&p["count"], &format!("{name}.count"))?;
+                        let buckets = p["bucketCounts"].as_array().ok_or(format!("{name}: no bucketCounts"))?;
+                        let bounds = p["explicitBounds"].as_array().ok_or(format!("{name}: no explicitBounds"))?;
+                        if buckets.len() != bounds.len() + 1 {
+                            return Err(format!("{name}: {} buckets for {} bounds", buckets.len(), bounds.len()));
+                        }
+                        let mut total = 0;
+                        for b in buckets {
+                            total += nanos(b, &format!("{name}.bucketCounts"))?;
+                        }
+                        if total != count {
+                            return Err(format!("{name}: buckets add up to {total}, count is {count}"));
+                        }
+                        let b: Vec<f64> = bounds.iter().filter_map(Value::as_f64).collect();
+                        if b.len() != bounds.len() || b.windows(2).any(|w| w[0] >= w[1]) {
+                            return Err(format!("{name}: explicitBounds must be increasing numbers"));
+                        }
+                        count as f64
+                    } else {
+                        match (&p["asDouble"], &p["asInt"]) {
+                            (Value::Number(n), Value::Null) => n.as_f64().unwrap_or(f64::NAN),
+                            (Value::Null, Value::String(s)) => {
+                                s.parse::<i64>().map_err(|_| format!("{name}: asInt {s:?}"))? as f64
+                            }
+                            _ => return Err(format!("{name}: a point needs asDouble (number) or asInt (string)")),
+                        }
+                    };
+                    out.push(ReceivedPoint {
+                        metric: name.to_string(),
+                        kind: kind.to_string(),
+                        attributes: attributes(&p["attributes"], name)?,
+                        value,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.starts_with("application/json") {
+        g.rejections.push(format!("metrics content-type {ct:?}"));
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response();
+    }
+    match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()).and_then(|v| parse_metrics(&v)) {
+        Ok(points) => {
+            g.points.extend(points);
+            (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
+        }
+        Err(why) => {
+            g.rejections.push(why.clone());
+            (
+                StatusCode::BAD_REQUEST,
+                [("content-type", "application/json")],
+                json!({"code": 3, "message": why}).to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
     g.requests += 1;
@@ -203,7 +312,10 @@ async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
 impl OtlpServer {
     pub async fn start() -> OtlpServer {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/v1/traces", post(traces)).with_state(inner.clone());
+        let app = Router::new()
+            .route("/v1/traces", post(traces))
+            .route("/v1/metrics", post(metrics))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind otlp twin");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
@@ -225,6 +337,11 @@ impl OtlpServer {
     /// The next request is answered with `status` (and its spans are lost, as with a real collector).
     pub fn fail_next(&self, status: u16) {
         self.lock().fail_next.push(status);
+    }
+
+    /// Metric points received so far (every export repeats the cumulative totals).
+    pub fn points(&self) -> Vec<ReceivedPoint> {
+        self.lock().points.clone()
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {

@@ -179,16 +179,31 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
 #[cfg(feature = "otel")]
 fn start_trace_export(config: &clawline_core::config::Config, runtime: &Runtime) {
     let Some(o) = &config.otel else { return };
-    let settings = clawline_observe::otlp::ExporterSettings {
-        traces_url: o.traces_url.clone(),
-        headers: o.headers.clone(),
-        service_name: o.service_name.clone(),
-        flush_interval: std::time::Duration::from_millis(o.flush_interval_ms),
-        sample_rate: o.sample_rate,
-    };
-    let exporter = clawline_observe::otlp::Exporter::start(settings, runtime.http_client());
-    runtime.observer().set_span_sink(exporter);
-    tracing::info!(url = %o.traces_url, "exporting traces over OTLP/HTTP");
+    let every = std::time::Duration::from_millis(o.flush_interval_ms);
+    if let Some(url) = &o.traces_url {
+        let settings = clawline_observe::otlp::ExporterSettings {
+            traces_url: url.clone(),
+            headers: o.headers.clone(),
+            service_name: o.service_name.clone(),
+            flush_interval: every,
+            sample_rate: o.sample_rate,
+        };
+        let exporter = clawline_observe::otlp::Exporter::start(settings, runtime.http_client());
+        runtime.observer().set_span_sink(exporter);
+        tracing::info!(%url, "exporting traces over OTLP/HTTP");
+    }
+    if let Some(url) = &o.metrics_url {
+        let metrics = runtime.observer().metrics().clone();
+        clawline_observe::otlp_metrics::start(
+            url.clone(),
+            o.headers.clone(),
+            o.service_name.clone(),
+            every,
+            metrics,
+            runtime.http_client(),
+        );
+        tracing::info!(%url, "exporting metrics over OTLP/HTTP");
+    }
 }
 
 #[cfg(not(feature = "otel"))]

@@ -646,6 +646,34 @@ mod tests {
     }
 
     #[test]
+    fn otel_export_resolves_urls_per_signal_and_refuses_content_capture() {
+        let c = load_with("{ diagnostics: { otel: { enabled: true, endpoint: 'http://127.0.0.1:4318/' } } }", &[])
+            .unwrap()
+            .config;
+        let o = c.otel.expect("on");
+        assert_eq!(o.traces_url.as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        assert_eq!(o.metrics_url.as_deref(), Some("http://127.0.0.1:4318/v1/metrics"));
+        assert_eq!((o.service_name.as_str(), o.sample_rate, o.flush_interval_ms), ("clawline", 1.0, 5000));
+        let c = load_with(
+            "{ diagnostics: { otel: { enabled: true, metrics: false, tracesEndpoint: 'https://c.example/t' } } }",
+            &[],
+        )
+        .unwrap()
+        .config;
+        let o = c.otel.expect("on");
+        assert_eq!((o.traces_url.as_deref(), o.metrics_url), (Some("https://c.example/t"), None));
+        assert!(load_with("{ diagnostics: { otel: { endpoint: 'http://x' } } }", &[]).unwrap().config.otel.is_none());
+        let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")];
+        let o = load_with("{ diagnostics: { otel: { enabled: true } } }", &env).unwrap().config.otel.expect("on");
+        assert_eq!(o.traces_url.as_deref(), Some("http://env:4318/v1/traces"));
+        assert_eq!(first_error("{ diagnostics: { otel: { enabled: true } } }", &[]).path, "diagnostics.otel.endpoint");
+        let e = first_error("{ diagnostics: { otel: { enabled: true, endpoint: 'x', captureContent: true } } }", &[]);
+        assert_eq!(e.path, "diagnostics.otel.captureContent");
+        let e = first_error("{ diagnostics: { otel: { sampleRate: 2 } } }", &[]);
+        assert_eq!(e.path, "diagnostics.otel.sampleRate");
+    }
+
+    #[test]
     fn budgets_and_loop_detection_are_on_by_default_and_overridable_per_agent() {
         let text = r#"{
           models: { providers: { p: { baseUrl: 'http://h/v1', models: [{ id: 'a' }] } } },

@@ -222,7 +222,10 @@ pub struct AgentSettings {
 /// Where spans are exported (`diagnostics.otel`, on and with traces).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtelSettings {
-    pub traces_url: String,
+    /// `None` with `traces: false`.
+    pub traces_url: Option<String>,
+    /// `None` with `metrics: false`.
+    pub metrics_url: Option<String>,
     pub headers: Vec<(String, String)>,
     pub service_name: String,
     pub sample_rate: f64,
@@ -961,16 +964,27 @@ impl Resolver<'_> {
         }
         let flush = o.flush_interval_ms.unwrap_or(5000);
         check_range("diagnostics.otel.flushIntervalMs", flush, 10, 600_000, issues);
-        if d.enabled == Some(false) || o.enabled != Some(true) || o.traces == Some(false) {
+        if d.enabled == Some(false) || o.enabled != Some(true) {
             return None;
         }
-        let (url, key) = match (&o.traces_endpoint, (self.env)("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), &o.endpoint) {
-            (Some(t), _, _) => (t.clone(), "diagnostics.otel.tracesEndpoint"),
-            (None, Some(t), _) => (t, "diagnostics.otel.tracesEndpoint"),
-            (None, None, Some(e)) => (format!("{}/v1/traces", e.trim_end_matches('/')), "diagnostics.otel.endpoint"),
-            (None, None, None) => match (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                Some(e) => (format!("{}/v1/traces", e.trim_end_matches('/')), "diagnostics.otel.endpoint"),
-                None => {
+        let endpoint = o.endpoint.clone().or_else(|| (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        // A signal's own URL (file, then environment), else `<endpoint>/v1/<signal>`.
+        let mut url_for = |on: Option<bool>,
+                           own: &Option<String>,
+                           var: &str,
+                           signal: &str,
+                           key: &str|
+         -> Option<String> {
+            if on == Some(false) {
+                return None;
+            }
+            let (url, path) = match (own, (self.env)(var), &endpoint) {
+                (Some(u), _, _) => (u.clone(), key.to_string()),
+                (None, Some(u), _) => (u, key.to_string()),
+                (None, None, Some(e)) => {
+                    (format!("{}/v1/{signal}", e.trim_end_matches('/')), "diagnostics.otel.endpoint".into())
+                }
+                (None, None, None) => {
                     issues.push(issue(
                         "diagnostics.otel.endpoint",
                         "OpenTelemetry export is on but no collector is named".to_string(),
@@ -978,18 +992,41 @@ impl Resolver<'_> {
                     ));
                     return None;
                 }
-            },
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                issues.push(issue(
+                    path,
+                    format!("`{url}` is not an http(s) URL"),
+                    Some("e.g. \"http://127.0.0.1:4318\"".into()),
+                ));
+                return None;
+            }
+            Some(url)
         };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            issues.push(issue(
-                key,
-                format!("`{url}` is not an http(s) URL"),
-                Some("e.g. \"http://127.0.0.1:4318\"".into()),
-            ));
+        let traces_url = url_for(
+            o.traces,
+            &o.traces_endpoint,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "traces",
+            "diagnostics.otel.tracesEndpoint",
+        );
+        let metrics_url = if traces_url.is_none() && o.traces != Some(false) {
+            None // the missing endpoint is already reported
+        } else {
+            url_for(
+                o.metrics,
+                &o.metrics_endpoint,
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "metrics",
+                "diagnostics.otel.metricsEndpoint",
+            )
+        };
+        if traces_url.is_none() && metrics_url.is_none() {
             return None;
         }
         Some(OtelSettings {
-            traces_url: url,
+            traces_url,
+            metrics_url,
             headers: o.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             service_name: o.service_name.clone().unwrap_or_else(|| "clawline".into()),
             sample_rate: rate,

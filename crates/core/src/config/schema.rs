@@ -60,7 +60,7 @@ pub struct DiagnosticsFile {
 }
 
 /// `diagnostics.otel.*`: OpenTelemetry export over OTLP/HTTP (OpenClaw's keys). clawline
-/// exports traces (metrics are scraped from `/metrics`), in OTLP's JSON encoding.
+/// exports traces and metrics (not logs yet), in OTLP's JSON encoding.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OtelFile {
@@ -71,7 +71,7 @@ pub struct OtelFile {
     pub endpoint: Option<String>,
     /// The full traces URL; overrides `endpoint` (default `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
     pub traces_endpoint: Option<String>,
-    /// Accepted for OpenClaw's files; not used (metrics are scraped from `/metrics`).
+    /// The full metrics URL; overrides `endpoint` (default `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
     pub metrics_endpoint: Option<String>,
     /// Accepted for OpenClaw's files; not used yet.
     pub logs_endpoint: Option<String>,
@@ -87,7 +87,7 @@ pub struct OtelFile {
     pub metric_name_prefix: Option<String>,
     /// Default true when export is on.
     pub traces: Option<bool>,
-    /// Accepted; not exported yet.
+    /// Default true when export is on: the `/metrics` registry, every `flushIntervalMs`.
     pub metrics: Option<bool>,
     /// Accepted; not exported yet.
     pub logs: Option<bool>,
