@@ -249,27 +249,48 @@ fn parse_metrics(body: &Value) -> Result<Vec<ReceivedPoint>, String> {
     Ok(out)
 }
 
-async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+/// What both receivers check: the content type, the headers the test asked for, then the body
+/// by `parse`. `Err` is the response a collector gives, with the reason kept.
+fn accept<T>(
+    g: &mut Inner,
+    headers: &HeaderMap,
+    body: &Bytes,
+    parse: impl Fn(&Value) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, Response> {
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.starts_with("application/json") {
-        g.rejections.push(format!("metrics content-type {ct:?}"));
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response();
+        g.rejections.push(format!("content-type {ct:?}"));
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response());
     }
-    match serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()).and_then(|v| parse_metrics(&v)) {
+    for (k, v) in g.required_headers.clone() {
+        if headers.get(&k).and_then(|h| h.to_str().ok()) != Some(v.as_str()) {
+            g.rejections.push(format!("header {k} missing or wrong"));
+            return Err((StatusCode::UNAUTHORIZED, "unauthorized").into_response());
+        }
+    }
+    serde_json::from_slice::<Value>(body).map_err(|e| e.to_string()).and_then(|v| parse(&v)).map_err(|why| {
+        g.rejections.push(why.clone());
+        (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            json!({"code": 3, "message": why}).to_string(),
+        )
+            .into_response()
+    })
+}
+
+fn accepted() -> Response {
+    (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
+}
+
+async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    match accept(&mut g, &headers, &body, parse_metrics) {
         Ok(points) => {
             g.points.extend(points);
-            (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
+            accepted()
         }
-        Err(why) => {
-            g.rejections.push(why.clone());
-            (
-                StatusCode::BAD_REQUEST,
-                [("content-type", "application/json")],
-                json!({"code": 3, "message": why}).to_string(),
-            )
-                .into_response()
-        }
+        Err(refused) => refused,
     }
 }
 
@@ -280,32 +301,12 @@ async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         let status = g.fail_next.remove(0);
         return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "try later").into_response();
     }
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !ct.starts_with("application/json") {
-        g.rejections.push(format!("content-type {ct:?}"));
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response();
-    }
-    for (k, v) in g.required_headers.clone() {
-        if headers.get(&k).and_then(|h| h.to_str().ok()) != Some(v.as_str()) {
-            g.rejections.push(format!("header {k} missing or wrong"));
-            return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
-        }
-    }
-    let parsed = serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string()).and_then(|v| parse(&v));
-    match parsed {
+    match accept(&mut g, &headers, &body, parse) {
         Ok(spans) => {
             g.spans.extend(spans);
-            (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
+            accepted()
         }
-        Err(why) => {
-            g.rejections.push(why.clone());
-            (
-                StatusCode::BAD_REQUEST,
-                [("content-type", "application/json")],
-                json!({"code": 3, "message": why}).to_string(),
-            )
-                .into_response()
-        }
+        Err(refused) => refused,
     }
 }
 
