@@ -256,26 +256,22 @@ fn accept<T>(
     headers: &HeaderMap,
     body: &Bytes,
     parse: impl Fn(&Value) -> Result<Vec<T>, String>,
-) -> Result<Vec<T>, Response> {
+) -> Result<Vec<T>, Box<Response>> {
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.starts_with("application/json") {
         g.rejections.push(format!("content-type {ct:?}"));
-        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response());
+        return Err(Box::new((StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported content type").into_response()));
     }
     for (k, v) in g.required_headers.clone() {
         if headers.get(&k).and_then(|h| h.to_str().ok()) != Some(v.as_str()) {
             g.rejections.push(format!("header {k} missing or wrong"));
-            return Err((StatusCode::UNAUTHORIZED, "unauthorized").into_response());
+            return Err(Box::new((StatusCode::UNAUTHORIZED, "unauthorized").into_response()));
         }
     }
     serde_json::from_slice::<Value>(body).map_err(|e| e.to_string()).and_then(|v| parse(&v)).map_err(|why| {
         g.rejections.push(why.clone());
-        (
-            StatusCode::BAD_REQUEST,
-            [("content-type", "application/json")],
-            json!({"code": 3, "message": why}).to_string(),
-        )
-            .into_response()
+        let body = json!({"code": 3, "message": why}).to_string();
+        Box::new((StatusCode::BAD_REQUEST, [("content-type", "application/json")], body).into_response())
     })
 }
 
@@ -290,7 +286,7 @@ async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bod
             g.points.extend(points);
             accepted()
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -306,7 +302,7 @@ async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             g.spans.extend(spans);
             accepted()
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
