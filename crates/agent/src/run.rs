@@ -72,6 +72,15 @@ struct State {
     fallback_told: bool,
 }
 
+/// Who answered a model call (or failed to), for the numbers.
+struct FinishedCall {
+    provider: String,
+    model: String,
+    usage: Option<Usage>,
+    /// `ok`, or the provider error class.
+    outcome: &'static str,
+}
+
 enum Ending {
     Finished,
     MaxTurns,
@@ -128,57 +137,22 @@ impl RunParams {
             self.request.traceparent = Some(call_span.header());
         }
         let result = self.router.stream(&self.request, &mut on_event).await;
-        if self.observer.tracing() {
-            let (provider, model, usage, error) = match &result {
-                Ok(a) => (a.message.provider.clone(), a.message.model.clone(), Some(a.message.usage), None),
-                Err(e) => {
-                    let (p, m) = self.router.current().map_or_else(
-                        || (String::new(), self.request.model.clone()),
-                        |r| (r.model.provider.clone(), r.model.model.clone()),
-                    );
-                    (p, m, None, Some(e.kind.as_str().to_string()))
-                }
-            };
-            let mut attributes = vec![
-                ("gen_ai.operation.name", Attr::Str("chat".into())),
-                ("gen_ai.provider.name", Attr::Str(provider)),
-                ("gen_ai.request.model", Attr::Str(self.request.model.clone())),
-                ("gen_ai.response.model", Attr::Str(model.clone())),
-                ("clawline.run_id", Attr::Str(self.run_id.clone())),
-            ];
-            if let Some(u) = usage {
-                attributes
-                    .push(("gen_ai.usage.input_tokens", Attr::Int((u.input + u.cache_read + u.cache_write) as i64)));
-                attributes.push(("gen_ai.usage.output_tokens", Attr::Int(u.output as i64)));
-                attributes.push(("clawline.cost_usd", Attr::Double(u.cost.total)));
-            }
-            if let Some(kind) = &error {
-                attributes.push(("error.type", Attr::Str(kind.clone())));
-            }
-            self.observer.span(Span {
-                context: call_span,
-                parent_span_id: Some(self.trace.span_id),
-                name: format!("chat {model}"),
-                kind: SpanKind::Client,
-                start_unix_nanos: start_ns,
-                end_unix_nanos: now_unix_nanos(),
-                attributes,
-                error,
-            });
-        }
-        match &result {
-            Ok(answer) => {
-                let m = &answer.message;
-                self.observe_call(started, started_ms, &m.provider, &m.model, Some(&m.usage), "ok").await;
-            }
-            Err(err) => {
+        let call = match &result {
+            Ok(a) => FinishedCall {
+                provider: a.message.provider.clone(),
+                model: a.message.model.clone(),
+                usage: Some(a.message.usage),
+                outcome: "ok",
+            },
+            Err(e) => {
                 let (provider, model) = self.router.current().map_or_else(
                     || (String::new(), self.request.model.clone()),
                     |r| (r.model.provider.clone(), r.model.model.clone()),
                 );
-                self.observe_call(started, started_ms, &provider, &model, None, err.kind.as_str()).await;
+                FinishedCall { provider, model, usage: None, outcome: e.kind.as_str() }
             }
-        }
+        };
+        self.observe_call(&call, (started, started_ms, start_ns), call_span).await;
         match result {
             Ok(answer) => {
                 // Saved with the message: a later timeout must not save this text again.
@@ -210,17 +184,16 @@ impl RunParams {
         }
     }
 
-    /// Reports one model call: metrics, the journal row, and the charge against the budget.
+    /// Reports one model call: metrics, the journal row, the charge against the budget, and
+    /// its span when traces are exported.
     async fn observe_call(
         &self,
-        started: Instant,
-        started_ms: i64,
-        provider: &str,
-        model: &str,
-        usage: Option<&Usage>,
-        outcome: &str,
+        call: &FinishedCall,
+        (started, started_ms, start_ns): (Instant, i64, u64),
+        span: TraceContext,
     ) {
         let elapsed = started.elapsed();
+        let (provider, model, outcome) = (call.provider.as_str(), call.model.as_str(), call.outcome);
         let m = self.observer.metrics();
         let label = format!("{provider}/{model}");
         m.inc(&metrics::MODEL_CALLS, &[provider, model, outcome]);
@@ -228,7 +201,7 @@ impl RunParams {
         if outcome != "ok" {
             m.inc(&metrics::ERRORS, &[outcome]);
         }
-        let u = usage.copied().unwrap_or_default();
+        let u = call.usage.unwrap_or_default();
         for (kind, n) in
             [("input", u.input), ("output", u.output), ("cache_read", u.cache_read), ("cache_write", u.cache_write)]
         {
@@ -241,6 +214,35 @@ impl RunParams {
         }
         let tokens = u.input + u.output + u.cache_read + u.cache_write;
         self.observer.ledger().charge(&self.agent_id, tokens, u.cost.total, now_ms());
+        if self.observer.tracing() {
+            let mut attributes = vec![
+                ("gen_ai.operation.name", Attr::Str("chat".into())),
+                ("gen_ai.provider.name", Attr::Str(provider.to_string())),
+                ("gen_ai.request.model", Attr::Str(self.request.model.clone())),
+                ("gen_ai.response.model", Attr::Str(model.to_string())),
+                ("clawline.run_id", Attr::Str(self.run_id.clone())),
+            ];
+            if let Some(u) = call.usage {
+                attributes
+                    .push(("gen_ai.usage.input_tokens", Attr::Int((u.input + u.cache_read + u.cache_write) as i64)));
+                attributes.push(("gen_ai.usage.output_tokens", Attr::Int(u.output as i64)));
+                attributes.push(("clawline.cost_usd", Attr::Double(u.cost.total)));
+            }
+            let error = (outcome != "ok").then(|| outcome.to_string());
+            if let Some(kind) = &error {
+                attributes.push(("error.type", Attr::Str(kind.clone())));
+            }
+            self.observer.span(Span {
+                context: span,
+                parent_span_id: Some(self.trace.span_id),
+                name: format!("chat {model}"),
+                kind: SpanKind::Client,
+                start_unix_nanos: start_ns,
+                end_unix_nanos: now_unix_nanos(),
+                attributes,
+                error,
+            });
+        }
         self.observer
             .record(Record::ModelCall(ModelCallRow {
                 run_id: self.run_id.clone(),

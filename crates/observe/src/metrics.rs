@@ -242,18 +242,22 @@ impl Metrics {
         f(series.entry(key).or_insert(init))
     }
 
-    /// Adds `v` to a counter (or gauge).
-    pub fn add(&self, family: &'static Family, labels: &[&str], v: f64) {
+    fn update_scalar(&self, family: &'static Family, labels: &[&str], f: impl FnOnce(&mut f64)) {
         self.with(
             family,
             labels,
             |val| {
                 if let Value::Scalar(x) = val {
-                    *x += v;
+                    f(x);
                 }
             },
             Value::Scalar(0.0),
         );
+    }
+
+    /// Adds `v` to a counter (or gauge).
+    pub fn add(&self, family: &'static Family, labels: &[&str], v: f64) {
+        self.update_scalar(family, labels, |x| *x += v);
     }
 
     /// Adds one.
@@ -263,16 +267,7 @@ impl Metrics {
 
     /// Sets a gauge.
     pub fn set(&self, family: &'static Family, labels: &[&str], v: f64) {
-        self.with(
-            family,
-            labels,
-            |val| {
-                if let Value::Scalar(x) = val {
-                    *x = v;
-                }
-            },
-            Value::Scalar(0.0),
-        );
+        self.update_scalar(family, labels, |x| *x = v);
     }
 
     /// Records one observation in a histogram with [`LATENCY_BUCKETS`].

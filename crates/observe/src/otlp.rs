@@ -116,8 +116,7 @@ mod exporter {
         /// Starts the exporting task on the current Tokio runtime.
         pub fn start(settings: ExporterSettings, http: reqwest::Client) -> Arc<Exporter> {
             let (tx, rx) = mpsc::channel(4 * BATCH);
-            let rate = settings.sample_rate.clamp(0.0, 1.0);
-            let sample_below = super::sample_threshold(rate);
+            let sample_below = super::sample_threshold(settings.sample_rate);
             tokio::spawn(run(settings, http, rx));
             Arc::new(Exporter { tx, dropped: Arc::default(), sample_below })
         }
