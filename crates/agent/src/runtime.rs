@@ -443,7 +443,8 @@ impl Runtime {
             Some(caller) => (caller.child(), Some(caller.span_id)),
             None => (clawline_observe::trace::TraceContext::root(true), None),
         };
-        run::execute(RunParams {
+        // Log lines logged during the run name its span (OTLP log export correlates them).
+        let run = run::execute(RunParams {
             run_id: run_id.clone(),
             agent_id: agent.id.clone(),
             channel: req.channel.clone().unwrap_or_else(|| "other".into()),
@@ -463,8 +464,8 @@ impl Runtime {
             events: tx,
             lane,
             cancel,
-        })
-        .await;
+        });
+        clawline_observe::trace::in_span(trace, run).await;
         self.active().remove(&run_id);
     }
 

@@ -142,6 +142,9 @@ pub fn init(console: LogLevel, file: Option<(LogLevel, PathBuf)>, redactor: Reda
         .with_target(false)
         .with_writer(Maker { sink: Sink::Stderr, redactor: redactor.clone() })
         .with_filter(filter(console));
+    // Log export (`diagnostics.otel.logs`) sees what the log file sees, once it is switched on.
+    let export_level = file.as_ref().map_or(console, |(level, _)| *level);
+    let export_layer = crate::log_export::ExportLayer::new(redactor.clone()).with_filter(filter(export_level));
     let file_layer = file.map(|(level, dir)| {
         tracing_subscriber::fmt::layer()
             .json()
@@ -150,7 +153,7 @@ pub fn init(console: LogLevel, file: Option<(LogLevel, PathBuf)>, redactor: Reda
             .with_writer(Maker { sink: Sink::File(file_sink(dir)), redactor })
             .with_filter(filter(level))
     });
-    let _ = tracing_subscriber::registry().with(console_layer).with(file_layer).try_init();
+    let _ = tracing_subscriber::registry().with(console_layer).with(file_layer).with(export_layer).try_init();
 }
 
 use tracing_subscriber::Layer;

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod crash;
+mod log_export;
 mod logging;
 mod setup;
 

@@ -278,6 +278,69 @@ async fn a_turn_is_exported_as_a_trace_joined_to_the_callers() {
     assert_eq!(ws_turn.attr("clawline.channel"), Some(&json!("ws")));
 }
 
+/// With `logs: true`, log records reach the collector and stdout, redacted, and a line logged
+/// during a run names the run's span.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_are_exported_redacted_and_joined_to_the_run() {
+    use clawline_testkit::otlp_server::OtlpServer;
+
+    let otlp = OtlpServer::start().await;
+    let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    server.set_fallback(Reply::text("logged"));
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "diagnostics: {{ otel: {{ enabled: true, endpoint: \"{}\", flushIntervalMs: 50, traces: true, metrics: false,
+                               logs: true, logsExporter: \"both\" }} }},",
+        otlp.endpoint()
+    );
+    write_config(dir.path(), &server, Api::OpenAi, &extra);
+    let gw = spawn(dir.path()).await;
+    let trace = "5af7651916cd43dd8448eb211c80319d";
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", gw.base_url))
+        .bearer_auth(TOKEN)
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .json(&json!({"model": "clawline", "messages": [{"role": "user", "content": "say something"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let turn = otlp.wait_spans("invoke_agent main", 1, Duration::from_secs(10)).await.remove(0);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let finished = loop {
+        let logs = otlp.logs();
+        if let Some(r) = logs.iter().find(|r| r.body == "run finished") {
+            break r.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no run log: {logs:?} {:?}", otlp.rejections());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(otlp.rejections().is_empty(), "{:?}", otlp.rejections());
+    assert_eq!((finished.severity_number, finished.severity_text.as_str()), (9, "INFO"));
+    assert_eq!((finished.trace_id.as_str(), finished.span_id.as_str()), (trace, turn.span_id.as_str()));
+    assert_eq!(finished.attributes.get("status"), Some(&json!("ok")));
+    assert_eq!(finished.attributes.get("code.namespace"), Some(&json!("clawline_agent::run")));
+    assert_eq!(finished.resource.get("service.name"), Some(&json!("clawline")));
+    let ready = otlp.logs().into_iter().find(|r| r.body == "gateway ready").expect("the start is logged");
+    assert!(ready.trace_id.is_empty(), "a line outside any run names no span");
+
+    // stdout carries the same records, one whole OTLP request per line.
+    let lines = gw.lines();
+    let on_stdout: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+    let run_line = on_stdout
+        .iter()
+        .flat_map(|v| v["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["body"]["stringValue"] == "run finished")
+        .unwrap_or_else(|| panic!("no run record on stdout: {lines:?}"));
+    assert_eq!(run_line["traceId"], trace);
+    // The exporter never exports its own chatter, and no secret leaves.
+    let all = format!("{:?} {on_stdout:?}", otlp.logs());
+    assert!(!all.contains(TOKEN) && !all.contains(KEY), "a secret reached the exported logs");
+    assert!(!all.contains("say something") && !all.contains("logged\""), "content reached the exported logs");
+}
+
 /// A collector that is down costs the gateway nothing: the turn answers, the spans are lost.
 #[cfg(feature = "otel")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //!   log `clawline audit` prints.
 //! - [`process`]: this process's resident memory and CPU time, from `/proc`.
 //! - [`trace`]: W3C trace context and finished spans; [`otlp`]: their OTLP/HTTP JSON encoding
-//!   and (feature `otel`) the exporter; [`otlp_metrics`]: the registry the same way.
+//!   and (feature `otel`) the exporter; [`otlp_metrics`]: the registry the same way;
+//!   [`otlp_logs`]: log records the same way, or as JSON lines on stdout.
 //!
 //! Nothing here decides anything: budgets, limits and alerts live with the code they protect,
 //! and read these numbers. Nothing here holds message text, tool arguments or secrets: only
@@ -19,6 +20,9 @@ pub mod exposition;
 pub mod journal;
 pub mod metrics;
 pub mod otlp;
+#[cfg(feature = "otel")]
+pub mod otlp_batch;
+pub mod otlp_logs;
 pub mod otlp_metrics;
 pub mod process;
 pub mod trace;

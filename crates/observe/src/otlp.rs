@@ -2,26 +2,26 @@
 //! 64-bit integers and nanosecond times as decimal strings, enums as numbers), and, with the
 //! `otel` feature, the exporter that posts them to a collector's `/v1/traces`.
 //!
-//! The exporter is a bounded queue and one task: spans are batched (up to [`BATCH`] or every
-//! flush interval) and posted; when the collector is down or slow, spans beyond the queue are
-//! dropped and counted, and a failed post is logged, never retried in a loop. It must never
-//! hold up a run.
+//! The exporter samples, then hands spans to the shared posting loop (`otlp_batch`), so it
+//! never holds up a run.
 
 use serde_json::{Value, json};
 
 use crate::trace::{Attr, Span};
 
-/// Spans per request at most.
-pub const BATCH: usize = 512;
-
-fn attr_json(key: &str, v: &Attr) -> Value {
-    let value = match v {
+/// An attribute's `AnyValue`. JSON has no NaN or infinity, so those travel as text.
+pub(crate) fn attr_value(v: &Attr) -> Value {
+    match v {
         Attr::Str(s) => json!({"stringValue": s}),
         Attr::Int(i) => json!({"intValue": i.to_string()}),
-        Attr::Double(d) => json!({"doubleValue": d}),
+        Attr::Double(d) if d.is_finite() => json!({"doubleValue": d}),
+        Attr::Double(d) => json!({"stringValue": d.to_string()}),
         Attr::Bool(b) => json!({"boolValue": b}),
-    };
-    json!({"key": key, "value": value})
+    }
+}
+
+fn attr_json(key: &str, v: &Attr) -> Value {
+    json!({"key": key, "value": attr_value(v)})
 }
 
 fn span_json(s: &Span) -> Value {
@@ -80,108 +80,44 @@ pub fn traces_request(service_name: &str, spans: &[Span]) -> Value {
 }
 
 #[cfg(feature = "otel")]
-pub use exporter::{Exporter, ExporterSettings};
+pub use exporter::Exporter;
 
 #[cfg(feature = "otel")]
 mod exporter {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
-
-    use tokio::sync::mpsc;
-
-    use super::{BATCH, traces_request};
+    use super::traces_request;
+    use crate::otlp_batch::{Batcher, Destination};
     use crate::trace::{Span, SpanSink};
 
-    /// Where and how to export.
-    #[derive(Debug, Clone)]
-    pub struct ExporterSettings {
-        /// The full traces URL (`<endpoint>/v1/traces`, or `tracesEndpoint` as given).
-        pub traces_url: String,
-        pub headers: Vec<(String, String)>,
-        pub service_name: String,
-        pub flush_interval: Duration,
-        /// Fraction of traces kept (by trace id, so a trace is kept or dropped whole).
-        pub sample_rate: f64,
-    }
-
-    /// The exporter's handle: cheap, non-blocking.
+    /// The span exporter's handle: cheap, non-blocking.
     pub struct Exporter {
-        tx: mpsc::Sender<Span>,
-        dropped: Arc<AtomicU64>,
+        batch: Batcher<Span>,
         sample_below: u64,
     }
 
     impl Exporter {
-        /// Starts the exporting task on the current Tokio runtime.
-        pub fn start(settings: ExporterSettings, http: reqwest::Client) -> Arc<Exporter> {
-            let (tx, rx) = mpsc::channel(4 * BATCH);
-            let sample_below = super::sample_threshold(settings.sample_rate);
-            tokio::spawn(run(settings, http, rx));
-            Arc::new(Exporter { tx, dropped: Arc::default(), sample_below })
+        /// Starts exporting to `to` on the current Tokio runtime, keeping `sample_rate` (0 to 1)
+        /// of the traces (by trace id, so a trace is kept or dropped whole).
+        pub fn start(
+            to: Destination,
+            service_name: String,
+            sample_rate: f64,
+            http: reqwest::Client,
+        ) -> std::sync::Arc<Exporter> {
+            let batch = Batcher::start(to, http, "spans", move |spans: &[Span]| traces_request(&service_name, spans));
+            std::sync::Arc::new(Exporter { batch, sample_below: super::sample_threshold(sample_rate) })
         }
 
         /// Spans dropped because the queue was full.
         pub fn dropped(&self) -> u64 {
-            self.dropped.load(Ordering::Relaxed)
+            self.batch.dropped()
         }
     }
 
     impl SpanSink for Exporter {
         fn export(&self, span: Span) {
-            if !super::sampled(&span, self.sample_below) {
-                return;
+            if super::sampled(&span, self.sample_below) {
+                self.batch.push(span);
             }
-            if self.tx.try_send(span).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!("the OpenTelemetry exporter fell behind; spans are being dropped");
-            }
-        }
-    }
-
-    async fn post(settings: &ExporterSettings, http: &reqwest::Client, batch: &[Span]) {
-        let body = traces_request(&settings.service_name, batch);
-        let mut req = http.post(&settings.traces_url).json(&body).timeout(Duration::from_secs(10));
-        for (k, v) in &settings.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                let status = r.status();
-                let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
-                tracing::warn!(url = %settings.traces_url, %status, body = %text, spans = batch.len(), "the collector refused spans");
-            }
-            Err(e) => {
-                tracing::warn!(url = %settings.traces_url, error = %e, spans = batch.len(), "could not export spans")
-            }
-        }
-    }
-
-    async fn run(settings: ExporterSettings, http: reqwest::Client, mut rx: mpsc::Receiver<Span>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut tick = tokio::time::interval(settings.flush_interval.max(Duration::from_millis(10)));
-        loop {
-            tokio::select! {
-                span = rx.recv() => match span {
-                    Some(s) => {
-                        batch.push(s);
-                        if batch.len() >= BATCH {
-                            post(&settings, &http, &batch).await;
-                            batch.clear();
-                        }
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    if !batch.is_empty() {
-                        post(&settings, &http, &batch).await;
-                        batch.clear();
-                    }
-                }
-            }
-        }
-        if !batch.is_empty() {
-            post(&settings, &http, &batch).await;
         }
     }
 }

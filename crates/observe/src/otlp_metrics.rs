@@ -76,21 +76,16 @@ mod exporter {
     use std::time::Duration;
 
     use crate::metrics::Metrics;
+    use crate::otlp_batch::{Destination, post};
     use crate::trace::now_unix_nanos;
 
-    /// Posts `metrics` to `url` every `every`, on the current Tokio runtime. Nothing is sent at
-    /// shutdown: the totals since the last post are lost, as a restarted process's counters are.
-    pub fn start(
-        url: String,
-        headers: Vec<(String, String)>,
-        service_name: String,
-        every: Duration,
-        metrics: Arc<Metrics>,
-        http: reqwest::Client,
-    ) {
+    /// Posts `metrics` to `to` every flush interval, on the current Tokio runtime. Nothing is
+    /// sent at shutdown: the totals since the last post are lost, as a restarted process's
+    /// counters are.
+    pub fn start(to: Destination, service_name: String, metrics: Arc<Metrics>, http: reqwest::Client) {
         let start = now_unix_nanos();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+            let mut tick = tokio::time::interval(to.flush_interval.max(Duration::from_millis(10)));
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -99,15 +94,7 @@ mod exporter {
                     continue;
                 }
                 let body = super::metrics_request(&service_name, &series, start, now_unix_nanos());
-                let mut req = http.post(&url).json(&body).timeout(Duration::from_secs(10));
-                for (k, v) in &headers {
-                    req = req.header(k.as_str(), v.as_str());
-                }
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => tracing::warn!(%url, status = %r.status(), "the collector refused metrics"),
-                    Err(e) => tracing::warn!(%url, error = %e, "could not export metrics"),
-                }
+                post(&to, &http, "metrics", body, series.len()).await;
             }
         });
     }

@@ -104,6 +104,8 @@ pub enum SpanKind {
     Internal = 1,
     Server = 2,
     Client = 3,
+    Producer = 4,
+    Consumer = 5,
 }
 
 /// An attribute value.
@@ -132,6 +134,21 @@ pub struct Span {
 /// Where finished spans go (an OTLP exporter). Must not block.
 pub trait SpanSink: Send + Sync {
     fn export(&self, span: Span);
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// Runs `fut` with `ctx` as the current span, so what is logged inside it can name the span
+/// ([`current`]). Tasks `fut` spawns do not inherit it.
+pub async fn in_span<F: std::future::Future>(ctx: TraceContext, fut: F) -> F::Output {
+    CURRENT.scope(ctx, fut).await
+}
+
+/// The span the running task is in, if it was started with [`in_span`].
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok()
 }
 
 /// Unix time in nanoseconds.

@@ -1,6 +1,9 @@
-//! A twin of an OpenTelemetry collector's OTLP/HTTP receiver (`POST /v1/traces` and
-//! `POST /v1/metrics`, JSON encoding), strict about what the specification requires so an
-//! exporter that drifts fails here rather than in a user's collector.
+//! A twin of an OpenTelemetry collector's OTLP/HTTP receiver (`POST /v1/traces`,
+//! `POST /v1/metrics` and `POST /v1/logs`, JSON encoding), strict about what the specification
+//! requires so an exporter that drifts fails here rather than in a user's collector.
+//!
+//! Logs: `resourceLogs[].scopeLogs[].logRecords[]`, times as decimal strings, `severityNumber`
+//! 0–24, `body` one `AnyValue`, and `traceId` / `spanId` either both absent or both valid hex.
 //!
 //! Metrics: `resourceMetrics[].scopeMetrics[].metrics[]`, each with a name and exactly one of
 //! `sum` (with `aggregationTemporality` 1 or 2 and `isMonotonic`), `gauge` or `histogram`;
@@ -66,8 +69,24 @@ pub struct ReceivedPoint {
     pub value: f64,
 }
 
+/// One received log record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedLog {
+    pub time_nanos: u64,
+    pub severity_number: i64,
+    pub severity_text: String,
+    /// The body's string value (other body kinds are kept as their JSON text).
+    pub body: String,
+    pub attributes: BTreeMap<String, Value>,
+    /// Empty when the record names no span.
+    pub trace_id: String,
+    pub span_id: String,
+    pub resource: BTreeMap<String, Value>,
+}
+
 #[derive(Default)]
 struct Inner {
+    logs: Vec<ReceivedLog>,
     points: Vec<ReceivedPoint>,
     spans: Vec<ReceivedSpan>,
     rejections: Vec<String>,
@@ -249,7 +268,65 @@ fn parse_metrics(body: &Value) -> Result<Vec<ReceivedPoint>, String> {
     Ok(out)
 }
 
-/// What both receivers check: the content type, the headers the test asked for, then the body
+fn parse_logs(body: &Value) -> Result<Vec<ReceivedLog>, String> {
+    let resources = body["resourceLogs"].as_array().ok_or("resourceLogs must be an array")?;
+    let mut out = Vec::new();
+    for (ri, rl) in resources.iter().enumerate() {
+        let resource = attributes(&rl["resource"]["attributes"], &format!("resourceLogs[{ri}].resource"))?;
+        let scopes = rl["scopeLogs"].as_array().ok_or(format!("resourceLogs[{ri}].scopeLogs must be an array"))?;
+        for ss in scopes {
+            for (i, r) in
+                ss["logRecords"].as_array().ok_or("scopeLogs[].logRecords must be an array")?.iter().enumerate()
+            {
+                let at = format!("logRecords[{i}]");
+                let time = if r["timeUnixNano"].is_null() {
+                    0
+                } else {
+                    nanos(&r["timeUnixNano"], &format!("{at}.timeUnixNano"))?
+                };
+                if !r["observedTimeUnixNano"].is_null() {
+                    nanos(&r["observedTimeUnixNano"], &format!("{at}.observedTimeUnixNano"))?;
+                }
+                let severity_number = match &r["severityNumber"] {
+                    Value::Null => 0,
+                    Value::Number(n) => n
+                        .as_i64()
+                        .filter(|n| (0..=24).contains(n))
+                        .ok_or(format!("{at}: severityNumber {n} is not 0–24"))?,
+                    other => return Err(format!("{at}: severityNumber must be a number, got {other}")),
+                };
+                let body = match r["body"].as_object() {
+                    None if r["body"].is_null() => String::new(),
+                    None => return Err(format!("{at}: body must be an AnyValue object")),
+                    Some(b) if b.len() != 1 => return Err(format!("{at}: body must have exactly one value field")),
+                    Some(b) => match b.get("stringValue") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(other) => return Err(format!("{at}: body stringValue must be a string, got {other}")),
+                        None => Value::Object(b.clone()).to_string(),
+                    },
+                };
+                let trace_id = hex_id(&r["traceId"], 32, &format!("{at}.traceId"), true)?;
+                let span_id = hex_id(&r["spanId"], 16, &format!("{at}.spanId"), true)?;
+                if trace_id.is_empty() != span_id.is_empty() {
+                    return Err(format!("{at}: traceId and spanId go together"));
+                }
+                out.push(ReceivedLog {
+                    time_nanos: time,
+                    severity_number,
+                    severity_text: r["severityText"].as_str().unwrap_or_default().to_string(),
+                    body,
+                    attributes: attributes(&r["attributes"], &at)?,
+                    trace_id,
+                    span_id,
+                    resource: resource.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What every receiver checks: the content type, the headers the test asked for, then the body
 /// by `parse`. `Err` is the response a collector gives, with the reason kept.
 fn accept<T>(
     g: &mut Inner,
@@ -290,6 +367,17 @@ async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, bod
     }
 }
 
+async fn logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+    match accept(&mut g, &headers, &body, parse_logs) {
+        Ok(records) => {
+            g.logs.extend(records);
+            accepted()
+        }
+        Err(refused) => *refused,
+    }
+}
+
 async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
     g.requests += 1;
@@ -312,6 +400,7 @@ impl OtlpServer {
         let app = Router::new()
             .route("/v1/traces", post(traces))
             .route("/v1/metrics", post(metrics))
+            .route("/v1/logs", post(logs))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind otlp twin");
         let addr = listener.local_addr().expect("local addr");
@@ -339,6 +428,11 @@ impl OtlpServer {
     /// Metric points received so far (every export repeats the cumulative totals).
     pub fn points(&self) -> Vec<ReceivedPoint> {
         self.lock().points.clone()
+    }
+
+    /// Log records received so far.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        self.lock().logs.clone()
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
@@ -401,6 +495,28 @@ mod tests {
             let mut b = good.clone();
             b["resourceSpans"][0]["scopeSpans"][0]["spans"][0][path] = bad;
             assert!(parse(&b).is_err(), "{path} accepted");
+        }
+    }
+
+    #[test]
+    fn refuses_log_records_the_json_mapping_forbids() {
+        let good = json!({"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": "5", "severityNumber": 9, "severityText": "INFO", "body": {"stringValue": "hi"},
+            "traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "00f067aa0ba902b7",
+            "attributes": [{"key": "n", "value": {"intValue": "5"}}]}]}]}]});
+        let logs = parse_logs(&good).expect("good");
+        assert_eq!((logs[0].body.as_str(), logs[0].severity_number, logs[0].time_nanos), ("hi", 9, 5));
+        for (path, bad) in [
+            ("timeUnixNano", json!(5)),
+            ("severityNumber", json!(30)),
+            ("body", json!("hi")),
+            ("body", json!({"stringValue": "a", "intValue": "1"})),
+            ("spanId", Value::Null),
+            ("traceId", json!("xyz")),
+        ] {
+            let mut b = good.clone();
+            b["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0][path] = bad;
+            assert!(parse_logs(&b).is_err(), "{path} accepted");
         }
     }
 }

@@ -67,7 +67,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
 
     let runtime =
         Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
-    start_trace_export(&config, &runtime);
+    let _spans = start_trace_export(&config, &runtime);
     let scrubber = redactor.clone();
     runtime.observer().set_scrubber(Arc::new(move |s: &str| scrubber.scrub(s)));
     runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
@@ -175,45 +175,73 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the OpenTelemetry exporter when `diagnostics.otel` asks for it (and this build has it).
+/// Starts the OpenTelemetry exporters `diagnostics.otel` asks for (those this build has), and
+/// returns the span sink so the channel layer's deliveries join the same traces.
+fn start_trace_export(
+    config: &clawline_core::config::Config,
+    runtime: &Runtime,
+) -> Option<Arc<dyn clawline_observe::trace::SpanSink>> {
+    let o = config.otel.as_ref()?;
+    let mut log_sinks: Vec<Arc<dyn clawline_observe::otlp_logs::LogSink>> = Vec::new();
+    if o.logs_stdout {
+        log_sinks.push(Arc::new(clawline_observe::otlp_logs::StdoutLogs { service_name: o.service_name.clone() }));
+    }
+    let spans = export_over_http(o, runtime, &mut log_sinks);
+    crate::log_export::install(log_sinks);
+    spans
+}
+
 #[cfg(feature = "otel")]
-fn start_trace_export(config: &clawline_core::config::Config, runtime: &Runtime) {
-    let Some(o) = &config.otel else { return };
-    let every = std::time::Duration::from_millis(o.flush_interval_ms);
+fn export_over_http(
+    o: &clawline_core::config::OtelSettings,
+    runtime: &Runtime,
+    log_sinks: &mut Vec<Arc<dyn clawline_observe::otlp_logs::LogSink>>,
+) -> Option<Arc<dyn clawline_observe::trace::SpanSink>> {
+    use clawline_observe::otlp_batch::Destination;
+    let to = |url: &String| Destination {
+        url: url.clone(),
+        headers: o.headers.clone(),
+        flush_interval: std::time::Duration::from_millis(o.flush_interval_ms),
+    };
+    let mut spans: Option<Arc<dyn clawline_observe::trace::SpanSink>> = None;
     if let Some(url) = &o.traces_url {
-        let settings = clawline_observe::otlp::ExporterSettings {
-            traces_url: url.clone(),
-            headers: o.headers.clone(),
-            service_name: o.service_name.clone(),
-            flush_interval: every,
-            sample_rate: o.sample_rate,
-        };
-        let exporter = clawline_observe::otlp::Exporter::start(settings, runtime.http_client());
-        runtime.observer().set_span_sink(exporter);
+        let exporter = clawline_observe::otlp::Exporter::start(
+            to(url),
+            o.service_name.clone(),
+            o.sample_rate,
+            runtime.http_client(),
+        );
+        runtime.observer().set_span_sink(exporter.clone());
+        spans = Some(exporter);
         tracing::info!(%url, "exporting traces over OTLP/HTTP");
     }
     if let Some(url) = &o.metrics_url {
         let metrics = runtime.observer().metrics().clone();
-        clawline_observe::otlp_metrics::start(
-            url.clone(),
-            o.headers.clone(),
-            o.service_name.clone(),
-            every,
-            metrics,
-            runtime.http_client(),
-        );
+        clawline_observe::otlp_metrics::start(to(url), o.service_name.clone(), metrics, runtime.http_client());
         tracing::info!(%url, "exporting metrics over OTLP/HTTP");
     }
+    if let Some(url) = &o.logs_url {
+        let logs =
+            clawline_observe::otlp_logs::LogExporter::start(to(url), o.service_name.clone(), runtime.http_client());
+        log_sinks.push(Arc::new(logs));
+        tracing::info!(%url, "exporting logs over OTLP/HTTP");
+    }
+    spans
 }
 
 #[cfg(not(feature = "otel"))]
-fn start_trace_export(config: &clawline_core::config::Config, _runtime: &Runtime) {
-    if config.otel.is_some() {
+fn export_over_http(
+    o: &clawline_core::config::OtelSettings,
+    _runtime: &Runtime,
+    _log_sinks: &mut Vec<Arc<dyn clawline_observe::otlp_logs::LogSink>>,
+) -> Option<Arc<dyn clawline_observe::trace::SpanSink>> {
+    if o.traces_url.is_some() || o.metrics_url.is_some() || o.logs_url.is_some() {
         tracing::warn!(
-            "diagnostics.otel is on, but this clawline was built without OpenTelemetry export; \
+            "diagnostics.otel is on, but this clawline was built without OTLP/HTTP export; \
              rebuild with `cargo build --release --features otel`"
         );
     }
+    None
 }
 
 /// Picks up profiles that `clawline auth add|remove` changed while the gateway runs (checked

@@ -674,6 +674,36 @@ mod tests {
     }
 
     #[test]
+    fn otel_logs_are_opt_in_and_go_to_otlp_stdout_or_both() {
+        let on = |extra: &str, env: &[(&str, &str)]| {
+            load_with(&format!("{{ diagnostics: {{ otel: {{ enabled: true, {extra} }} }} }}"), env)
+                .unwrap()
+                .config
+                .otel
+                .expect("on")
+        };
+        let o = on("endpoint: 'http://c:4318'", &[]);
+        assert_eq!((o.logs_url, o.logs_stdout), (None, false));
+        let o = on("endpoint: 'http://c:4318', logs: true", &[]);
+        assert_eq!((o.logs_url.as_deref(), o.logs_stdout), (Some("http://c:4318/v1/logs"), false));
+        let o = on("endpoint: 'http://c:4318', logs: true, logsExporter: 'both', logsEndpoint: 'http://l/x'", &[]);
+        assert_eq!((o.logs_url.as_deref(), o.logs_stdout), (Some("http://l/x"), true));
+        // stdout alone needs no collector.
+        let o = on("traces: false, metrics: false, logs: true, logsExporter: 'stdout'", &[]);
+        assert_eq!((o.traces_url, o.logs_url, o.logs_stdout), (None, None, true));
+        let o = on("traces: false, metrics: false, logs: true", &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://e/l")]);
+        assert_eq!(o.logs_url.as_deref(), Some("http://e/l"));
+        let e = first_error(
+            "{ diagnostics: { otel: { enabled: true, endpoint: 'http://c', logsExporter: 'file' } } }",
+            &[],
+        );
+        assert_eq!(e.path, "diagnostics.otel.logsExporter");
+        let e =
+            first_error("{ diagnostics: { otel: { enabled: true, traces: false, metrics: false, logs: true } } }", &[]);
+        assert_eq!(e.path, "diagnostics.otel.endpoint");
+    }
+
+    #[test]
     fn budgets_and_loop_detection_are_on_by_default_and_overridable_per_agent() {
         let text = r#"{
           models: { providers: { p: { baseUrl: 'http://h/v1', models: [{ id: 'a' }] } } },

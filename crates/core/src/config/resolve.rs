@@ -219,13 +219,17 @@ pub struct AgentSettings {
     pub budget: BudgetSettings,
 }
 
-/// Where spans are exported (`diagnostics.otel`, on and with traces).
+/// Where traces, metrics and logs are exported (`diagnostics.otel`, when on).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtelSettings {
     /// `None` with `traces: false`.
     pub traces_url: Option<String>,
     /// `None` with `metrics: false`.
     pub metrics_url: Option<String>,
+    /// `Some` with `logs: true` and `logsExporter` `otlp` (the default) or `both`.
+    pub logs_url: Option<String>,
+    /// `logs: true` with `logsExporter` `stdout` or `both`: one OTLP JSON request per stdout line.
+    pub logs_stdout: bool,
     pub headers: Vec<(String, String)>,
     pub service_name: String,
     pub sample_rate: f64,
@@ -968,14 +972,25 @@ impl Resolver<'_> {
             return None;
         }
         let endpoint = o.endpoint.clone().or_else(|| (self.env)("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let (logs_otlp, logs_stdout) = match o.logs_exporter.as_deref() {
+            None | Some("otlp") => (true, false),
+            Some("stdout") => (false, true),
+            Some("both") => (true, true),
+            Some(other) => {
+                issues.push(issue(
+                    "diagnostics.otel.logsExporter",
+                    format!("unknown log exporter `{other}`"),
+                    Some("use \"otlp\", \"stdout\" or \"both\"".into()),
+                ));
+                (false, false)
+            }
+        };
+        // Logs are off unless asked for (they are the largest signal); traces and metrics on.
+        let logs = o.logs == Some(true);
+        let mut unnamed = false;
         // A signal's own URL (file, then environment), else `<endpoint>/v1/<signal>`.
-        let mut url_for = |on: Option<bool>,
-                           own: &Option<String>,
-                           var: &str,
-                           signal: &str,
-                           key: &str|
-         -> Option<String> {
-            if on == Some(false) {
+        let mut url_for = |on: bool, own: &Option<String>, var: &str, signal: &str, key: &str| -> Option<String> {
+            if !on {
                 return None;
             }
             let (url, path) = match (own, (self.env)(var), &endpoint) {
@@ -985,11 +1000,7 @@ impl Resolver<'_> {
                     (format!("{}/v1/{signal}", e.trim_end_matches('/')), "diagnostics.otel.endpoint".into())
                 }
                 (None, None, None) => {
-                    issues.push(issue(
-                        "diagnostics.otel.endpoint",
-                        "OpenTelemetry export is on but no collector is named".to_string(),
-                        Some("set diagnostics.otel.endpoint, e.g. \"http://127.0.0.1:4318\", or OTEL_EXPORTER_OTLP_ENDPOINT".into()),
-                    ));
+                    unnamed = true;
                     return None;
                 }
             };
@@ -1004,29 +1015,45 @@ impl Resolver<'_> {
             Some(url)
         };
         let traces_url = url_for(
-            o.traces,
+            o.traces != Some(false),
             &o.traces_endpoint,
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             "traces",
             "diagnostics.otel.tracesEndpoint",
         );
-        let metrics_url = if traces_url.is_none() && o.traces != Some(false) {
-            None // the missing endpoint is already reported
-        } else {
-            url_for(
-                o.metrics,
-                &o.metrics_endpoint,
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                "metrics",
-                "diagnostics.otel.metricsEndpoint",
-            )
-        };
-        if traces_url.is_none() && metrics_url.is_none() {
+        let metrics_url = url_for(
+            o.metrics != Some(false),
+            &o.metrics_endpoint,
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "metrics",
+            "diagnostics.otel.metricsEndpoint",
+        );
+        let logs_url = url_for(
+            logs && logs_otlp,
+            &o.logs_endpoint,
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "logs",
+            "diagnostics.otel.logsEndpoint",
+        );
+        if unnamed {
+            issues.push(issue(
+                "diagnostics.otel.endpoint",
+                "OpenTelemetry export is on but no collector is named".to_string(),
+                Some(
+                    "set diagnostics.otel.endpoint, e.g. \"http://127.0.0.1:4318\", or OTEL_EXPORTER_OTLP_ENDPOINT"
+                        .into(),
+                ),
+            ));
+        }
+        let logs_stdout = logs && logs_stdout;
+        if traces_url.is_none() && metrics_url.is_none() && logs_url.is_none() && !logs_stdout {
             return None;
         }
         Some(OtelSettings {
             traces_url,
             metrics_url,
+            logs_url,
+            logs_stdout,
             headers: o.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             service_name: o.service_name.clone().unwrap_or_else(|| "clawline".into()),
             sample_rate: rate,

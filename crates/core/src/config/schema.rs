@@ -60,7 +60,7 @@ pub struct DiagnosticsFile {
 }
 
 /// `diagnostics.otel.*`: OpenTelemetry export over OTLP/HTTP (OpenClaw's keys). clawline
-/// exports traces and metrics (not logs yet), in OTLP's JSON encoding.
+/// exports traces, metrics and (when asked) logs, in OTLP's JSON encoding.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OtelFile {
@@ -73,7 +73,7 @@ pub struct OtelFile {
     pub traces_endpoint: Option<String>,
     /// The full metrics URL; overrides `endpoint` (default `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
     pub metrics_endpoint: Option<String>,
-    /// Accepted for OpenClaw's files; not used yet.
+    /// The full logs URL; overrides `endpoint` (default `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
     pub logs_endpoint: Option<String>,
     /// `http/json` (what clawline sends) or `http/protobuf` (OpenClaw's value: the same
     /// collector endpoint accepts both encodings, and clawline sends JSON).
@@ -89,9 +89,10 @@ pub struct OtelFile {
     pub traces: Option<bool>,
     /// Default true when export is on: the `/metrics` registry, every `flushIntervalMs`.
     pub metrics: Option<bool>,
-    /// Accepted; not exported yet.
+    /// Default false: log records (what the log file holds, redacted) as OTLP logs.
     pub logs: Option<bool>,
-    /// Accepted for OpenClaw's files; not used.
+    /// Where log records go with `logs: true`: `otlp` (default, to `/v1/logs`), `stdout` (one
+    /// OTLP JSON request per line, for a collector reading container logs) or `both`.
     pub logs_exporter: Option<String>,
     /// Fraction of traces kept, 0 to 1 (default 1).
     pub sample_rate: Option<f64>,
