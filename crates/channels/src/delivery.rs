@@ -22,6 +22,8 @@ use crate::channel::SendError;
 use crate::manager::Account;
 use crate::message::{OutboundBody, Target};
 use crate::pacing::Pacer;
+use crate::spans::Spans;
+use clawline_observe::trace::now_unix_nanos;
 
 const POLL: Duration = Duration::from_secs(1);
 const BATCH: usize = 64;
@@ -31,7 +33,7 @@ fn retry_delay(attempts: i64) -> Duration {
     Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 16) as u32)).min(Duration::from_secs(300))
 }
 
-pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: CancellationToken) {
+pub(crate) async fn deliver(account: Arc<Account>, store: Store, spans: Spans, stop: CancellationToken) {
     let ch = account.channel.clone();
     let (channel, account_id) = (ch.channel().to_string(), ch.account_id().to_string());
     let mut pacer = Pacer::default();
@@ -77,7 +79,19 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, stop: Cancellat
                 continue;
             }
             pacer.take(&target.peer_id, interval, burst, Instant::now());
-            match attempt(ch.as_ref(), &store, &row, &target, &body).await {
+            let started = now_unix_nanos();
+            let result = attempt(ch.as_ref(), &store, &row, &target, &body).await;
+            match &result {
+                Ok(sent) => spans.send(&row, started, Ok(&sent.message_id)),
+                Err(SendError::RateLimited { .. }) => spans.send(&row, started, Err(("rate_limited", false))),
+                Err(SendError::Moved(_)) => spans.send(&row, started, Err(("moved", false))),
+                Err(SendError::Transient(_)) => {
+                    let dead = row.expires_at <= clawline_store::now_ms();
+                    spans.send(&row, started, Err(("transient", dead)))
+                }
+                Err(SendError::Permanent(_)) => spans.send(&row, started, Err(("refused", true))),
+            }
+            match result {
                 Ok(sent) => {
                     if let Err(e) = store.outbound_sent(row.id, Some(sent.message_id)).await {
                         tracing::error!(error = %e, "could not record a sent message");

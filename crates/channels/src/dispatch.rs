@@ -46,6 +46,7 @@ pub(crate) struct Dispatcher {
     pub default_agent: String,
     pub bindings: Vec<Binding>,
     pub routing: SessionRouting,
+    spans: crate::spans::Spans,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<InboundRow>>>,
 }
 
@@ -57,8 +58,18 @@ impl Dispatcher {
         default_agent: String,
         bindings: Vec<Binding>,
         routing: SessionRouting,
+        spans: crate::spans::Spans,
     ) -> Dispatcher {
-        Dispatcher { store, accounts, responder, default_agent, bindings, routing, lanes: Mutex::new(HashMap::new()) }
+        Dispatcher {
+            store,
+            accounts,
+            responder,
+            default_agent,
+            bindings,
+            routing,
+            spans,
+            lanes: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Resumes what the journal holds open, then follows new messages until `wake` closes.
@@ -190,6 +201,7 @@ impl Dispatcher {
                     &format!("{}#pair", msg.platform_id),
                     vec![OutboundBody::plain(text)],
                     None,
+                    None,
                 );
                 self.store
                     .answer_inbound(row.id, &msg.channel, &msg.account_id, rows, Some("pairing code sent".into()))
@@ -211,6 +223,8 @@ impl Dispatcher {
     }
 
     async fn answer(&self, row: InboundRow, msg: &InboundMessage, account: &Arc<Account>) -> Result<(), StoreError> {
+        let processing = self.spans.begin_process();
+        let traceparent = processing.as_ref().map(|p| p.context.header());
         let conv = msg.conversation();
         let agent_id = routing::agent_for(&self.bindings, &self.default_agent, &conv).to_string();
         let session_key = routing::session_key(&agent_id, &self.routing, &conv).to_string();
@@ -236,11 +250,15 @@ impl Dispatcher {
                     &format!("{}#gaveup", msg.platform_id),
                     vec![OutboundBody::plain(notice)],
                     None,
+                    traceparent.clone(),
                 );
                 self.store
                     .answer_inbound(row.id, &msg.channel, &msg.account_id, rows, Some("gave up after restarts".into()))
                     .await?;
                 account.wake_delivery();
+                if let Some(p) = processing {
+                    self.spans.end_process(p, &msg.channel, &msg.account_id, &agent_id, "gave_up");
+                }
                 return Ok(());
             }
             let ask = Ask {
@@ -250,6 +268,7 @@ impl Dispatcher {
                 text: text.clone(),
                 idempotency_key: format!("channel:{}:{}:{}#{attempt}", msg.channel, msg.account_id, msg.platform_id),
                 files: files.clone(),
+                traceparent: traceparent.clone(),
             };
             let prefix = format!("{}#{attempt}", msg.platform_id);
             let (progress, preview) = if streaming {
@@ -273,6 +292,13 @@ impl Dispatcher {
                 draft = task.await.ok().flatten().or(draft);
             }
             let mut replaces = None;
+            let outcome = match &reply {
+                Reply::Failed(_) => "failed",
+                Reply::Silent => "silent",
+                Reply::Text(t) if is_silent(t) => "silent",
+                Reply::WithMedia(t, m) if m.is_empty() && is_silent(t) => "silent",
+                _ => "replied",
+            };
             let (bodies, note) = match reply {
                 Reply::Interrupted => {
                     attempt = self.store.start_inbound_attempt(row.id, &session_key).await?;
@@ -295,11 +321,14 @@ impl Dispatcher {
                 }
                 Reply::Failed(m) => (vec![OutboundBody::plain(format!("⚠️ {m}"))], Some(format!("failed: {m}"))),
             };
-            let rows = self.outbound(account, msg, &prefix, bodies, replaces);
+            let rows = self.outbound(account, msg, &prefix, bodies, replaces, traceparent);
             let any = !rows.is_empty();
             self.store.answer_inbound(row.id, &msg.channel, &msg.account_id, rows, note).await?;
             if any {
                 account.wake_delivery();
+            }
+            if let Some(p) = processing {
+                self.spans.end_process(p, &msg.channel, &msg.account_id, &agent_id, outcome);
             }
             return Ok(());
         }
@@ -381,7 +410,8 @@ impl Dispatcher {
     }
 
     /// Queue rows for `bodies`, addressed as the reply mode says; the first replaces the
-    /// preview's draft `replaces`, when there is one.
+    /// preview's draft `replaces`, when there is one. `traceparent` names the span that
+    /// answered, so the deliveries join its trace.
     fn outbound(
         &self,
         account: &Account,
@@ -389,6 +419,7 @@ impl Dispatcher {
         prefix: &str,
         bodies: Vec<OutboundBody>,
         replaces: Option<String>,
+        traceparent: Option<String>,
     ) -> Vec<NewOutbound> {
         let base = msg.reply_target();
         let mode = account.settings.delivery.reply_to_mode;
@@ -412,6 +443,7 @@ impl Dispatcher {
                     target: serde_json::to_value(&target).unwrap_or_default(),
                     body: serde_json::to_value(&body).unwrap_or_default(),
                     expires_at,
+                    traceparent: traceparent.clone(),
                 }
             })
             .collect()

@@ -31,6 +31,7 @@ mod preview;
 pub mod responder;
 #[cfg(feature = "slack")]
 pub mod slack;
+mod spans;
 pub mod supervisor;
 #[cfg(feature = "telegram")]
 pub mod telegram;

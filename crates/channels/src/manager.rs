@@ -100,6 +100,7 @@ struct Inner {
     routing: clawline_core::config::channels::SessionRouting,
     backoff: Backoff,
     webchat: Option<Arc<WebChatChannel>>,
+    spans: crate::spans::Spans,
 }
 
 /// Every configured channel account. Cheap to clone.
@@ -194,6 +195,7 @@ impl Channels {
                 routing: config.channels.session.clone(),
                 backoff: Backoff::default(),
                 webchat: None,
+                spans: Default::default(),
             }),
         }
     }
@@ -204,6 +206,11 @@ impl Channels {
             inner.backoff = backoff;
         }
         self
+    }
+
+    /// Exports a span per answered message and per delivery attempt to `sink` (before `start`).
+    pub fn set_span_sink(&self, sink: Arc<dyn clawline_observe::trace::SpanSink>) {
+        self.inner.spans.set(sink);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -223,6 +230,7 @@ impl Channels {
             i.default_agent.clone(),
             i.bindings.clone(),
             i.routing.clone(),
+            i.spans.clone(),
         ));
         i.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(tokio::spawn(dispatcher.run(wake_rx)));
         for account in i.accounts.values() {
@@ -238,7 +246,12 @@ impl Channels {
         }
         let stop = self.inner.stop.child_token();
         let handles = vec![
-            tokio::spawn(crate::delivery::deliver(account.clone(), self.inner.store.clone(), stop.clone())),
+            tokio::spawn(crate::delivery::deliver(
+                account.clone(),
+                self.inner.store.clone(),
+                self.inner.spans.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(supervise(account.channel.clone(), account.link.clone(), self.inner.backoff, stop.clone())),
         ];
         *running = Some((stop, handles));

@@ -52,6 +52,7 @@ pub async fn approve(
             target: serde_json::to_value(&target).unwrap_or_default(),
             body: serde_json::to_value(OutboundBody::plain(APPROVED_NOTE)).unwrap_or_default(),
             expires_at: clawline_store::now_ms() + crate::dispatch::OUTBOUND_TTL_MS,
+            traceparent: None,
         };
         store.queue_outbound(&request.channel, &request.account_id, vec![row]).await?;
         notified = true;

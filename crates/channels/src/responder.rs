@@ -21,6 +21,9 @@ pub struct Ask {
     pub idempotency_key: String,
     /// Files that came with the message, downloaded.
     pub files: Vec<InboundFile>,
+    /// The W3C `traceparent` of the span answering the message, when spans are exported: the
+    /// run continues that trace.
+    pub traceparent: Option<String>,
 }
 
 /// A file that came with a message.

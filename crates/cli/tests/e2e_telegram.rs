@@ -283,3 +283,67 @@ async fn a_bot_token_kept_in_the_encrypted_store_connects_and_a_missing_one_is_n
     let again = cli(dir.path(), &["secrets", "rm", "telegram-bot"]).await;
     assert!(!again.status.success() && stderr(&again).contains("secrets list"), "{}", stderr(&again));
 }
+
+/// With traces exported, a Telegram message is one trace: `process telegram` answers it, the
+/// agent's run is its child, and every delivery attempt (a 429 first, then the send) is a
+/// `send telegram` span under it, with the platform's message id on the one that landed.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_its_run_and_each_delivery_attempt_are_one_trace() {
+    use clawline_testkit::otlp_server::OtlpServer;
+    use serde_json::json;
+
+    let otlp = OtlpServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = ModelServer::start(Api::OpenAi, Some(KEY)).await;
+    model.set_fallback(Reply::Echo);
+    let tg = twin().await;
+    tg.add_private_chat(1001, "Pat", Some("pat"));
+    tg.fail_next("sendMessage", 429, Some(1));
+    let extra = format!(
+        "{} diagnostics: {{ otel: {{ enabled: true, endpoint: \"{}\", flushIntervalMs: 50, metrics: false }} }},",
+        channels(&tg, "allowFrom: [1001],"),
+        otlp.endpoint()
+    );
+    write_config(dir.path(), &model, Api::OpenAi, &extra);
+    let _gw = spawn(dir.path()).await;
+
+    tg.push_text(1001, 1001, "trace me");
+    let sent = tg.wait_sent(1, Duration::from_secs(20)).await;
+    assert_eq!(sent[0].plain, "echo: trace me");
+
+    let process = otlp.wait_spans("process telegram", 1, Duration::from_secs(10)).await.remove(0);
+    let turn = otlp.wait_spans("invoke_agent main", 1, Duration::from_secs(10)).await.remove(0);
+    let sends = otlp.wait_spans("send telegram", 2, Duration::from_secs(10)).await;
+    assert!(otlp.rejections().is_empty(), "{:?}", otlp.rejections());
+
+    assert_eq!(process.parent_span_id, "", "the message starts the trace");
+    assert_eq!(process.kind, 5, "consumer");
+    assert_eq!(process.attr("messaging.system"), Some(&json!("telegram")));
+    assert_eq!(process.attr("clawline.outcome"), Some(&json!("replied")));
+    assert_eq!(
+        (turn.trace_id.as_str(), turn.parent_span_id.as_str()),
+        (process.trace_id.as_str(), process.span_id.as_str())
+    );
+    assert_eq!(turn.attr("clawline.channel"), Some(&json!("telegram")));
+    for s in &sends {
+        assert_eq!(
+            (s.trace_id.as_str(), s.parent_span_id.as_str()),
+            (process.trace_id.as_str(), process.span_id.as_str())
+        );
+        assert_eq!(s.kind, 4, "producer");
+    }
+    let (limited, landed) = (&sends[0], &sends[1]);
+    assert_eq!(limited.attr("error.type"), Some(&json!("rate_limited")));
+    assert_eq!((limited.status_code, limited.attr("clawline.delivery.attempt")), (2, Some(&json!(1))));
+    assert_eq!(landed.status_code, 1);
+    assert_eq!(landed.attr("clawline.delivery.attempt"), Some(&json!(2)));
+    assert_eq!(landed.attr("messaging.message.id"), Some(&json!(sent[0].message_id.to_string())));
+    assert!(landed.start_nanos >= turn.end_nanos, "the delivery follows the turn");
+    // Attributes only: the random hex ids could hold any digits.
+    let attrs = format!("{:?}", otlp.spans().iter().map(|s| (&s.attributes, &s.status_message)).collect::<Vec<_>>());
+    assert!(
+        !attrs.contains("trace me") && !attrs.contains("1001"),
+        "message text or the person's id reached the spans"
+    );
+}

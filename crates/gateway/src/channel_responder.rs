@@ -66,6 +66,7 @@ impl Responder for AgentResponder {
                 session_key: Some(ask.session_key),
                 message,
                 idempotency_key: Some(ask.idempotency_key),
+                traceparent: ask.traceparent,
                 ..Default::default()
             };
             match runtime.start_turn(req).await {

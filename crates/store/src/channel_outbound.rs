@@ -52,6 +52,8 @@ pub struct NewOutbound {
     pub body: serde_json::Value,
     /// After this (Unix ms) an unsent row is dead.
     pub expires_at: i64,
+    /// The `traceparent` of the span that queued it, when that span is exported.
+    pub traceparent: Option<String>,
 }
 
 /// One queued message.
@@ -73,10 +75,11 @@ pub struct OutboundRow {
     /// When an attempt first started without its answer being recorded (Unix ms): the platform
     /// may have the message although the row is still pending.
     pub sending_since: Option<i64>,
+    pub traceparent: Option<String>,
 }
 
 const COLUMNS: &str = "id, channel, account_id, idempotency_key, target_json, body_json, state, attempts, next_at, \
-     expires_at, last_error, platform_message_id, created_at, sending_since";
+     expires_at, last_error, platform_message_id, created_at, sending_since, traceparent";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
     let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
@@ -97,6 +100,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
         platform_message_id: r.get(11)?,
         created_at: r.get(12)?,
         sending_since: r.get(13)?,
+        traceparent: r.get(14)?,
     })
 }
 
@@ -110,9 +114,9 @@ fn insert(
     for m in rows {
         tx.execute(
             "INSERT OR IGNORE INTO channel_outbound
-                 (channel, account_id, idempotency_key, target_json, body_json, state, next_at, expires_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6, ?6)",
-            params![channel, account_id, m.idempotency_key, m.target.to_string(), m.body.to_string(), now, m.expires_at],
+                 (channel, account_id, idempotency_key, target_json, body_json, state, next_at, expires_at, created_at, updated_at, traceparent)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?6, ?6, ?8)",
+            params![channel, account_id, m.idempotency_key, m.target.to_string(), m.body.to_string(), now, m.expires_at, m.traceparent],
         )?;
     }
     Ok(())
@@ -330,6 +334,7 @@ mod tests {
             target: serde_json::json!({"chat": "1"}),
             body: serde_json::json!({"text": key}),
             expires_at,
+            traceparent: Some(format!("00-{key}")),
         }
     }
 
@@ -356,6 +361,7 @@ mod tests {
         assert_eq!(store.inbound(id).await.unwrap().unwrap().state, InboundState::Answered);
         let due = store.due_outbound("telegram", "default", now_ms(), 10).await.unwrap();
         assert_eq!(due.iter().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>(), ["1:1:0", "1:1:1"]);
+        assert_eq!(due[0].traceparent.as_deref(), Some("00-1:1:0"), "the trace context is kept with the row");
         store.outbound_sent(due[0].id, Some("77".into())).await.unwrap();
         let due = store.due_outbound("telegram", "default", now_ms(), 10).await.unwrap();
         assert_eq!(due.len(), 1);

@@ -192,6 +192,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE channel_outbound ADD COLUMN sending_since INTEGER;
     "#,
+    // v7: the trace a queued message belongs to (the W3C `traceparent` of the span that
+    // queued it), so its delivery joins the turn's trace.
+    r#"
+    ALTER TABLE channel_outbound ADD COLUMN traceparent TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

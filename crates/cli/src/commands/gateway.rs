@@ -67,7 +67,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
 
     let runtime =
         Runtime::new(config.clone(), assembled.store.clone()).context("cannot prepare the agent workspaces")?;
-    let _spans = start_trace_export(&config, &runtime);
+    let spans = start_trace_export(&config, &runtime);
     let scrubber = redactor.clone();
     runtime.observer().set_scrubber(Arc::new(move |s: &str| scrubber.scrub(s)));
     runtime.recover().await.context("cannot recover runs interrupted by a previous crash")?;
@@ -132,6 +132,9 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
         let http = || Ok(runtime.http_client());
         let built = clawline_channels::Channels::build(&config, assembled.store.clone(), http)
             .map_err(|e| anyhow!("{e} (set in {})", paths.config_file.display()))?;
+        if let Some(sink) = &spans {
+            built.set_span_sink(sink.clone());
+        }
         state = state.with_channels(built.clone());
         Some(built)
     };
