@@ -11,8 +11,8 @@ use clawline_testkit::load::{Entry, Options, run};
 use common::bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_tool_drives_both_entry_points_without_errors() {
-    for entry in [Entry::OpenAi, Entry::Ws] {
+async fn the_load_tool_drives_every_entry_point_without_errors() {
+    for entry in [Entry::OpenAi, Entry::Ws, Entry::Telegram] {
         let opts = Options {
             bin: bin(),
             entry,

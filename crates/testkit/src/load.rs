@@ -11,8 +11,12 @@
 //! sampled from `/proc/<pid>` every `sample_every` while it runs.
 //!
 //! Entry points: `openai` (`POST /v1/chat/completions` with a `user` per session, so the
-//! stored history is used) and `ws` (OpenClaw's protocol: one connection per worker, `agent`
-//! answered twice, accepted then final). Latency is the client's: request sent to final answer.
+//! stored history is used), `ws` (OpenClaw's protocol: one connection per worker, `agent`
+//! answered twice, accepted then final) and `telegram` (a Bot API twin the gateway long-polls:
+//! each session is a private chat with a session of its own, a turn is a message pushed to the
+//! twin and ends when the bot's reply to that chat arrives). Latency is the client's: request
+//! sent (or message pushed) to final answer. Telegram's pacing (about one message a second per
+//! chat after a burst of three) bounds that entry's rate per chat, as it does in use.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,16 +27,21 @@ use serde_json::{Value, json};
 
 use crate::gateway::GatewayProcess;
 use crate::model_server::{Api, ModelServer, Reply};
+use crate::telegram_server::TelegramServer;
 use crate::ws_client::{Client, cli_params};
 
 const TOKEN: &str = "load-gateway-token-0123456789abcdef";
 const KEY: &str = "sk-load-model-key-0123456789";
+const BOT_TOKEN: &str = "123456789:AAEhBP0av28fWkDJT3w_T0mQ-h3kYhkkA0s";
+/// Session `i`'s chat (and user) id on the Telegram twin.
+const CHAT_BASE: i64 = 700_000;
 
 /// The entry point turns go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {
     OpenAi,
     Ws,
+    Telegram,
 }
 
 impl Entry {
@@ -40,6 +49,7 @@ impl Entry {
         match s {
             "openai" => Some(Entry::OpenAi),
             "ws" => Some(Entry::Ws),
+            "telegram" => Some(Entry::Telegram),
             _ => None,
         }
     }
@@ -48,6 +58,7 @@ impl Entry {
         match self {
             Entry::OpenAi => "openai",
             Entry::Ws => "ws",
+            Entry::Telegram => "telegram",
         }
     }
 }
@@ -141,7 +152,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn write_config(dir: &Path, server: &ModelServer) -> Result<(), String> {
+fn write_config(dir: &Path, server: &ModelServer, telegram: Option<&TelegramServer>) -> Result<(), String> {
+    // Every chat may talk to the bot, and each chat is its own conversation.
+    let channels = telegram.map_or(String::new(), |tg| {
+        format!(
+            "channels: {{ telegram: {{ botToken: \"{BOT_TOKEN}\", apiRoot: \"{}\", pollTimeoutSeconds: 2, dmPolicy: \"open\",
+               allowFrom: [\"*\"] }} }}, session: {{ dmScope: \"per-channel-peer\" }},",
+            tg.api_root()
+        )
+    });
     let text = format!(
         r#"{{
   gateway: {{ auth: {{ token: "${{LOAD_TOKEN}}" }} }},
@@ -149,9 +168,11 @@ fn write_config(dir: &Path, server: &ModelServer) -> Result<(), String> {
              models: [{{ id: "twin-model", cost: {{ input: 1, output: 2 }} }}] }} }} }},
   agents: {{ defaults: {{ model: "twin/twin-model", budget: {{ dailyTokens: 0, dailyCostUsd: 0 }} }} }},
   logging: {{ level: "warn", consoleLevel: "warn" }},
+  {}
 }}
 "#,
-        server.base_url()
+        server.base_url(),
+        channels
     );
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("clawline.json"), text).map_err(|e| e.to_string())
@@ -160,6 +181,7 @@ fn write_config(dir: &Path, server: &ModelServer) -> Result<(), String> {
 enum Worker {
     Http(reqwest::Client),
     Ws(Box<Client>),
+    Telegram(Arc<TelegramServer>),
 }
 
 async fn one_turn(worker: &mut Worker, base: &str, session: usize, turn: usize) -> Result<(), String> {
@@ -202,6 +224,19 @@ async fn one_turn(worker: &mut Worker, base: &str, session: usize, turn: usize) 
             c.frames.clear();
             Ok(())
         }
+        Worker::Telegram(tg) => {
+            let chat = CHAT_BASE + session as i64;
+            tg.push_text(chat, chat, &message);
+            // The reply to this turn is the chat's (turn + 1)-th message from the bot.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while tg.sent_count_to(chat) <= turn {
+                if Instant::now() > deadline {
+                    return Err(format!("no reply in chat {chat} to turn {turn} within 60 s"));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -210,7 +245,18 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let server = ModelServer::start(Api::OpenAi, Some(KEY)).await;
     server.set_fallback(Reply::text("ok"));
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    write_config(dir.path(), &server)?;
+    let telegram = match opts.entry {
+        Entry::Telegram => {
+            let tg = TelegramServer::start(BOT_TOKEN).await;
+            for s in 0..opts.sessions {
+                let id = CHAT_BASE + s as i64;
+                tg.add_private_chat(id, &format!("Load {s}"), None);
+            }
+            Some(Arc::new(tg))
+        }
+        _ => None,
+    };
+    write_config(dir.path(), &server, telegram.as_deref())?;
     let gw = GatewayProcess::spawn(&opts.bin, dir.path(), &[("LOAD_TOKEN", TOKEN), ("LOAD_KEY", KEY)]).await?;
     let pid = gw.pid();
     let base = gw.base_url.clone();
@@ -249,8 +295,8 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     let ws_url = base.replacen("http://", "ws://", 1);
     let mut tasks = Vec::new();
     for _ in 0..opts.concurrency.max(1) {
-        let (next, base, ws_url, sessions, entry) =
-            (next.clone(), base.clone(), ws_url.clone(), opts.sessions, opts.entry);
+        let (next, base, ws_url, sessions, entry, telegram) =
+            (next.clone(), base.clone(), ws_url.clone(), opts.sessions, opts.entry, telegram.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = Vec::new();
@@ -260,6 +306,10 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
                     Ok((c, res)) if res["ok"] == true => Worker::Ws(Box::new(c)),
                     Ok((_, res)) => return (latencies, vec![format!("connect refused: {res}")]),
                     Err(e) => return (latencies, vec![format!("connect: {e}")]),
+                },
+                Entry::Telegram => match telegram {
+                    Some(tg) => Worker::Telegram(tg),
+                    None => return (latencies, vec!["no Telegram twin".to_string()]),
                 },
             };
             loop {

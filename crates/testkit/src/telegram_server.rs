@@ -850,6 +850,11 @@ impl TelegramServer {
         self.twin.lock().sent.clone()
     }
 
+    /// How many messages the bot sent to `chat_id` (cheap: nothing is copied).
+    pub fn sent_count_to(&self, chat_id: i64) -> usize {
+        self.twin.lock().sent.iter().filter(|s| s.chat_id == chat_id).count()
+    }
+
     /// Waits until at least `n` messages were sent; panics with what was received on timeout.
     pub async fn wait_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
         let deadline = Instant::now() + timeout;

@@ -17,7 +17,7 @@ use clawline_testkit::load::{Entry, Options, Report, run};
 
 fn usage() -> ! {
     println!(
-        "usage: clawline-load [--bin PATH] [--entry openai|ws] [--sessions N] [--turns N] [--concurrency N] \
+        "usage: clawline-load [--bin PATH] [--entry openai|ws|telegram] [--sessions N] [--turns N] [--concurrency N] \
          [--max-secs S] [--json] [--samples]\n\
          defaults: --bin target/release/clawline --entry openai --sessions 100 --turns 3 --concurrency 16 --max-secs 120"
     );
@@ -78,7 +78,7 @@ async fn main() {
             "--bin" => opts.bin = it.next().map(PathBuf::from).unwrap_or(opts.bin),
             "--entry" => {
                 opts.entry = it.next().as_deref().and_then(Entry::parse).unwrap_or_else(|| {
-                    eprintln!("--entry is openai or ws");
+                    eprintln!("--entry is openai, ws or telegram");
                     std::process::exit(2)
                 })
             }
