@@ -5,7 +5,8 @@
 #   1. clawline-measure          spawn → /readyz and idle RSS (minimal, then web chat + 3 channels)
 #   2. clawline-load             sequential turns (the gateway's added latency), then 1,000
 #                                sessions × 3 turns, 16 at a time, over the OpenAI API and the
-#                                WebSocket protocol (throughput, p50/p95/p99, RSS at 1,000 sessions)
+#                                WebSocket protocol (throughput, p50/p95/p99, RSS at 1,000 sessions),
+#                                then 200 Telegram chats through the Bot API twin
 #   3. cargo bench               the divan micro-benchmarks (frames, SSE, transcript append,
 #                                session lookup, formatting, metrics) and memory search
 #
@@ -34,6 +35,10 @@ target/release/clawline-load --bin "$bin" --entry openai --sessions "$sessions" 
 echo "== $sessions sessions × 3 turns, 16 at a time"
 target/release/clawline-load --bin "$bin" --entry openai --sessions "$sessions" --turns 3 --concurrency 16
 target/release/clawline-load --bin "$bin" --entry ws --sessions "$sessions" --turns 3 --concurrency 16
+echo "== a chat app: 200 Telegram chats × 3 messages, 16 at a time (the Bot API twin)"
+target/release/clawline-load --bin "$bin" --entry telegram --sessions 200 --turns 3 --concurrency 16
+echo "== a channel: 200 Telegram chats × 3 messages, 16 at a time (the Bot API twin)"
+target/release/clawline-load --bin "$bin" --entry telegram --sessions 200 --turns 3 --concurrency 16
 
 [ "$quick" = --quick ] && exit 0
 echo "== micro-benchmarks"
