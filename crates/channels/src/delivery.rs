@@ -81,24 +81,17 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, spans: Spans, s
             pacer.take(&target.peer_id, interval, burst, Instant::now());
             let started = now_unix_nanos();
             let result = attempt(ch.as_ref(), &store, &row, &target, &body).await;
-            match &result {
-                Ok(sent) => spans.send(&row, started, Ok(&sent.message_id)),
-                Err(SendError::RateLimited { .. }) => spans.send(&row, started, Err(("rate_limited", false))),
-                Err(SendError::Moved(_)) => spans.send(&row, started, Err(("moved", false))),
-                Err(SendError::Transient(_)) => {
-                    let dead = row.expires_at <= clawline_store::now_ms();
-                    spans.send(&row, started, Err(("transient", dead)))
-                }
-                Err(SendError::Permanent(_)) => spans.send(&row, started, Err(("refused", true))),
-            }
+            let took = (started, now_unix_nanos());
             match result {
                 Ok(sent) => {
+                    spans.send(&row, took, Ok(&sent.message_id));
                     if let Err(e) = store.outbound_sent(row.id, Some(sent.message_id)).await {
                         tracing::error!(error = %e, "could not record a sent message");
                     }
                     account.health.sent();
                 }
                 Err(SendError::RateLimited { retry_after }) => {
+                    spans.send(&row, took, Err(("rate_limited", false)));
                     let next = clawline_store::now_ms() + retry_after.as_millis() as i64;
                     let _ = store.outbound_failed(row.id, "rate limited by the platform", next, false).await;
                     account.health.send_failed(&format!("rate limited for {} s", retry_after.as_secs()), false);
@@ -106,6 +99,7 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, spans: Spans, s
                     break;
                 }
                 Err(SendError::Moved(peer)) => {
+                    spans.send(&row, took, Err(("moved", false)));
                     let moved = Target { peer_id: peer, ..target };
                     let _ = store.retarget_outbound(row.id, serde_json::to_value(&moved).unwrap_or_default()).await;
                     soonest = Some(Duration::ZERO);
@@ -113,10 +107,12 @@ pub(crate) async fn deliver(account: Arc<Account>, store: Store, spans: Spans, s
                 Err(SendError::Transient(e)) => {
                     let next = clawline_store::now_ms() + retry_delay(row.attempts + 1).as_millis() as i64;
                     let dead = matches!(store.outbound_failed(row.id, &e, next, false).await, Ok(OutboundState::Dead));
+                    spans.send(&row, took, Err(("transient", dead)));
                     report(&account, &row, &e, dead);
                     waiting_chats.insert(target.peer_id.clone());
                 }
                 Err(SendError::Permanent(e)) => {
+                    spans.send(&row, took, Err(("refused", true)));
                     let _ = store.outbound_failed(row.id, &e, clawline_store::now_ms(), true).await;
                     report(&account, &row, &e, true);
                 }

@@ -56,9 +56,9 @@ impl Spans {
         });
     }
 
-    /// One delivery attempt of `row`, started at `start` (Unix ns): `Ok` with the platform's
-    /// message id, or the error kind and whether the row is given up on.
-    pub fn send(&self, row: &OutboundRow, start: u64, outcome: Result<&str, (&str, bool)>) {
+    /// One delivery attempt of `row`, from `took.0` to `took.1` (Unix ns): `Ok` with the
+    /// platform's message id, or the error kind and whether the row is given up on.
+    pub fn send(&self, row: &OutboundRow, took: (u64, u64), outcome: Result<&str, (&str, bool)>) {
         let Some(sink) = self.0.get() else { return };
         let parent = row.traceparent.as_deref().and_then(TraceContext::parse);
         let (context, parent_span_id) = match parent {
@@ -88,8 +88,8 @@ impl Spans {
             parent_span_id,
             name: format!("send {}", row.channel),
             kind: SpanKind::Producer,
-            start_unix_nanos: start,
-            end_unix_nanos: now_unix_nanos(),
+            start_unix_nanos: took.0,
+            end_unix_nanos: took.1,
             attributes,
             error,
         });

@@ -356,42 +356,44 @@ fn accepted() -> Response {
     (StatusCode::OK, [("content-type", "application/json")], "{}").into_response()
 }
 
-async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Checks a request with `parse` and hands what it held to `keep`, answering as a collector does.
+fn receive<T>(
+    inner: &Mutex<Inner>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    parse: impl Fn(&Value) -> Result<Vec<T>, String>,
+    keep: impl FnOnce(&mut Inner, Vec<T>),
+) -> Response {
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-    match accept(&mut g, &headers, &body, parse_metrics) {
-        Ok(points) => {
-            g.points.extend(points);
+    match accept(&mut g, headers, body, parse) {
+        Ok(items) => {
+            keep(&mut g, items);
             accepted()
         }
         Err(refused) => *refused,
     }
+}
+
+async fn metrics(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    receive(&inner, &headers, &body, parse_metrics, |g, points| g.points.extend(points))
 }
 
 async fn logs(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-    match accept(&mut g, &headers, &body, parse_logs) {
-        Ok(records) => {
-            g.logs.extend(records);
-            accepted()
-        }
-        Err(refused) => *refused,
-    }
+    receive(&inner, &headers, &body, parse_logs, |g, records| g.logs.extend(records))
 }
 
+/// Traces also count requests and answer the statuses [`OtlpServer::fail_next`] queued.
 async fn traces(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-    g.requests += 1;
-    if !g.fail_next.is_empty() {
-        let status = g.fail_next.remove(0);
-        return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "try later").into_response();
-    }
-    match accept(&mut g, &headers, &body, parse) {
-        Ok(spans) => {
-            g.spans.extend(spans);
-            accepted()
+    {
+        let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.requests += 1;
+        if !g.fail_next.is_empty() {
+            let status = g.fail_next.remove(0);
+            return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "try later")
+                .into_response();
         }
-        Err(refused) => *refused,
     }
+    receive(&inner, &headers, &body, parse, |g, spans| g.spans.extend(spans))
 }
 
 impl OtlpServer {
@@ -420,7 +422,7 @@ impl OtlpServer {
         self.lock().required_headers.push((name.to_ascii_lowercase(), value.to_string()));
     }
 
-    /// The next request is answered with `status` (and its spans are lost, as with a real collector).
+    /// The next traces request is answered with `status` (and its spans are lost, as with a real collector).
     pub fn fail_next(&self, status: u16) {
         self.lock().fail_next.push(status);
     }
@@ -443,6 +445,7 @@ impl OtlpServer {
         self.lock().rejections.clone()
     }
 
+    /// Traces requests received, refused ones included.
     pub fn requests(&self) -> usize {
         self.lock().requests
     }
