@@ -90,17 +90,31 @@ pub fn logs_request(service_name: &str, records: &[LogRecord]) -> Value {
     })
 }
 
-/// Writes each record to stdout as one request per line.
+/// Writes each record to stdout as one request per line, from a thread of its own: a
+/// reader that stops draining stdout holds up that thread, never the code that logged (lines
+/// beyond its queue are dropped, as the log file's are).
 pub struct StdoutLogs {
-    pub service_name: String,
+    tx: std::sync::mpsc::SyncSender<LogRecord>,
+}
+
+impl StdoutLogs {
+    pub fn start(service_name: String) -> StdoutLogs {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogRecord>(10_000);
+        let _ = std::thread::Builder::new().name("clawline-otlp-stdout".into()).spawn(move || {
+            while let Ok(record) = rx.recv() {
+                let mut line = logs_request(&service_name, std::slice::from_ref(&record)).to_string();
+                line.push('\n');
+                // One write per line, so lines never interleave with other output.
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }
+        });
+        StdoutLogs { tx }
+    }
 }
 
 impl LogSink for StdoutLogs {
     fn emit(&self, record: &LogRecord) {
-        let mut line = logs_request(&self.service_name, std::slice::from_ref(record)).to_string();
-        line.push('\n');
-        // One write per line, so lines from different threads never interleave.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        let _ = self.tx.try_send(record.clone());
     }
 }
 

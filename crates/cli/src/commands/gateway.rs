@@ -187,7 +187,7 @@ fn start_trace_export(
     let o = config.otel.as_ref()?;
     let mut log_sinks: Vec<Arc<dyn clawline_observe::otlp_logs::LogSink>> = Vec::new();
     if o.logs_stdout {
-        log_sinks.push(Arc::new(clawline_observe::otlp_logs::StdoutLogs { service_name: o.service_name.clone() }));
+        log_sinks.push(Arc::new(clawline_observe::otlp_logs::StdoutLogs::start(o.service_name.clone())));
     }
     let spans = export_over_http(o, runtime, &mut log_sinks);
     crate::log_export::install(log_sinks);
