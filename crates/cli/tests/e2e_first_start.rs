@@ -131,6 +131,11 @@ async fn config_set_get_validate_keep_comments_and_hide_secrets() {
     let json: serde_json::Value = serde_json::from_slice(&cli(state, &["doctor", "--json"]).await.stdout).unwrap();
     assert_eq!(json["ok"], false);
     assert!(json["checks"].as_array().unwrap().len() >= 8);
+    // The exec sandbox is reported for what this kernel really gives, never just "on".
+    let sandbox = json["checks"].as_array().unwrap().iter().find(|c| c["name"] == "exec sandbox");
+    let sandbox = sandbox.unwrap_or_else(|| panic!("no exec sandbox check: {json}"));
+    let detail = sandbox["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("Landlock") || detail.contains("disabled"), "{sandbox}");
 
     // --help explains itself.
     let help = stdout(&cli(state, &["--help"]).await);

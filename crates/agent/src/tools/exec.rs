@@ -9,13 +9,15 @@
 //! the workspace; `"full"` lifts both; `"deny"` removes the tool. Always: the working directory
 //! is inside the workspace, the environment is replaced by a minimal one (no API keys leak into
 //! commands), stdin is empty, the whole process group is killed at the timeout, and output is
-//! capped. This is a policy, not a sandbox: an allowed program can still do what it does.
+//! capped. Around all of that, the kernel [`sandbox`](super::sandbox) (`tools.exec.sandbox`,
+//! on by default) keeps the program off the network and lets it write only in the workspace,
+//! whatever the program is.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use clawline_core::config::schema::ExecSecurity;
+use clawline_core::config::schema::{ExecSecurity, SandboxMode};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -303,6 +305,17 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
             Ok(())
         });
     }
+    if settings.sandbox != SandboxMode::Off {
+        let status = super::sandbox::status();
+        if settings.sandbox == SandboxMode::Require && !status.complete() {
+            return ToolOutput::err(format!(
+                "exec is unavailable: tools.exec.sandbox is \"require\" but this machine's kernel grants only {status}. The user can run `clawline doctor` for details."
+            ));
+        }
+        if let Err(e) = super::sandbox::confine(&mut cmd, &ctx.workspace, status) {
+            return ToolOutput::err(format!("cannot prepare the sandbox for `{program}`: {e}"));
+        }
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return ToolOutput::err(format!("cannot start `{program}`: {e}")),
@@ -379,6 +392,7 @@ mod tests {
                 safe_bins: vec![],
                 timeout_secs: 30,
                 max_output_chars: 1000,
+                sandbox: SandboxMode::Auto,
             },
             loop_detection: None,
         };

@@ -6,7 +6,7 @@
 //! | `write` | creates or replaces a file (parents created) | the workspace |
 //! | `edit`  | exact, unique text replacements in one file | the workspace |
 //! | `ls`    | lists a directory | the workspace |
-//! | `exec`  | runs one program, without a shell | `tools.exec`: allow-list, cwd in the workspace, clean environment, timeout, output cap |
+//! | `exec`  | runs one program, without a shell | `tools.exec`: allow-list, cwd in the workspace, clean environment, timeout, output cap; the kernel [`sandbox`] (no network, writes only in the workspace) |
 //! | `memory_search` | ranked snippets of the memory files | the memory index (when `memory.search` is on) |
 //! | `memory_get` | lines of a memory file | files the memory index holds |
 //!
@@ -23,6 +23,7 @@ mod memory_search;
 pub use memory_search::result_json as memory_result_json;
 pub mod path;
 mod read;
+pub mod sandbox;
 mod write;
 
 use std::path::PathBuf;

@@ -333,6 +333,7 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             }
             ExecSecurity::Deny => r.add("exec", Status::Ok, "disabled", None),
         }
+        sandbox_check(&mut r, &config.tools.exec);
 
         // Control UI, hooks, proxies.
         if let Some(root) = &config.gateway.control_ui_root {
@@ -427,6 +428,41 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
         println!("{fails} problem(s), {warns} warning(s).");
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Reports what the kernel sandbox around `exec` really gets on this machine.
+fn sandbox_check(r: &mut Report, exec: &clawline_core::config::ExecSettings) {
+    use clawline_core::config::schema::SandboxMode;
+    if exec.security == ExecSecurity::Deny {
+        return r.add("exec sandbox", Status::Ok, "not needed: exec is disabled", None);
+    }
+    if exec.sandbox == SandboxMode::Off {
+        return r.add(
+            "exec sandbox",
+            Status::Warn,
+            "tools.exec.sandbox is \"off\": commands can write anywhere you can and use the network",
+            Some("remove tools.exec.sandbox (the default is \"auto\")".into()),
+        );
+    }
+    let status = clawline_agent::tools::sandbox::status();
+    if status.complete() {
+        return r.add("exec sandbox", Status::Ok, status.to_string(), None);
+    }
+    let fix = "use Linux 6.7 or later with Landlock enabled (the `lsm=` boot parameter) and unprivileged user namespaces allowed (sysctl user.max_user_namespaces > 0)";
+    match exec.sandbox {
+        SandboxMode::Require => r.add(
+            "exec sandbox",
+            Status::Fail,
+            format!("{status}: tools.exec.sandbox is \"require\", so exec refuses every command"),
+            Some(fix.into()),
+        ),
+        _ => r.add(
+            "exec sandbox",
+            Status::Warn,
+            format!("{status}: commands are not fully contained"),
+            Some(format!("{fix}; or set tools.exec.security \"deny\" to turn exec off")),
+        ),
+    }
 }
 
 /// Channels: platforms this build cannot connect, policies that let anyone in, tokens sent

@@ -164,6 +164,7 @@ pub async fn run(paths: &Paths, args: GatewayArgs) -> Result<ExitCode> {
     }
     println!("clawline gateway listening on {base}");
     tracing::info!(addr = %bound, state_dir = %paths.state.root.display(), "gateway ready");
+    report_sandbox(&config.tools.exec);
     // Debug builds only: lets the end-to-end tests see a real crash and its report.
     if cfg!(debug_assertions) && std::env::var("CLAWLINE_TEST_PANIC").is_ok_and(|v| v == "after-ready") {
         panic!("a panic asked for by CLAWLINE_TEST_PANIC; the token {} must not reach the report", token.expose());
@@ -269,6 +270,30 @@ fn spawn_profile_reloader(
             match setup::apply_auth_profiles(&store, &key, &runtime, &redactor).await {
                 Ok(n) => tracing::info!(profiles = n, "auth profiles changed; reloaded"),
                 Err(e) => tracing::warn!(error = %e, "could not reload the auth profiles"),
+            }
+        }
+    });
+}
+
+/// Logs, once and after the gateway is ready (the probe forks), how contained `exec` commands are.
+fn report_sandbox(exec: &clawline_core::config::ExecSettings) {
+    use clawline_core::config::schema::{ExecSecurity, SandboxMode};
+    if exec.security == ExecSecurity::Deny {
+        return;
+    }
+    let mode = exec.sandbox;
+    tokio::task::spawn_blocking(move || {
+        let status = clawline_agent::tools::sandbox::status();
+        match mode {
+            SandboxMode::Off => {
+                tracing::warn!("tools.exec.sandbox is \"off\": exec commands run without the kernel sandbox")
+            }
+            _ if status.complete() => tracing::info!(sandbox = %status, "exec commands run sandboxed"),
+            SandboxMode::Require => {
+                tracing::warn!(sandbox = %status, "the kernel sandbox is incomplete and tools.exec.sandbox is \"require\": exec refuses every command (`clawline doctor` says how to fix it)")
+            }
+            SandboxMode::Auto => {
+                tracing::warn!(sandbox = %status, "the kernel sandbox is incomplete: exec commands are not fully contained (`clawline doctor` says how to fix it)")
             }
         }
     });

@@ -261,6 +261,7 @@ pub struct ExecSettings {
     pub safe_bins: Vec<String>,
     pub timeout_secs: u64,
     pub max_output_chars: usize,
+    pub sandbox: SandboxMode,
 }
 
 #[derive(Debug, Clone)]
@@ -1292,6 +1293,7 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
             safe_bins,
             timeout_secs: timeout,
             max_output_chars: t.exec.max_output_chars.unwrap_or(16_000).max(256),
+            sandbox: t.exec.sandbox.unwrap_or(SandboxMode::Auto),
         },
     }
 }

@@ -729,6 +729,18 @@ pub struct ExecFile {
     pub timeout_seconds: Option<u64>,
     /// Output kept per stream, in characters (default 16000).
     pub max_output_chars: Option<usize>,
+    /// The kernel sandbox around every command (Linux): `auto` (default) uses what the kernel
+    /// grants, `require` refuses to run commands unless files and network are both contained,
+    /// `off` runs them with the policy alone.
+    pub sandbox: Option<SandboxMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    Auto,
+    Require,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
