@@ -39,6 +39,7 @@ impl Scene {
         let settings = ToolSettings {
             deny: vec![],
             allow: None,
+            web_fetch: Default::default(),
             exec: ExecSettings {
                 security,
                 safe_bins: DEFAULT_SAFE_BINS.iter().map(|s| s.to_string()).collect(),

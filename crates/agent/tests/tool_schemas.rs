@@ -21,5 +21,5 @@ async fn schemas_match_the_golden_file() {
     assert_eq!(actual, expected, "tool schemas changed; see the comment at the top of this file");
     // Small enough to keep a one-line turn's request under the 8 KB budget.
     let compact = serde_json::to_string(&specs).unwrap();
-    assert!(compact.len() < 3500, "tool schemas are {} bytes", compact.len());
+    assert!(compact.len() < 4500, "tool schemas are {} bytes", compact.len());
 }

@@ -31,6 +31,8 @@
 //! - [`slack_server`]: Slack's Web API, Socket Mode and signed Events API delivery, with faults.
 //! - [`irc_server`]: an IRC server (CAP, SASL PLAIN, NickServ, channels, CTCP, limits), simulated people, faults.
 //! - [`discord_server`]: Discord's HTTP API and Gateway (identify, heartbeats, resume, intents, buckets), with faults.
+//! - [`web_server`]: a small website (article, huge page, redirects anywhere, endless body,
+//!   binary file, a forged end marker, a `/secret` that must never be fetched), recording requests.
 //!
 //! Nothing here talks to the internet.
 
@@ -59,4 +61,5 @@ pub mod slack_server;
 pub mod sse_client;
 pub mod telegram_server;
 pub mod usage_server;
+pub mod web_server;
 pub mod ws_client;

@@ -387,6 +387,7 @@ mod tests {
         let mut settings = clawline_core::config::ToolSettings {
             deny: vec![],
             allow: None,
+            web_fetch: Default::default(),
             exec: clawline_core::config::ExecSettings {
                 security: ExecSecurity::Full,
                 safe_bins: vec![],

@@ -7,6 +7,7 @@
 //! | `edit`  | exact, unique text replacements in one file | the workspace |
 //! | `ls`    | lists a directory | the workspace |
 //! | `exec`  | runs one program, without a shell | `tools.exec`: allow-list, cwd in the workspace, clean environment, timeout, output cap; the kernel [`sandbox`] (no network, writes only in the workspace) |
+//! | `web_fetch` | one public web page as text, marked untrusted | [`net_guard`]: public addresses only (checked at connect time and on every redirect), size and time caps, no proxy, no cookies |
 //! | `memory_search` | ranked snippets of the memory files | the memory index (when `memory.search` is on) |
 //! | `memory_get` | lines of a memory file | files the memory index holds |
 //!
@@ -17,13 +18,16 @@
 
 mod edit;
 mod exec;
+mod html_text;
 mod ls;
 mod memory_get;
 mod memory_search;
 pub use memory_search::result_json as memory_result_json;
+pub mod net_guard;
 pub mod path;
 mod read;
 pub mod sandbox;
+mod web_fetch;
 mod write;
 
 use std::path::PathBuf;
@@ -77,7 +81,7 @@ impl std::fmt::Debug for MemoryAccess {
 }
 
 /// The built-in tools, in the order they are offered.
-pub const BUILTIN: &[&str] = &["read", "write", "edit", "ls", "exec"];
+pub const BUILTIN: &[&str] = &["read", "write", "edit", "ls", "exec", "web_fetch"];
 
 /// The memory tools, offered after the built-ins when the agent has memory.
 pub const MEMORY: &[&str] = &["memory_search", "memory_get"];
@@ -94,6 +98,7 @@ fn spec(name: &str) -> Option<ToolSpec> {
         "edit" => edit::schema(),
         "ls" => ls::schema(),
         "exec" => exec::schema(),
+        "web_fetch" => web_fetch::schema(),
         "memory_search" => memory_search::schema(),
         "memory_get" => memory_get::schema(),
         _ => return None,
@@ -125,6 +130,9 @@ pub fn is_enabled(name: &str, settings: &ToolSettings) -> bool {
         return false;
     }
     if name == "exec" && settings.exec.security == clawline_core::config::schema::ExecSecurity::Deny {
+        return false;
+    }
+    if name == "web_fetch" && !settings.web_fetch.enabled {
         return false;
     }
     BUILTIN.contains(&name)
@@ -162,6 +170,7 @@ pub async fn call(name: &str, arguments: &Value, ctx: &ToolContext) -> ToolOutpu
         "edit" => edit::run(args, ctx).await,
         "ls" => ls::run(args, ctx).await,
         "exec" => exec::run(args, ctx).await,
+        "web_fetch" => web_fetch::run(args, ctx).await,
         "memory_search" => memory_search::run(args, ctx).await,
         "memory_get" => memory_get::run(args, ctx).await,
         _ => ToolOutput::err(format!("Tool `{name}` is not available.")),

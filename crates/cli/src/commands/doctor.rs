@@ -334,6 +334,21 @@ pub async fn run(paths: &Paths, args: DoctorArgs) -> Result<ExitCode> {
             ExecSecurity::Deny => r.add("exec", Status::Ok, "disabled", None),
         }
         sandbox_check(&mut r, &config.tools.exec);
+        let web = &config.tools.web_fetch;
+        if !web.enabled {
+            r.add("web_fetch", Status::Ok, "disabled", None);
+        } else if web.allow_private_network {
+            r.add(
+                "web_fetch",
+                Status::Warn,
+                "tools.web.fetch.allowPrivateNetwork is true: a page's URL can reach this machine, your network and cloud metadata",
+                Some("list the private hosts the agent needs in tools.web.fetch.allowedHosts instead".into()),
+            );
+        } else if web.allowed_hosts.is_empty() {
+            r.add("web_fetch", Status::Ok, "public addresses only", None);
+        } else {
+            r.add("web_fetch", Status::Ok, format!("public addresses, and {}", web.allowed_hosts.join(", ")), None);
+        }
 
         // Control UI, hooks, proxies.
         if let Some(root) = &config.gateway.control_ui_root {

@@ -26,5 +26,5 @@ pub use resolve::{
     AgentSettings, ApiKind, AuthMode, AwsCredentials, BudgetSettings, Config, DEFAULT_AGENT_ID, DEFAULT_DAILY_COST_USD,
     DEFAULT_DAILY_TOKENS, DEFAULT_HTTP_TOOLS_DENY, DEFAULT_PORT, DEFAULT_SAFE_BINS, ExecSettings, GatewaySettings,
     HookSettings, LogSettings, LoopDetection, ModelRef, OtelSettings, ProviderSettings, RateLimitSettings,
-    ToolSettings, provider_key_var,
+    ToolSettings, WebFetchSettings, provider_key_var,
 };

@@ -264,12 +264,44 @@ pub struct ExecSettings {
     pub sandbox: SandboxMode,
 }
 
+/// `web_fetch`'s limits and address policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebFetchSettings {
+    pub enabled: bool,
+    pub max_chars: usize,
+    pub max_bytes: u64,
+    pub timeout_secs: u64,
+    pub max_redirects: u32,
+    /// Lowercase host names or IP literals allowed on private addresses.
+    pub allowed_hosts: Vec<String>,
+    pub allow_private_network: bool,
+    /// Names answered without DNS (like `/etc/hosts`), still subject to the address check.
+    /// Not in the config file: tests give a local server a name with it.
+    pub static_hosts: Vec<(String, std::net::IpAddr)>,
+}
+
+impl Default for WebFetchSettings {
+    fn default() -> Self {
+        WebFetchSettings {
+            enabled: true,
+            max_chars: 20_000,
+            max_bytes: 2_000_000,
+            timeout_secs: 20,
+            max_redirects: 5,
+            allowed_hosts: Vec::new(),
+            allow_private_network: false,
+            static_hosts: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ToolSettings {
     pub deny: Vec<String>,
     pub allow: Option<Vec<String>>,
     pub exec: ExecSettings,
     pub loop_detection: Option<LoopDetection>,
+    pub web_fetch: WebFetchSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -1283,7 +1315,33 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
     check_range("tools.loopDetection.maxIdenticalCalls", max_identical.into(), 1, 1000, issues);
     let max_errors = loops.max_consecutive_errors.unwrap_or(8);
     check_range("tools.loopDetection.maxConsecutiveErrors", max_errors.into(), 1, 1000, issues);
+    let f = &t.web.fetch;
+    let d = WebFetchSettings::default();
+    let web_fetch = WebFetchSettings {
+        enabled: f.enabled != Some(false),
+        max_chars: f.max_chars.unwrap_or(d.max_chars),
+        max_bytes: f.max_bytes.unwrap_or(d.max_bytes),
+        timeout_secs: f.timeout_seconds.unwrap_or(d.timeout_secs),
+        max_redirects: f.max_redirects.unwrap_or(d.max_redirects),
+        allowed_hosts: f.allowed_hosts.iter().map(|h| h.trim().trim_matches(['[', ']']).to_ascii_lowercase()).collect(),
+        allow_private_network: f.allow_private_network == Some(true),
+        static_hosts: Vec::new(),
+    };
+    check_range("tools.web.fetch.maxChars", web_fetch.max_chars as u64, 200, 1_000_000, issues);
+    check_range("tools.web.fetch.maxBytes", web_fetch.max_bytes, 1024, 100_000_000, issues);
+    check_range("tools.web.fetch.timeoutSeconds", web_fetch.timeout_secs, 1, 600, issues);
+    check_range("tools.web.fetch.maxRedirects", web_fetch.max_redirects.into(), 0, 20, issues);
+    for (i, h) in f.allowed_hosts.iter().enumerate() {
+        if h.trim().is_empty() || h.contains(['/', ' ', ':']) && h.parse::<std::net::IpAddr>().is_err() {
+            issues.push(issue(
+                format!("tools.web.fetch.allowedHosts[{i}]"),
+                format!("`{h}` is not a host name or IP address"),
+                Some("write a bare host such as \"wiki.lan\" or \"192.168.1.10\" (no scheme, port or path)".into()),
+            ));
+        }
+    }
     ToolSettings {
+        web_fetch,
         loop_detection: (loops.enabled != Some(false))
             .then_some(LoopDetection { max_identical_calls: max_identical, max_consecutive_errors: max_errors }),
         deny: t.deny.clone(),

@@ -701,6 +701,38 @@ pub struct ToolsFile {
     pub exec: ExecFile,
     #[serde(default)]
     pub loop_detection: LoopDetectionFile,
+    #[serde(default)]
+    pub web: WebToolsFile,
+}
+
+/// `tools.web.*`: the tools that reach the web.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebToolsFile {
+    #[serde(default)]
+    pub fetch: WebFetchFile,
+}
+
+/// `tools.web.fetch.*`: `web_fetch`, which reads one URL as text.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebFetchFile {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Characters of text returned per call at most (default 20000; the model may ask for less).
+    pub max_chars: Option<usize>,
+    /// Bytes of a response body read at most (default 2000000); the rest is not downloaded.
+    pub max_bytes: Option<u64>,
+    /// Seconds for the whole fetch, redirects included (default 20).
+    pub timeout_seconds: Option<u64>,
+    /// Redirects followed, each one checked again (default 5).
+    pub max_redirects: Option<u32>,
+    /// Host names or IP addresses that may be private (a NAS, an intranet wiki). Everything
+    /// else on loopback, private, link-local or metadata addresses is refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Turns the private-address guard off entirely (default false; `doctor` warns).
+    pub allow_private_network: Option<bool>,
 }
 
 /// `tools.loopDetection.*`: stopping a run whose model keeps doing the same thing (on by
