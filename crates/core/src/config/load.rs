@@ -363,6 +363,13 @@ mod tests {
         assert!(c.default_agent().model.is_none());
         assert!(c.providers.is_empty());
         assert_eq!(c.tools.exec.security, crate::config::schema::ExecSecurity::Allowlist);
+        assert_eq!(c.tools.allow, None, "no profile: every tool");
+        let c =
+            load_with("{ tools: { profile: 'messaging', alsoAllow: ['group:memory'], deny: ['group:memory'] } }", &[])
+                .unwrap()
+                .config;
+        assert!(c.tools.allow.as_ref().unwrap().contains(&"message".to_string()));
+        assert_eq!(c.tools.deny, vec!["memory_search".to_string(), "memory_get".to_string()]);
     }
 
     #[test]
@@ -594,6 +601,12 @@ mod tests {
 
         let e = first_error("{ tools: { exec: { safeBins: ['bin/sh'] } } }", &[]);
         assert_eq!(e.path, "tools.exec.safeBins[0]");
+
+        let e = first_error("{ tools: { deny: ['exec', 'group:nope'] } }", &[]);
+        assert_eq!(e.path, "tools.deny[1]");
+        assert!(e.message.contains("`group:nope` is not a tool group") && e.hint.as_deref().unwrap_or("").contains("group:fs"), "{e}");
+        let e = first_error("{ tools: { allow: ['read'], alsoAllow: ['exec'] } }", &[]);
+        assert_eq!(e.path, "tools.alsoAllow");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod resolve;
 pub mod schema;
 mod substitute;
 pub mod template;
+pub mod tool_policy;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadContext, Loaded, StoredSecret, load, secret_paths};

@@ -1340,12 +1340,33 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
             ));
         }
     }
+    if t.allow.is_some() && !t.also_allow.is_empty() {
+        issues.push(issue(
+            "tools.alsoAllow",
+            "tools.allow and tools.alsoAllow are both set",
+            Some("use tools.allow to replace the profile's tools, or tools.alsoAllow to add to them, not both".into()),
+        ));
+    }
+    let lists = [
+        ("tools.allow", t.allow.as_deref().unwrap_or_default()),
+        ("tools.alsoAllow", &t.also_allow[..]),
+        ("tools.deny", &t.deny[..]),
+    ];
+    for (key, list) in lists {
+        for (i, entry) in list.iter().enumerate() {
+            if entry.starts_with("group:") && super::tool_policy::group(entry).is_none() {
+                issues.push(unknown_group(&format!("{key}[{i}]"), entry));
+            }
+        }
+    }
+    let allow = super::tool_policy::allow_list(t.profile, t.allow.as_deref(), &t.also_allow).unwrap_or_default();
+    let deny = super::tool_policy::expand(t.deny.iter().map(String::as_str)).unwrap_or_else(|_| t.deny.clone());
     ToolSettings {
         web_fetch,
         loop_detection: (loops.enabled != Some(false))
             .then_some(LoopDetection { max_identical_calls: max_identical, max_consecutive_errors: max_errors }),
-        deny: t.deny.clone(),
-        allow: t.allow.clone(),
+        deny,
+        allow,
         exec: ExecSettings {
             security: t.exec.security.unwrap_or(ExecSecurity::Allowlist),
             safe_bins,
@@ -1354,6 +1375,11 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
             sandbox: t.exec.sandbox.unwrap_or(SandboxMode::Auto),
         },
     }
+}
+
+fn unknown_group(key: &str, group: &str) -> Issue {
+    let known: Vec<&str> = super::tool_policy::GROUPS.iter().map(|(g, _)| *g).collect();
+    issue(key, format!("`{group}` is not a tool group"), Some(format!("known groups: {}", known.join(", "))))
 }
 
 /// Whether the key goes as `Authorization: Bearer` although the API has its own key header:

@@ -692,11 +692,16 @@ pub enum MaxTokensField {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ToolsFile {
-    /// Tool names never offered to the model.
+    /// A base set of tools: `minimal`, `coding`, `messaging` or `full` (the default: no restriction).
+    pub profile: Option<super::tool_policy::ToolProfile>,
+    /// Tool names (or `group:<name>`) never offered to the model; wins over every allow.
     #[serde(default)]
     pub deny: Vec<String>,
-    /// When set, only these tools are offered.
+    /// When set, only these tools (or groups) are offered, instead of the profile's.
     pub allow: Option<Vec<String>>,
+    /// Tools (or groups) offered in addition to the profile's.
+    #[serde(default)]
+    pub also_allow: Vec<String>,
     #[serde(default)]
     pub exec: ExecFile,
     #[serde(default)]
