@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use clawline_core::config::schema::{ExecSecurity, SandboxMode};
+use clawline_core::config::schema::{ExecAsk, ExecSecurity, SandboxMode};
 use clawline_core::config::{AgentSettings, ExecSettings};
 use clawline_core::message::{ContentBlock, Message, ToolResultMessage};
 use clawline_core::transcript::Record;
@@ -47,6 +47,11 @@ pub fn system_prompt(
                 )),
                 ExecSecurity::Full => s.push_str("exec runs one program without a shell.\n"),
                 ExecSecurity::Deny => {}
+            }
+            match exec.ask {
+                ExecAsk::OnMiss => s.push_str("Other commands wait for the owner's approval.\n"),
+                ExecAsk::Always => s.push_str("Every command waits for the owner's approval.\n"),
+                ExecAsk::Off => {}
             }
             if exec.sandbox != SandboxMode::Off && crate::tools::sandbox::status().complete() {
                 s.push_str("Commands are sandboxed: no network, and writes only inside the workspace.\n");

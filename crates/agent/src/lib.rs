@@ -16,6 +16,7 @@
 //! The agent knows nothing about HTTP, WebSockets or chat platforms; callers turn
 //! [`RunEvent`]s into whatever their clients speak.
 
+pub mod approvals;
 pub mod auth_profiles;
 pub mod budget;
 pub mod context;

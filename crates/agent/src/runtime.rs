@@ -94,6 +94,7 @@ struct Inner {
     http: OnceLock<reqwest::Client>,
     memories: Arc<crate::memory::Memories>,
     observer: Arc<Observer>,
+    approvals: Arc<crate::approvals::Approvals>,
 }
 
 /// Shared state for all runs. Cheap to clone.
@@ -120,6 +121,7 @@ impl Runtime {
             Arc::new(Observer::new(Some(clawline_store::StatePaths::new(&config.state_dir).observability())));
         Ok(Runtime {
             inner: Arc::new(Inner {
+                approvals: crate::approvals::Approvals::new(store.clone()),
                 config,
                 store,
                 lanes: Lanes::default(),
@@ -137,6 +139,11 @@ impl Runtime {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The exec approval broker.
+    pub fn approvals(&self) -> &Arc<crate::approvals::Approvals> {
+        &self.inner.approvals
     }
 
     pub fn store(&self) -> &Store {
@@ -192,6 +199,10 @@ impl Runtime {
     /// Finishes what a crash interrupted: marks stale runs `interrupted` and gives tool calls that
     /// never returned an error result, so every session is consistent before new turns start.
     pub async fn recover(&self) -> Result<usize, clawline_store::StoreError> {
+        let abandoned = self.inner.approvals.recover().await?;
+        if abandoned > 0 {
+            tracing::info!(count = abandoned, "closed exec approvals left pending by a previous process");
+        }
         let runs = self.inner.store.recover_interrupted_runs().await?;
         for run in &runs {
             let Some((_, records)) = self.inner.store.session_with_transcript(&run.session_key).await? else {
@@ -236,7 +247,7 @@ impl Runtime {
         let agent = self.inner.config.agent(agent_id)?;
         let workspace = self.inner.workspaces.get(agent_id).cloned().unwrap_or_else(|| agent.workspace.clone());
         let memory = self.memory_access_off_runtime(agent_id, &workspace).await;
-        Some(ToolContext { workspace, settings: self.inner.config.tools.clone(), memory })
+        Some(ToolContext { workspace, settings: self.inner.config.tools.clone(), memory, approvals: None })
     }
 
     /// [`Runtime::memory_access`] with the first opening of the index (file and schema work) on a
@@ -452,7 +463,17 @@ impl Runtime {
             model_label,
             router,
             request,
-            tool_ctx: ToolContext { workspace, settings: config.tools.clone(), memory },
+            tool_ctx: ToolContext {
+                workspace,
+                settings: config.tools.clone(),
+                memory,
+                approvals: Some(crate::tools::ApprovalScope {
+                    broker: self.inner.approvals.clone(),
+                    agent_id: agent.id.clone(),
+                    session_key: key.to_string(),
+                    run_id: run_id.clone(),
+                }),
+            },
             max_turns: agent.max_turns,
             budget: agent.budget,
             loops: config.tools.loop_detection,

@@ -46,10 +46,12 @@ impl Scene {
                 timeout_secs: 2,
                 max_output_chars: 2000,
                 sandbox: SandboxMode::Require,
+                ask: clawline_core::config::schema::ExecAsk::Off,
+                approval_timeout_secs: 120,
             },
             loop_detection: None,
         };
-        ToolContext { workspace: self.workspace.clone(), settings, memory: None }
+        ToolContext { workspace: self.workspace.clone(), settings, memory: None, approvals: None }
     }
 
     fn fill(&self, line: &str) -> String {

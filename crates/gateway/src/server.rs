@@ -116,6 +116,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::spawn(crate::feed::run(state.clone()));
+    tokio::spawn(crate::methods::approvals::run_events(state.clone()));
     crate::listener::cancel_on(shutdown, state.shutdown.clone());
     crate::listener::run(listener, router(state.clone()), state.shutdown.clone()).await
 }

@@ -108,6 +108,9 @@ const NOT_ACCEPTED: &[(&str, &str)] = &[
     ("sessions.patch", "inheritedToolDeny"),
     ("sessions.patch", "sendPolicy"),
     ("sessions.patch", "groupActivation"),
+    // Standing grants do not expire (they are revoked instead); refusing the parameter is
+    // better than a grant that outlives what the owner asked for.
+    ("exec.approval.resolve", "grantExpiresInDays"),
 ];
 
 /// Parameters accepted beyond the published schema: sent by OpenClaw 2026.9.6 clients.

@@ -197,6 +197,33 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE channel_outbound ADD COLUMN traceparent TEXT;
     "#,
+    // v8: exec approvals (one exact argv and cwd each) and the standing grants they created.
+    r#"
+    CREATE TABLE exec_approvals (
+        id          TEXT PRIMARY KEY,
+        agent_id    TEXT NOT NULL,
+        session_key TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        argv_json   TEXT NOT NULL,
+        cwd         TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('pending', 'allowed', 'denied', 'expired', 'cancelled')),
+        decision    TEXT CHECK (decision IN ('allow-once', 'allow-always', 'deny')),
+        resolved_by TEXT,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        resolved_at INTEGER
+    ) STRICT;
+    CREATE INDEX exec_approvals_pending ON exec_approvals(status, created_at);
+
+    CREATE TABLE exec_grants (
+        agent_id    TEXT NOT NULL,
+        argv_json   TEXT NOT NULL,
+        cwd         TEXT NOT NULL,
+        approval_id TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, argv_json, cwd)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -248,6 +275,8 @@ mod tests {
                 "channel_pairing_requests",
                 "device_tokens",
                 "devices",
+                "exec_approvals",
+                "exec_grants",
                 "pairing_requests",
                 "runs",
                 "secrets",

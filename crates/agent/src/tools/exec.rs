@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use clawline_core::config::schema::{ExecSecurity, SandboxMode};
+use clawline_core::config::schema::{ExecAsk, ExecSecurity, SandboxMode};
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -199,6 +199,45 @@ fn check_args(workspace: &Path, workdir: &Path, program: &str, args: &[String]) 
     Ok(())
 }
 
+/// Waits for the owner's decision on exactly `argv` in `workdir`. `Ok` carries a note for the
+/// result (`None` when a standing grant covered it); `Err` is the refusal to return.
+async fn approve(ctx: &ToolContext, argv: &[String], workdir: &Path) -> Result<Option<String>, ToolOutput> {
+    use crate::approvals::{AskExec, Outcome};
+    let shown = argv.join(" ");
+    let Some(scope) = &ctx.approvals else {
+        return Err(ToolOutput::err(format!(
+            "`{shown}` needs the owner's approval (tools.exec.ask), and this call has no one to ask. Use an allowed program."
+        )));
+    };
+    let wait = Duration::from_secs(ctx.settings.exec.approval_timeout_secs);
+    let ask = AskExec {
+        agent_id: scope.agent_id.clone(),
+        session_key: scope.session_key.clone(),
+        run_id: scope.run_id.clone(),
+        argv: argv.to_vec(),
+        cwd: workdir.to_string_lossy().into_owned(),
+    };
+    match scope.broker.ask(ask, wait).await {
+        Ok(Outcome::Granted) => Ok(None),
+        Ok(Outcome::Allowed { always, .. }) => Ok(Some(
+            if always {
+                "approved by the owner (always, for this exact command)"
+            } else {
+                "approved by the owner (once)"
+            }
+            .into(),
+        )),
+        Ok(Outcome::Denied { .. }) => Err(ToolOutput::err(format!(
+            "The owner denied `{shown}`. Do not try to run it another way; ask the user what they want instead."
+        ))),
+        Ok(Outcome::Expired { after, .. }) => Err(ToolOutput::err(format!(
+            "`{shown}` needed the owner's approval and got no decision within {} seconds; it did not run.",
+            after.as_secs()
+        ))),
+        Err(e) => Err(ToolOutput::err(format!("`{shown}` needs approval, but the request could not be stored: {e}"))),
+    }
+}
+
 /// Kills the whole process group when dropped (timeout or a cancelled run).
 struct GroupKiller(Option<i32>);
 
@@ -268,16 +307,33 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
         Err(e) => return e,
     };
     let program = &words[0];
-    if settings.security == ExecSecurity::Allowlist {
-        let allowed = settings.safe_bins.iter().any(|b| b == program);
-        if !allowed {
-            return ToolOutput::err(format!(
+    let miss = if settings.security == ExecSecurity::Allowlist {
+        if !settings.safe_bins.iter().any(|b| b == program) {
+            Some(format!(
                 "`{program}` is not in the exec allow-list (tools.exec.safeBins: {}). Use an allowed program, or ask the user to add it.",
                 settings.safe_bins.join(", ")
-            ));
+            ))
+        } else {
+            check_args(&ctx.workspace, &workdir, program, &words[1..]).err()
         }
-        if let Err(e) = check_args(&ctx.workspace, &workdir, program, &words[1..]) {
-            return ToolOutput::err(e);
+    } else {
+        None
+    };
+    let needs_approval = match settings.ask {
+        ExecAsk::Off => {
+            if let Some(why) = miss {
+                return ToolOutput::err(why);
+            }
+            false
+        }
+        ExecAsk::OnMiss => miss.is_some(),
+        ExecAsk::Always => true,
+    };
+    let mut approval_note = None;
+    if needs_approval {
+        match approve(ctx, &words, &workdir).await {
+            Ok(note) => approval_note = note,
+            Err(refusal) => return refusal,
         }
     }
     let Some(resolved) = locate(program) else {
@@ -354,6 +410,9 @@ pub(super) async fn run(args: &Map<String, Value>, ctx: &ToolContext) -> ToolOut
         Ok(Err(e)) => format!("could not wait for the program: {e}\n"),
         Err(_) => format!("killed after {timeout} s (timeout)\n"),
     };
+    if let Some(note) = approval_note {
+        text.push_str(&format!("({note})\n"));
+    }
     if !out.is_empty() || out_dropped > 0 {
         text.push_str(&render("stdout", &out, out_dropped, cap));
     }
@@ -394,11 +453,13 @@ mod tests {
                 timeout_secs: 30,
                 max_output_chars: 1000,
                 sandbox: SandboxMode::Auto,
+                ask: clawline_core::config::schema::ExecAsk::Off,
+                approval_timeout_secs: 120,
             },
             loop_detection: None,
         };
         settings.exec.security = ExecSecurity::Full;
-        let ctx = ToolContext { workspace: ws, settings, memory: None };
+        let ctx = ToolContext { workspace: ws, settings, memory: None, approvals: None };
         let args = json!({"command": "sh -c 'sleep 60 & echo started'"});
         let started = std::time::Instant::now();
         let out = super::super::call("exec", &args, &ctx).await;

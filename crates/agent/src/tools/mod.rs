@@ -62,6 +62,17 @@ pub struct ToolContext {
     pub settings: ToolSettings,
     /// The agent's memory, when `memory.search` is on.
     pub memory: Option<MemoryAccess>,
+    /// Whom `exec` asks when a command needs approval; `None`: nobody (such commands are refused).
+    pub approvals: Option<ApprovalScope>,
+}
+
+/// The approval broker, with the run a request would come from.
+#[derive(Debug, Clone)]
+pub struct ApprovalScope {
+    pub broker: Arc<crate::approvals::Approvals>,
+    pub agent_id: String,
+    pub session_key: String,
+    pub run_id: String,
 }
 
 /// One agent's memory index, as the memory tools use it.

@@ -604,7 +604,11 @@ mod tests {
 
         let e = first_error("{ tools: { deny: ['exec', 'group:nope'] } }", &[]);
         assert_eq!(e.path, "tools.deny[1]");
-        assert!(e.message.contains("`group:nope` is not a tool group") && e.hint.as_deref().unwrap_or("").contains("group:fs"), "{e}");
+        assert!(
+            e.message.contains("`group:nope` is not a tool group")
+                && e.hint.as_deref().unwrap_or("").contains("group:fs"),
+            "{e}"
+        );
         let e = first_error("{ tools: { allow: ['read'], alsoAllow: ['exec'] } }", &[]);
         assert_eq!(e.path, "tools.alsoAllow");
     }

@@ -262,6 +262,8 @@ pub struct ExecSettings {
     pub timeout_secs: u64,
     pub max_output_chars: usize,
     pub sandbox: SandboxMode,
+    pub ask: super::schema::ExecAsk,
+    pub approval_timeout_secs: u64,
 }
 
 /// `web_fetch`'s limits and address policy.
@@ -1309,6 +1311,8 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
         }
     }
     let timeout = t.exec.timeout_seconds.unwrap_or(30);
+    let approval_timeout = t.exec.approval_timeout_seconds.unwrap_or(120);
+    check_range("tools.exec.approvalTimeoutSeconds", approval_timeout, 5, 86_400, issues);
     check_range("tools.exec.timeoutSeconds", timeout, 1, 3600, issues);
     let loops = &t.loop_detection;
     let max_identical = loops.max_identical_calls.unwrap_or(3);
@@ -1373,6 +1377,8 @@ fn tools(t: &ToolsFile, issues: &mut Vec<Issue>) -> ToolSettings {
             timeout_secs: timeout,
             max_output_chars: t.exec.max_output_chars.unwrap_or(16_000).max(256),
             sandbox: t.exec.sandbox.unwrap_or(SandboxMode::Auto),
+            ask: t.exec.ask.unwrap_or(super::schema::ExecAsk::Off),
+            approval_timeout_secs: approval_timeout,
         },
     }
 }

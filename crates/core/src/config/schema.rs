@@ -770,6 +770,20 @@ pub struct ExecFile {
     /// grants, `require` refuses to run commands unless files and network are both contained,
     /// `off` runs them with the policy alone.
     pub sandbox: Option<SandboxMode>,
+    /// When a command waits for the owner's approval: `off` (default: refused commands are
+    /// refused), `on-miss` (a command the policy would refuse asks instead), `always` (every
+    /// command asks). An approval covers one exact argv in one directory.
+    pub ask: Option<ExecAsk>,
+    /// Seconds a command waits for a decision before it is refused (default 120).
+    pub approval_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecAsk {
+    Off,
+    OnMiss,
+    Always,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]

@@ -30,11 +30,24 @@ const AUDITED: &[&str] = &[
     "sessions.delete",
     "sessions.reset",
     "tools.invoke",
+    "exec.approval.resolve",
 ];
 
 /// Parameters that identify what a call acted on.
-const TARGET_KEYS: &[&str] =
-    &["requestId", "deviceId", "role", "channel", "accountId", "code", "key", "sessionKey", "name", "tool"];
+const TARGET_KEYS: &[&str] = &[
+    "requestId",
+    "deviceId",
+    "role",
+    "channel",
+    "accountId",
+    "code",
+    "key",
+    "sessionKey",
+    "name",
+    "tool",
+    "id",
+    "decision",
+];
 
 pub(super) fn is_audited(method: &str) -> bool {
     AUDITED.contains(&method)

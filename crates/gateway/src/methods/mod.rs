@@ -19,8 +19,10 @@
 //! | `catalog.rs` | `commands.list`, `tools.catalog`, `tools.invoke`, `cron.list` |
 //! | `channels.rs` | `channels.status`, `channels.pairing.list|approve|dismiss` |
 //! | `devices.rs` | `device.pair.list|approve|reject|remove|rename`, `device.token.revoke` |
+//! | `approvals.rs` | `exec.approval.list|get|resolve` (and the `exec.approval.*` events) |
 
 mod agent;
+pub mod approvals;
 mod audit;
 mod catalog;
 mod channels;
@@ -116,6 +118,7 @@ pub fn table() -> &'static [Method] {
         all.extend(catalog::methods());
         all.extend(channels::methods());
         all.extend(devices::methods());
+        all.extend(approvals::methods());
         all
     })
 }

@@ -25,6 +25,7 @@ pub fn required_scope(event: &str) -> Option<Option<&'static str>> {
             Some(Some(scopes::READ))
         }
         e if e.starts_with("device.pair.") || e.starts_with("node.pair.") => Some(Some(scopes::PAIRING)),
+        "exec.approval.requested" | "exec.approval.resolved" => Some(Some(scopes::APPROVALS)),
         _ => None,
     }
 }
